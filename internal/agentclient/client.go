@@ -1,0 +1,113 @@
+// Package agentclient is the host's side of the agent API: a ttRPC client
+// over whatever stream reaches the guest (a virtio-serial port or vsock)
+// that bounds the time of every call and checks every answer, because the
+// guest is not trusted.
+package agentclient
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"time"
+
+	"github.com/containerd/errdefs"
+	"github.com/containerd/ttrpc"
+
+	agent "github.com/hull-runtime/hull/api/agent/v1"
+)
+
+// Bounds on what the host accepts from a guest.
+const (
+	maxString  = 256
+	maxModules = 128
+)
+
+// Client calls the agent of one VM.
+type Client struct {
+	conn    net.Conn
+	tc      *ttrpc.Client
+	api     agent.AgentService
+	timeout time.Duration // bound of each call that has no shorter deadline
+}
+
+// New wraps conn. timeout bounds every call.
+func New(conn net.Conn, timeout time.Duration) *Client {
+	tc := ttrpc.NewClient(conn)
+	return &Client{conn: conn, tc: tc, api: agent.NewAgentClient(tc), timeout: timeout}
+}
+
+// Close closes the connection; calls in flight fail.
+func (c *Client) Close() error { return c.tc.Close() }
+
+func (c *Client) bound(ctx context.Context) (context.Context, context.CancelFunc) {
+	return context.WithTimeout(ctx, c.timeout)
+}
+
+// WaitReady waits until the agent answers Check, up to ctx's deadline. The
+// request waits in the channel until the agent opens its end, so one call
+// suffices: no polling, no duplicate requests.
+func (c *Client) WaitReady(ctx context.Context) error {
+	r, err := c.api.Check(ctx, &agent.CheckRequest{})
+	if err != nil {
+		return fmt.Errorf("agent check: %w", err)
+	}
+	if r.GetStatus() != agent.CheckResponse_SERVING {
+		return fmt.Errorf("agent check: status %v: %w", r.GetStatus(), errdefs.ErrUnavailable)
+	}
+	return nil
+}
+
+// Version returns the agent's version and refuses an API level the host
+// does not speak.
+func (c *Client) Version(ctx context.Context) (*agent.VersionResponse, error) {
+	ctx, cancel := c.bound(ctx)
+	defer cancel()
+	r, err := c.api.Version(ctx, &agent.VersionRequest{})
+	if err != nil {
+		return nil, fmt.Errorf("agent version: %w", err)
+	}
+	if err := checkStrings(r.AgentVersion, r.Commit); err != nil {
+		return nil, fmt.Errorf("agent version: %w", err)
+	}
+	if r.ApiVersion != agent.APIVersion {
+		return nil, fmt.Errorf("agent speaks API %d, host speaks %d (rebuild the guest image with `hull image build`): %w",
+			r.ApiVersion, agent.APIVersion, errdefs.ErrFailedPrecondition)
+	}
+	return r, nil
+}
+
+// GuestDetails returns what the agent reports of the guest.
+func (c *Client) GuestDetails(ctx context.Context) (*agent.GetGuestDetailsResponse, error) {
+	ctx, cancel := c.bound(ctx)
+	defer cancel()
+	r, err := c.api.GetGuestDetails(ctx, &agent.GetGuestDetailsRequest{})
+	if err != nil {
+		return nil, fmt.Errorf("agent guest details: %w", err)
+	}
+	if len(r.LoadedModules) > maxModules {
+		return nil, fmt.Errorf("agent guest details: %d modules: %w", len(r.LoadedModules), errdefs.ErrOutOfRange)
+	}
+	if err := checkStrings(append([]string{r.KernelRelease, r.AgentVersion, r.Channel}, r.LoadedModules...)...); err != nil {
+		return nil, fmt.Errorf("agent guest details: %w", err)
+	}
+	return r, nil
+}
+
+// DestroySandbox asks the agent to sync and power the VM off.
+func (c *Client) DestroySandbox(ctx context.Context) error {
+	ctx, cancel := c.bound(ctx)
+	defer cancel()
+	if _, err := c.api.DestroySandbox(ctx, &agent.DestroySandboxRequest{}); err != nil {
+		return fmt.Errorf("agent destroy sandbox: %w", err)
+	}
+	return nil
+}
+
+func checkStrings(ss ...string) error {
+	for _, s := range ss {
+		if len(s) > maxString {
+			return fmt.Errorf("string of %d bytes from the guest: %w", len(s), errdefs.ErrOutOfRange)
+		}
+	}
+	return nil
+}

@@ -1,0 +1,120 @@
+// Package cli implements the hull command line: runc's verbs and flags, so
+// that tools written for runc drive hull unchanged, plus hull's own verbs
+// (check, image). One file per verb.
+package cli
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"os"
+
+	"github.com/containerd/log"
+	"github.com/sirupsen/logrus"
+	"github.com/urfave/cli"
+
+	"github.com/hull-runtime/hull/internal/config"
+	"github.com/hull-runtime/hull/internal/version"
+)
+
+// Main runs the command line and returns the process exit status.
+func Main(args []string) int {
+	app := cli.NewApp()
+	app.Name = "hull"
+	app.Usage = "run OCI containers, each pod in its own lightweight virtual machine"
+	app.Version = version.Version
+	app.HideVersion = true
+	app.ErrWriter = os.Stderr
+	app.Flags = []cli.Flag{
+		cli.BoolFlag{Name: "debug", Usage: "enable debug logging"},
+		cli.StringFlag{Name: "log", Usage: "write logs to this file instead of stderr"},
+		cli.StringFlag{Name: "log-format", Value: "text", Usage: "log format: text or json"},
+		cli.StringFlag{Name: "root", Usage: "root directory for container state (default: runtime.root of the config, /run/hull)"},
+		cli.StringFlag{Name: "config", Usage: "configuration file (default: $" + config.EnvPath + " or " + config.DefaultPath + ")"},
+	}
+	app.Commands = []cli.Command{
+		checkCommand,
+		imageCommand,
+		versionCommand,
+	}
+	app.Before = setupLogging
+	// urfave/cli prints usage errors itself; runtime errors are printed
+	// once, below, so that the exit status and message are ours.
+	exit := 0
+	app.ExitErrHandler = func(*cli.Context, error) {}
+	if err := app.Run(args); err != nil {
+		printError(err)
+		exit = 1
+		if e, ok := err.(exitCoder); ok && e.ExitCode() != 0 {
+			exit = e.ExitCode()
+		}
+	}
+	return exit
+}
+
+type exitCoder interface{ ExitCode() int }
+
+func printError(err error) {
+	log.L.WithError(err).Debug("command failed")
+	msg := err.Error()
+	if msg == "" {
+		return
+	}
+	fmt.Fprintf(os.Stderr, "hull: %s\n", msg)
+}
+
+func setupLogging(c *cli.Context) error {
+	level := logrus.WarnLevel
+	if c.GlobalBool("debug") {
+		level = logrus.DebugLevel
+	}
+	logrus.SetLevel(level)
+	switch f := c.GlobalString("log-format"); f {
+	case "text":
+		logrus.SetFormatter(&logrus.TextFormatter{DisableQuote: true})
+	case "json":
+		logrus.SetFormatter(&logrus.JSONFormatter{})
+	default:
+		return fmt.Errorf("--log-format %q: must be text or json", f)
+	}
+	var out io.Writer = os.Stderr
+	if p := c.GlobalString("log"); p != "" {
+		f, err := os.OpenFile(p, os.O_CREATE|os.O_WRONLY|os.O_APPEND|os.O_SYNC, 0o644)
+		if err != nil {
+			return fmt.Errorf("--log %s: %w", p, err)
+		}
+		out = f
+	}
+	logrus.SetOutput(out)
+	return nil
+}
+
+// loadConfig reads the configuration the global flags point at. A file
+// named by --config or $HULL_CONFIG must exist; the default one need not.
+func loadConfig(c *cli.Context) (config.Config, error) {
+	path := configPath(c)
+	cfg, err := config.Load(path, path != config.DefaultPath)
+	if err != nil {
+		return cfg, err
+	}
+	if root := c.GlobalString("root"); root != "" {
+		cfg.Runtime.Root = root
+	}
+	if c.GlobalBool("debug") {
+		cfg.Runtime.LogLevel = "debug"
+	}
+	return cfg, nil
+}
+
+func configPath(c *cli.Context) string { return config.Path(c.GlobalString("config")) }
+
+func commandContext() context.Context {
+	return log.WithLogger(context.Background(), log.L)
+}
+
+func plural(n int, word string) string {
+	if n == 1 {
+		return fmt.Sprintf("%d %s", n, word)
+	}
+	return fmt.Sprintf("%d %ss", n, word)
+}

@@ -1,0 +1,106 @@
+package config
+
+import (
+	"errors"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/containerd/errdefs"
+)
+
+func TestMissingDefaultFileMeansDefaults(t *testing.T) {
+	c, err := Load(filepath.Join(t.TempDir(), "none.toml"), false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.Hypervisor.Machine != "microvm" || c.Image.Dir != "/usr/local/share/hull" {
+		t.Fatalf("not the defaults: %+v", c)
+	}
+	if err := c.Validate(); err != nil {
+		t.Fatalf("defaults do not validate: %v", err)
+	}
+}
+
+func TestMissingExplicitFileIsAnError(t *testing.T) {
+	p := filepath.Join(t.TempDir(), "none.toml")
+	_, err := Load(p, true)
+	if err == nil || !strings.Contains(err.Error(), p) {
+		t.Fatalf("want an error naming %s, got %v", p, err)
+	}
+}
+
+func TestFileOverridesDefaults(t *testing.T) {
+	p := writeConfig(t, `
+[hypervisor]
+accelerator = "tcg"
+memory_mib = 512
+boot_timeout = "3s"
+kernel_params = ["quiet"]
+[agent]
+transport = "serial"
+`)
+	c, err := Load(p, true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.Hypervisor.Accelerator != "tcg" || c.Hypervisor.MemoryMiB != 512 || c.Hypervisor.BootTimeout.D() != 3*time.Second {
+		t.Fatalf("file not applied: %+v", c.Hypervisor)
+	}
+	if c.Hypervisor.VCPUs != 1 || c.Runtime.Root != "/run/hull" {
+		t.Fatalf("defaults lost for keys the file does not set: %+v", c)
+	}
+}
+
+func TestBadConfigNamesKeyAndFile(t *testing.T) {
+	for _, tc := range []struct{ name, body, want string }{
+		{"unknown key", "[hypervisor]\nacceleratr = \"kvm\"\n", "hypervisor.acceleratr"},
+		{"unknown table", "[hypervisr]\npath = \"x\"\n", "hypervisr"},
+		{"bad enum", "[hypervisor]\naccelerator = \"xen\"\n", "hypervisor.accelerator"},
+		{"bad type", "[hypervisor]\nvcpus = \"two\"\n", "hypervisor.vcpus"},
+		{"bad range", "[hypervisor]\nmemory_mib = 1\n", "hypervisor.memory_mib"},
+		{"bad duration", "[agent]\nrequest_timeout = \"soon\"\n", "agent.request_timeout"},
+		{"relative dir", "[image]\ndir = \"share/hull\"\n", "image.dir"},
+		{"param with space", "[hypervisor]\nkernel_params = [\"a b\"]\n", "hypervisor.kernel_params"},
+		{"syntax", "[hypervisor\n", "line 1"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			p := writeConfig(t, tc.body)
+			_, err := Load(p, true)
+			if err == nil {
+				t.Fatal("accepted")
+			}
+			if !strings.Contains(err.Error(), tc.want) || !strings.Contains(err.Error(), p) {
+				t.Fatalf("error %q does not name %q and the file", err, tc.want)
+			}
+			if !errors.Is(err, errdefs.ErrInvalidArgument) {
+				t.Fatalf("error %v is not ErrInvalidArgument", err)
+			}
+		})
+	}
+}
+
+func TestPathPrecedence(t *testing.T) {
+	t.Setenv(EnvPath, "/from/env.toml")
+	if got := Path("/explicit.toml"); got != "/explicit.toml" {
+		t.Fatalf("explicit path lost: %s", got)
+	}
+	if got := Path(""); got != "/from/env.toml" {
+		t.Fatalf("env path lost: %s", got)
+	}
+	t.Setenv(EnvPath, "")
+	if got := Path(""); got != DefaultPath {
+		t.Fatalf("default path lost: %s", got)
+	}
+}
+
+func writeConfig(t *testing.T, body string) string {
+	t.Helper()
+	p := filepath.Join(t.TempDir(), "config.toml")
+	if err := os.WriteFile(p, []byte(body), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return p
+}

@@ -1,0 +1,375 @@
+package agent
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"os/signal"
+	"sync"
+	"time"
+
+	"github.com/containerd/ttrpc"
+	"github.com/sirupsen/logrus"
+	"golang.org/x/sys/unix"
+
+	api "github.com/hull-runtime/hull/api/agent/v1"
+	"github.com/hull-runtime/hull/internal/guest/channel"
+	"github.com/hull-runtime/hull/internal/guest/cmdline"
+	"github.com/hull-runtime/hull/internal/guest/initsys"
+	"github.com/hull-runtime/hull/internal/guest/kmod"
+)
+
+const (
+	// TestSocketEnv names a unix socket to serve on instead of the VM's
+	// channels. Setting it is also what lets the agent run as a process
+	// other than PID 1, for trying the API on a development machine: it
+	// then mounts nothing, loads no module and exits instead of powering
+	// off.
+	TestSocketEnv = "HULL_AGENT_TEST_SOCKET"
+	// TestCmdlineEnv stands in for /proc/cmdline in test mode.
+	TestCmdlineEnv = "HULL_AGENT_TEST_CMDLINE"
+
+	// serialTimeout bounds the wait for the virtio-serial port after the
+	// modules are loaded. It is long because TCG guests are slow; a VM
+	// without the port fails to boot only after it.
+	serialTimeout = 10 * time.Second
+
+	// flushTimeout bounds the wait for DestroySandbox's answer to be
+	// written, and flushGrace is left to the VMM to pass it on, before the
+	// power-off.
+	flushTimeout = time.Second
+	flushGrace   = 50 * time.Millisecond
+)
+
+// Main runs the agent. In a VM it does not return.
+func Main(version, commit string) {
+	testSocket := os.Getenv(TestSocketEnv)
+	a := &agent{
+		version:    version,
+		commit:     commit,
+		testSocket: testSocket,
+		start:      uptime(),
+		log:        logrus.StandardLogger(),
+	}
+	if testSocket == "" && os.Getpid() != 1 {
+		fmt.Fprintf(os.Stderr, "hull-agent: runs as PID 1 of a sandbox VM; set %s=PATH to serve on a unix socket for tests\n", TestSocketEnv)
+		os.Exit(2)
+	}
+	err := a.run()
+	a.log.WithError(err).Error("fatal")
+	a.end(1, "fatal error")
+}
+
+// agent is one run of the agent.
+type agent struct {
+	version, commit string
+	// testSocket, when set, is where the agent serves in test mode.
+	testSocket string
+	// start is the guest uptime when the agent started.
+	start time.Duration
+	log   *logrus.Logger
+
+	// reaper reaps every child; the container engine will start its
+	// processes through it. Nil in test mode.
+	reaper *initsys.Reaper
+
+	// flush tells when the next answer has been written.
+	flush   writeBarrier
+	endOnce sync.Once
+
+	// Boot timeline, as guest uptimes, for the log.
+	mounted, modStart, modDone time.Duration
+
+	// errc gets the error of each server that stops; serving counts them.
+	errc    chan error
+	serving int
+}
+
+func (a *agent) testMode() bool { return a.testSocket != "" }
+
+// run boots and serves; it returns only on a fatal error.
+func (a *agent) run() error {
+	params := a.boot()
+
+	if !a.testMode() {
+		a.reaper = initsys.StartReaper()
+	}
+	go a.handleSignals()
+
+	a.modStart = uptime()
+	modules := a.loadModules(params)
+	a.modDone = uptime()
+
+	svc := NewService(ServiceConfig{
+		Version:   a.version,
+		Commit:    a.commit,
+		Modules:   modules,
+		OnDestroy: a.destroy,
+	})
+	a.errc = make(chan error, 2)
+	if err := a.listen(svc); err != nil {
+		return err
+	}
+	for ; a.serving > 0; a.serving-- {
+		a.log.WithError(<-a.errc).Error("server stopped")
+	}
+	return errors.New("no channel left to serve on")
+}
+
+// boot mounts the file systems, puts the console on the standard fds and
+// sets up logging; it returns the kernel command line. What fails is
+// logged, not fatal: the agent may still reach the host and say so.
+func (a *agent) boot() []cmdline.Param {
+	var setupErr error
+	params := cmdline.Parse(os.Getenv(TestCmdlineEnv))
+	if !a.testMode() {
+		setupErr = initsys.Setup()
+		if _, err := initsys.SetupConsole(); err != nil {
+			setupErr = errors.Join(setupErr, err)
+		}
+		var err error
+		if params, err = cmdline.Read(); err != nil {
+			setupErr = errors.Join(setupErr, err)
+		}
+	}
+	a.mounted = uptime()
+
+	level, levelErr := logLevel(params)
+	a.log.SetOutput(os.Stderr)
+	a.log.SetFormatter(newConsoleFormatter())
+	a.log.SetLevel(level)
+	a.log.Infof("hull-agent %s (API %d) starting as pid %d", a.version, api.APIVersion, os.Getpid())
+	for _, err := range []error{setupErr, levelErr} {
+		if err != nil {
+			a.log.WithError(err).Error("setup")
+		}
+	}
+	return params
+}
+
+// listen starts a server on each channel there is and fails if there is
+// none.
+func (a *agent) listen(svc *Service) error {
+	if a.testMode() {
+		l, err := net.Listen("unix", a.testSocket)
+		if err != nil {
+			return err
+		}
+		return a.serve(svc, "unix", l)
+	}
+
+	// vsock first: it is there at once, while the serial port shows up only
+	// once the driver has probed it and the host has named it.
+	if channel.VsockAvailable() {
+		if l, err := channel.ListenVsock(api.VsockPort); err != nil {
+			a.log.WithError(err).Warn("vsock: not serving")
+		} else if err := a.serve(svc, channel.KindVsock, l); err != nil {
+			return err
+		}
+	}
+	err := a.listenSerial(svc)
+	if err != nil && a.serving > 0 {
+		a.log.WithError(err).Warn("virtio-serial: not serving")
+		return nil
+	}
+	return err
+}
+
+func (a *agent) listenSerial(svc *Service) error {
+	ctx, cancel := context.WithTimeout(context.Background(), serialTimeout)
+	defer cancel()
+	path, err := channel.FindSerialPort(ctx, api.SerialPortName)
+	if err != nil {
+		return err
+	}
+	a.log.Debugf("found %s at %s after %s", api.SerialPortName, path, ms(uptime()-a.modDone))
+	l, err := channel.ListenSerial(path)
+	if err != nil {
+		return err
+	}
+	return a.serve(svc, channel.KindSerial, l)
+}
+
+// serve serves the API on l in a ttRPC server of its own, so that the
+// service knows which channel its requests come in on.
+func (a *agent) serve(svc *Service, kind string, l net.Listener) error {
+	srv, err := ttrpc.NewServer(ttrpc.WithUnaryServerInterceptor(a.logCall))
+	if err != nil {
+		l.Close()
+		return err
+	}
+	api.RegisterAgentService(srv, svc.OnChannel(kind))
+	go func() {
+		err := srv.Serve(context.Background(), &sessionListener{Listener: l, kind: kind, a: a})
+		a.errc <- fmt.Errorf("serving on %s: %w", kind, err)
+	}()
+	a.serving++
+	now := uptime()
+	a.log.WithFields(logrus.Fields{"channel": kind, "addr": l.Addr().String()}).Infof(
+		"serving at %s: mounts %s, modules %s, agent start to serving %s",
+		seconds(now), ms(a.mounted-a.start), ms(a.modDone-a.modStart), ms(now-a.start))
+	return nil
+}
+
+// loadModules loads the image's modules and returns the names of those
+// loaded. A module that fails is logged, not fatal: the agent serves
+// without it if it can, and the host sees what is missing in
+// GetGuestDetails.
+func (a *agent) loadModules(params []cmdline.Param) []string {
+	if a.testMode() {
+		return nil
+	}
+	mods, err := kmod.ReadList(kmod.ListPath)
+	if errors.Is(err, os.ErrNotExist) {
+		a.log.Infof("no %s: loading no modules", kmod.ListPath)
+		return nil
+	}
+	if err != nil {
+		a.log.WithError(err).Error("modules")
+		return nil
+	}
+	results := kmod.Load(mods, params)
+	for _, r := range results {
+		l := a.log.WithFields(logrus.Fields{"module": r.Name, "took": ms(r.Took)})
+		if r.Params != "" {
+			l = l.WithField("params", r.Params)
+		}
+		switch {
+		case r.Err != nil:
+			l.WithError(r.Err).Warn("module not loaded")
+		case r.AlreadyLoaded:
+			l.Debug("module already loaded")
+		default:
+			l.Debug("module loaded")
+		}
+	}
+	return kmod.Loaded(results)
+}
+
+// destroy is the service's OnDestroy: it powers off once the answer is out.
+func (a *agent) destroy() {
+	flushed := a.flush.next()
+	a.endOnce.Do(func() {
+		go func() {
+			select {
+			case <-flushed:
+			case <-time.After(flushTimeout):
+				a.log.Warn("DestroySandbox: answer not written in time")
+			}
+			time.Sleep(flushGrace)
+			a.end(0, "DestroySandbox")
+		}()
+	})
+}
+
+// end powers the VM off and does not return. In test mode it exits with
+// code instead.
+func (a *agent) end(code int, reason string) {
+	a.log.Infof("powering off: %s", reason)
+	if a.testMode() {
+		os.Remove(a.testSocket)
+		os.Exit(code)
+	}
+	err := initsys.PowerOff()
+	a.log.WithError(err).Error("cannot power off")
+	for {
+		time.Sleep(time.Hour)
+	}
+}
+
+// handleSignals keeps signals from killing PID 1 (the Go runtime would exit
+// on them, and the kernel panic) and treats those an init gets asked to
+// stop with as a power-off request.
+func (a *agent) handleSignals() {
+	sigs := make(chan os.Signal, 4)
+	signal.Notify(sigs, unix.SIGTERM, unix.SIGINT, unix.SIGPWR, unix.SIGHUP, unix.SIGUSR1, unix.SIGUSR2)
+	for sig := range sigs {
+		switch sig {
+		case unix.SIGTERM, unix.SIGINT, unix.SIGPWR:
+			a.endOnce.Do(func() { go a.end(0, "signal "+sig.String()) })
+		default:
+			a.log.Infof("ignoring signal %s", sig)
+		}
+	}
+}
+
+func (a *agent) logCall(ctx context.Context, unmarshal ttrpc.Unmarshaler, info *ttrpc.UnaryServerInfo, method ttrpc.Method) (any, error) {
+	start := time.Now()
+	resp, err := method(ctx, unmarshal)
+	l := a.log.WithFields(logrus.Fields{"method": info.FullMethod, "took": ms(time.Since(start))})
+	if err != nil {
+		l.WithError(err).Warn("call failed")
+	} else {
+		l.Debug("call")
+	}
+	return resp, err
+}
+
+// sessionListener logs host sessions and lets the write barrier see what
+// the server writes.
+type sessionListener struct {
+	net.Listener
+	kind string
+	a    *agent
+}
+
+func (l *sessionListener) Accept() (net.Conn, error) {
+	c, err := l.Listener.Accept()
+	if err != nil {
+		return nil, err
+	}
+	l.a.log.WithFields(logrus.Fields{"channel": l.kind, "remote": c.RemoteAddr().String()}).Info("host connected")
+	return &sessionConn{Conn: c, kind: l.kind, a: l.a}, nil
+}
+
+type sessionConn struct {
+	net.Conn
+	kind string
+	a    *agent
+	once sync.Once
+}
+
+func (c *sessionConn) Write(b []byte) (int, error) {
+	n, err := c.Conn.Write(b)
+	c.a.flush.wrote()
+	return n, err
+}
+
+func (c *sessionConn) Close() error {
+	c.once.Do(func() { c.a.log.WithField("channel", c.kind).Info("host session ended") })
+	return c.Conn.Close()
+}
+
+// writeBarrier tells when a write has completed on any session. ttRPC
+// writes a handler's answer after the handler returns and offers no hook
+// for it; a handler that must act after its answer is out asks for the
+// next write before returning. On a busy conn that may be another answer,
+// hence the grace period after it.
+type writeBarrier struct {
+	mu      sync.Mutex
+	waiters []chan struct{} // guarded by mu
+}
+
+func (b *writeBarrier) next() <-chan struct{} {
+	ch := make(chan struct{})
+	b.mu.Lock()
+	b.waiters = append(b.waiters, ch)
+	b.mu.Unlock()
+	return ch
+}
+
+func (b *writeBarrier) wrote() {
+	b.mu.Lock()
+	waiters := b.waiters
+	b.waiters = nil
+	b.mu.Unlock()
+	for _, ch := range waiters {
+		close(ch)
+	}
+}
+
+func ms(d time.Duration) string { return d.Round(100 * time.Microsecond).String() }
+
+func seconds(d time.Duration) string { return fmt.Sprintf("%.3fs", d.Seconds()) }

@@ -1,0 +1,111 @@
+package agent
+
+import (
+	"context"
+	"slices"
+
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
+	api "github.com/hull-runtime/hull/api/agent/v1"
+)
+
+// ServiceConfig is what the service reports and how it ends the VM.
+type ServiceConfig struct {
+	Version string
+	Commit  string
+	// Modules are the modules loaded at boot, in load order.
+	Modules []string
+	// OnDestroy is called by DestroySandbox before it answers. It must
+	// return at once and power the VM off only after the answer has been
+	// written, so that the host learns the request was taken. It may be
+	// called more than once.
+	OnDestroy func()
+}
+
+// Service implements the agent API. Its fields are set when it is made and
+// only read afterwards, so the handlers, which ttRPC runs concurrently,
+// share it without locks.
+type Service struct {
+	cfg ServiceConfig
+	// channel is the kind of channel the requests come in on.
+	channel string
+}
+
+var _ api.AgentService = (*Service)(nil)
+
+// NewService returns a service for cfg.
+func NewService(cfg ServiceConfig) *Service {
+	cfg.Modules = slices.Clone(cfg.Modules)
+	return &Service{cfg: cfg}
+}
+
+// OnChannel returns a copy of s that reports kind as the channel. Give each
+// channel its own ttRPC server with its own copy: ttRPC tells a handler
+// nothing of the connection a request came on.
+func (s *Service) OnChannel(kind string) *Service {
+	c := *s
+	c.channel = kind
+	return &c
+}
+
+// Check answers SERVING: an agent that answers serves.
+func (s *Service) Check(context.Context, *api.CheckRequest) (*api.CheckResponse, error) {
+	return &api.CheckResponse{Status: api.CheckResponse_SERVING}, nil
+}
+
+// Version reports the build and the API level.
+func (s *Service) Version(context.Context, *api.VersionRequest) (*api.VersionResponse, error) {
+	return &api.VersionResponse{
+		AgentVersion: s.cfg.Version,
+		Commit:       s.cfg.Commit,
+		ApiVersion:   api.APIVersion,
+	}, nil
+}
+
+// GetGuestDetails reads the kernel's view of the guest on each call, since
+// memory and uptime change.
+func (s *Service) GetGuestDetails(context.Context, *api.GetGuestDetailsRequest) (*api.GetGuestDetailsResponse, error) {
+	release, err := kernelRelease()
+	if err != nil {
+		return nil, internal(err)
+	}
+	total, avail, err := readMeminfo()
+	if err != nil {
+		return nil, internal(err)
+	}
+	cpus, err := readOnlineCPUs()
+	if err != nil {
+		return nil, internal(err)
+	}
+	uptime, err := readUptimeMillis()
+	if err != nil {
+		return nil, internal(err)
+	}
+	return &api.GetGuestDetailsResponse{
+		KernelRelease:     release,
+		MemTotalBytes:     total,
+		MemAvailableBytes: avail,
+		OnlineCpus:        uint32(cpus),
+		AgentVersion:      s.cfg.Version,
+		LoadedModules:     s.cfg.Modules,
+		UptimeMs:          uptime,
+		Channel:           s.channel,
+	}, nil
+}
+
+// DestroySandbox asks for the power-off and answers; the VM goes down once
+// the answer is out.
+func (s *Service) DestroySandbox(context.Context, *api.DestroySandboxRequest) (*api.DestroySandboxResponse, error) {
+	if s.cfg.OnDestroy == nil {
+		return nil, status.Error(codes.Unimplemented, "this agent cannot power off")
+	}
+	s.cfg.OnDestroy()
+	return &api.DestroySandboxResponse{}, nil
+}
+
+// internal turns a failure to read the guest's own state into the RPC
+// status for it: nothing the host can fix.
+func internal(err error) error {
+	return status.Error(codes.Internal, err.Error())
+}

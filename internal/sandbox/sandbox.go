@@ -1,0 +1,280 @@
+// Package sandbox runs a sandbox: one VM with its guest agent, and later the
+// containers inside it. It composes the hypervisor driver, the guest image
+// and the agent client, and owns cleanup: every failure on the way up
+// undoes every step already taken.
+package sandbox
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"time"
+
+	"github.com/containerd/errdefs"
+	"github.com/containerd/log"
+
+	agent "github.com/hull-runtime/hull/api/agent/v1"
+	"github.com/hull-runtime/hull/internal/agentclient"
+	"github.com/hull-runtime/hull/internal/config"
+	"github.com/hull-runtime/hull/internal/image"
+	"github.com/hull-runtime/hull/internal/vmm/qemu"
+)
+
+// Options describes a sandbox to boot.
+type Options struct {
+	// ID names the sandbox; it becomes part of file names.
+	ID     string
+	Config config.Config
+	// Accel is the accelerator already chosen (see ChooseAccel).
+	Accel qemu.Accel
+	// RunDir is the directory for this sandbox's VM files; it must not
+	// exist yet and is removed when the sandbox is destroyed.
+	RunDir string
+}
+
+// Timings says where the time of a boot went.
+type Timings struct {
+	// VMStarted is the time from the call to QEMU answering QMP.
+	VMStarted time.Duration
+	// AgentReady is the time from the call to the agent answering Check.
+	AgentReady time.Duration
+}
+
+// Sandbox is a booted VM with a ready agent.
+type Sandbox struct {
+	id      string
+	vm      *qemu.VM
+	agent   *agentclient.Client
+	channel string
+	timings Timings
+}
+
+var validID = regexp.MustCompile(`^[a-zA-Z0-9][a-zA-Z0-9_.-]{0,63}$`)
+
+// ValidID reports whether id can name a sandbox.
+func ValidID(id string) error {
+	if !validID.MatchString(id) {
+		return fmt.Errorf("sandbox id %q must be 1-64 of [a-zA-Z0-9_.-] starting with a letter or digit: %w", id, errdefs.ErrInvalidArgument)
+	}
+	return nil
+}
+
+// vsockDevice is the device that lets QEMU offer vsock to a guest.
+const vsockDevice = "/dev/vhost-vsock"
+
+// useVsock decides the agent transport for the configured mode.
+func useVsock(mode string) (bool, error) {
+	_, err := os.Stat(vsockDevice)
+	have := err == nil
+	switch mode {
+	case "vsock":
+		if !have {
+			return false, fmt.Errorf("agent.transport is vsock but %s is missing (modprobe vhost_vsock): %w", vsockDevice, errdefs.ErrFailedPrecondition)
+		}
+		return true, nil
+	case "serial":
+		return false, nil
+	default:
+		return have, nil
+	}
+}
+
+// kernelParams are the guest kernel parameters hull always sets.
+func kernelParams(cfg config.Config) []string {
+	p := []string{
+		"quiet", "loglevel=3",
+		// The VM ends instead of hanging when the guest kernel panics.
+		"panic=-1",
+		// The guest zeroes pages on allocation by default; that touches, and
+		// so costs the host, every page the guest ever allocates.
+		"init_on_alloc=0",
+		// A sandbox has nothing to gain from mitigations between its own
+		// processes that the VM boundary does not already give, and they
+		// slow TCG guests badly.
+		"mitigations=off",
+		"random.trust_cpu=on",
+		"hull.log=" + cfg.Runtime.LogLevel,
+	}
+	return append(p, cfg.Hypervisor.KernelParams...)
+}
+
+// Boot starts the VM and waits for its agent. On error nothing is left
+// behind: no QEMU, no run directory.
+func Boot(ctx context.Context, opts Options) (_ *Sandbox, retErr error) {
+	start := time.Now()
+	if err := ValidID(opts.ID); err != nil {
+		return nil, err
+	}
+	cfg := opts.Config
+	logger := log.G(ctx).WithField("sandbox", opts.ID)
+
+	kernel, initrd, _, err := image.Verify(cfg.Image.Dir)
+	if err != nil {
+		return nil, fmt.Errorf("guest image: %w", err)
+	}
+	binary, err := qemu.LookBinary(cfg.Hypervisor.Path)
+	if err != nil {
+		return nil, err
+	}
+	vsock, err := useVsock(cfg.Agent.Transport)
+	if err != nil {
+		return nil, err
+	}
+	vc := qemu.Config{
+		Name:         "hull-" + opts.ID,
+		Binary:       binary,
+		Machine:      cfg.Hypervisor.Machine,
+		Accel:        opts.Accel,
+		TBSizeMiB:    cfg.Hypervisor.TCGTranslationCacheMiB,
+		VCPUs:        cfg.Hypervisor.VCPUs,
+		MemoryMiB:    cfg.Hypervisor.MemoryMiB,
+		SharedMemory: true,
+		Kernel:       kernel,
+		Initrd:       initrd,
+		KernelParams: kernelParams(cfg),
+		RunDir:       opts.RunDir,
+		SerialPorts:  []string{agent.SerialPortName},
+		Balloon:      cfg.Hypervisor.FreePageReporting,
+	}
+	if vsock {
+		vc.VsockCID = randomCID()
+	}
+	if opts.Accel == qemu.TCG {
+		vc.TSCKHz = qemu.HostTSCKHz()
+	}
+	vm, err := qemu.Start(ctx, vc)
+	if err != nil {
+		return nil, err
+	}
+	s := &Sandbox{id: opts.ID, vm: vm}
+	s.timings.VMStarted = time.Since(start)
+	defer func() {
+		if retErr != nil {
+			s.stop(context.WithoutCancel(ctx), 0)
+		}
+	}()
+
+	bootCtx, cancel := context.WithTimeout(ctx, cfg.Hypervisor.BootTimeout.D())
+	defer cancel()
+	// A VM that dies while we wait must end the wait at once, not at the
+	// deadline.
+	go func() {
+		select {
+		case <-vm.Done():
+			cancel()
+		case <-bootCtx.Done():
+		}
+	}()
+	if vsock {
+		s.agent, err = dialVsock(bootCtx, vc.VsockCID, cfg.Agent.RequestTimeout.D())
+		s.channel = "vsock"
+	} else {
+		conn, perr := vm.Port(agent.SerialPortName)
+		err = perr
+		if perr == nil {
+			s.agent = agentclient.New(conn, cfg.Agent.RequestTimeout.D())
+		}
+		s.channel = "serial"
+	}
+	if err == nil {
+		err = s.agent.WaitReady(bootCtx)
+	}
+	if err != nil {
+		return nil, s.bootError(bootCtx, cfg.Hypervisor.BootTimeout.D(), err)
+	}
+	if _, err := s.agent.Version(ctx); err != nil {
+		return nil, err
+	}
+	s.timings.AgentReady = time.Since(start)
+	logger.WithFields(log.Fields{
+		"accel": opts.Accel, "channel": s.channel,
+		"vm_ms": s.timings.VMStarted.Milliseconds(), "ready_ms": s.timings.AgentReady.Milliseconds(),
+	}).Debug("sandbox booted")
+	return s, nil
+}
+
+// bootError explains why the agent did not answer, with the end of the
+// console log, which is where a guest that failed to boot says why.
+func (s *Sandbox) bootError(ctx context.Context, timeout time.Duration, err error) error {
+	tail := consoleTail(s.vm.ConsoleLogPath(), 8)
+	select {
+	case <-s.vm.Done():
+		return fmt.Errorf("vm exited before its agent answered (%v); console: %s: %w", s.vm.ExitError(), tail, errdefs.ErrUnavailable)
+	default:
+	}
+	if errors.Is(ctx.Err(), context.DeadlineExceeded) {
+		return fmt.Errorf("agent did not answer within %s (hypervisor.boot_timeout); console: %s: %w", timeout, tail, context.DeadlineExceeded)
+	}
+	return fmt.Errorf("agent: %w; console: %s", err, tail)
+}
+
+func consoleTail(path string, n int) string {
+	b, err := os.ReadFile(path)
+	if err != nil || len(b) == 0 {
+		return "(empty)"
+	}
+	lines := strings.Split(strings.TrimSpace(string(b)), "\n")
+	if len(lines) > n {
+		lines = lines[len(lines)-n:]
+	}
+	return strings.Join(lines, " | ")
+}
+
+// randomCID picks a guest CID; collisions among 2^32 values are left to
+// QEMU's start-up error.
+func randomCID() uint32 {
+	var b [4]byte
+	_, _ = rand.Read(b[:])
+	return 3 + binary.LittleEndian.Uint32(b[:])%(1<<31)
+}
+
+// ID returns the sandbox id.
+func (s *Sandbox) ID() string { return s.id }
+
+// Agent returns the client of the sandbox's agent.
+func (s *Sandbox) Agent() *agentclient.Client { return s.agent }
+
+// Timings returns how long the boot took.
+func (s *Sandbox) Timings() Timings { return s.timings }
+
+// Channel says how the host reaches the agent: serial or vsock.
+func (s *Sandbox) Channel() string { return s.channel }
+
+// VMPid returns QEMU's pid.
+func (s *Sandbox) VMPid() int { return s.vm.Pid() }
+
+// Done is closed when the VM has exited.
+func (s *Sandbox) Done() <-chan struct{} { return s.vm.Done() }
+
+// Destroy powers the VM off through the agent, then makes sure QEMU is
+// gone, each step bounded, and releases every host resource.
+func (s *Sandbox) Destroy(ctx context.Context) error {
+	grace := time.Duration(0)
+	select {
+	case <-s.vm.Done():
+	default:
+		if err := s.agent.DestroySandbox(ctx); err != nil {
+			log.G(ctx).WithError(err).WithField("sandbox", s.id).Warn("agent did not power off, stopping the vm")
+		} else {
+			grace = 5 * time.Second
+		}
+	}
+	return s.stop(ctx, grace)
+}
+
+func (s *Sandbox) stop(ctx context.Context, grace time.Duration) error {
+	err := s.vm.Stop(ctx, grace)
+	if s.agent != nil {
+		s.agent.Close()
+	}
+	return err
+}
+
+// RunDirFor returns the conventional VM run directory of a sandbox.
+func RunDirFor(root, id string) string { return filepath.Join(root, id, "vm") }

@@ -1,0 +1,96 @@
+package qemu
+
+import (
+	"fmt"
+	"strconv"
+	"strings"
+)
+
+// Fixed file descriptors of the QEMU child: os/exec numbers ExtraFiles from
+// 3, and the command line refers to them by number.
+const (
+	fdQMP     = 3
+	fdConsole = 4
+	fdPorts   = 5 // first virtio-serial port; the others follow
+)
+
+// device names differ between the virtio-mmio of microvm and the PCI of q35.
+func (c *Config) dev(name string) string {
+	if c.Machine == MachineQ35 {
+		return name + "-pci"
+	}
+	return name + "-device"
+}
+
+// Args returns QEMU's arguments (without the binary). Channels are passed
+// as inherited, already connected sockets, so no socket file can leak, be
+// raced for, or be reached by another local user.
+func (c *Config) Args() []string {
+	var a []string
+	add := func(args ...string) { a = append(a, args...) }
+
+	add("-name", c.Name)
+	add("-no-user-config", "-nodefaults", "-display", "none", "-no-reboot")
+
+	machine := []string{c.Machine}
+	if c.Machine == MachineMicroVM {
+		// No option ROMs to run at boot. PIT, PIC and RTC stay: without them
+		// the Debian kernel under TCG boots twice as slowly or hangs early.
+		// The ISA serial is the guest console.
+		machine = append(machine, "x-option-roms=off", "isa-serial=on")
+	}
+	if c.SharedMemory {
+		machine = append(machine, "memory-backend=mem")
+	}
+	add("-machine", strings.Join(machine, ","))
+	switch c.Accel {
+	case KVM:
+		add("-accel", "kvm", "-cpu", "host")
+	default:
+		add("-accel", "tcg,tb-size="+strconv.Itoa(c.TBSizeMiB), "-cpu", "max")
+	}
+	add("-smp", strconv.Itoa(c.VCPUs))
+	add("-m", fmt.Sprintf("%dM", c.MemoryMiB))
+	if c.SharedMemory {
+		add("-object", fmt.Sprintf("memory-backend-memfd,id=mem,size=%dM,share=on", c.MemoryMiB))
+	}
+	if c.Machine == MachineMicroVM {
+		// vhost-user devices refuse microvm's default legacy virtio-mmio.
+		add("-global", "virtio-mmio.force-legacy=false")
+	}
+
+	add("-kernel", c.Kernel)
+	if c.Initrd != "" {
+		add("-initrd", c.Initrd)
+	}
+	params := []string{"console=ttyS0"}
+	if c.Accel == TCG && c.TSCKHz > 0 {
+		params = append(params, "tsc_early_khz="+strconv.FormatUint(c.TSCKHz, 10))
+	}
+	params = append(params, c.KernelParams...)
+	add("-append", strings.Join(params, " "))
+
+	add("-chardev", fmt.Sprintf("socket,id=qmp,fd=%d", fdQMP), "-mon", "chardev=qmp,mode=control")
+	add("-chardev", fmt.Sprintf("socket,id=console,fd=%d", fdConsole), "-serial", "chardev:console")
+
+	if len(c.SerialPorts) > 0 {
+		add("-device", c.dev("virtio-serial")+",id=vser0")
+		for i, name := range c.SerialPorts {
+			id := "port" + strconv.Itoa(i)
+			add("-chardev", fmt.Sprintf("socket,id=%s,fd=%d", id, fdPorts+i))
+			add("-device", fmt.Sprintf("virtserialport,bus=vser0.0,chardev=%s,name=%s", id, name))
+		}
+	}
+	if c.VsockCID != 0 {
+		add("-device", fmt.Sprintf("%s,id=vsock0,guest-cid=%d", c.dev("vhost-vsock"), c.VsockCID))
+	}
+	for i, f := range c.FS {
+		id := "fs" + strconv.Itoa(i)
+		add("-chardev", fmt.Sprintf("socket,id=%s,path=%s", id, f.Socket))
+		add("-device", fmt.Sprintf("%s,chardev=%s,tag=%s", c.dev("vhost-user-fs"), id, f.Tag))
+	}
+	if c.Balloon {
+		add("-device", c.dev("virtio-balloon")+",free-page-reporting=on")
+	}
+	return a
+}

@@ -1,0 +1,138 @@
+// Package qemu runs a virtual machine with QEMU: a typed configuration in,
+// a running VM out. It knows nothing of sandboxes, containers or the guest
+// agent; it offers the VM's channels (a virtio-serial port, vsock, the
+// console) as host-side connections and stops the VM in bounded steps.
+package qemu
+
+import (
+	"fmt"
+	"path/filepath"
+	"regexp"
+
+	"github.com/containerd/errdefs"
+)
+
+// Accel is the accelerator a VM runs with. The choice of auto is made by
+// ChooseAccel before a Config is built, so a Config is always explicit.
+type Accel string
+
+const (
+	KVM Accel = "kvm"
+	TCG Accel = "tcg"
+)
+
+// Machine types the driver knows how to build devices for.
+const (
+	MachineMicroVM = "microvm"
+	MachineQ35     = "q35"
+)
+
+// Config describes one VM. Paths must be absolute: QEMU resolves relative
+// paths against its own working directory, which is not the caller's
+// business.
+type Config struct {
+	// Name identifies the VM in QEMU's process title and in errors.
+	Name string
+	// Binary is the absolute path of qemu-system-x86_64.
+	Binary  string
+	Machine string
+	Accel   Accel
+	// TBSizeMiB caps the TCG translation cache; ignored under KVM.
+	TBSizeMiB int
+	// TSCKHz, under TCG, tells the guest the TSC rate (see HostTSCKHz);
+	// zero leaves the guest to calibrate it.
+	TSCKHz    uint64
+	VCPUs     int
+	MemoryMiB int
+	// SharedMemory backs guest RAM with a shareable memfd, which vhost-user
+	// devices (virtiofsd) need to map guest buffers.
+	SharedMemory bool
+	Kernel       string
+	Initrd       string
+	KernelParams []string
+	// RunDir holds the files of this VM (the console log). It is created by
+	// Start and removed when the VM is stopped.
+	RunDir string
+	// SerialPorts are virtio-serial port names; each becomes a host-side
+	// connection returned by VM.Port.
+	SerialPorts []string
+	// VsockCID, when non-zero, adds a vhost-vsock device with that guest CID.
+	VsockCID uint32
+	// Balloon adds virtio-balloon with free page reporting so the guest
+	// gives back memory it freed.
+	Balloon bool
+	// FS are vhost-user-fs devices, each served by a virtiofsd socket.
+	FS []FSDevice
+	// ConsoleLogMax bounds the console log: the guest writes it, and the host
+	// never lets a guest fill its disk. Zero means DefaultConsoleLogMax.
+	ConsoleLogMax int64
+}
+
+// FSDevice is a virtio-fs device backed by a virtiofsd socket.
+type FSDevice struct {
+	Tag    string
+	Socket string
+}
+
+// DefaultConsoleLogMax is the console log bound when Config leaves it zero.
+const DefaultConsoleLogMax = 1 << 20
+
+var portName = regexp.MustCompile(`^[a-zA-Z0-9._-]{1,64}$`)
+
+// Validate reports the first field that cannot make a VM.
+func (c *Config) Validate() error {
+	bad := func(format string, args ...any) error {
+		return fmt.Errorf("vm %s: %s: %w", c.Name, fmt.Sprintf(format, args...), errdefs.ErrInvalidArgument)
+	}
+	switch {
+	case c.Name == "" || !portName.MatchString(c.Name):
+		return bad("name %q must be 1-64 of [a-zA-Z0-9._-]", c.Name)
+	case !filepath.IsAbs(c.Binary):
+		return bad("qemu binary %q is not an absolute path", c.Binary)
+	case c.Machine != MachineMicroVM && c.Machine != MachineQ35:
+		return bad("machine %q is not microvm or q35", c.Machine)
+	case c.Accel != KVM && c.Accel != TCG:
+		return bad("accelerator %q is not kvm or tcg", c.Accel)
+	case c.VCPUs < 1:
+		return bad("vcpus %d < 1", c.VCPUs)
+	case c.MemoryMiB < 32:
+		return bad("memory %d MiB < 32", c.MemoryMiB)
+	case c.Accel == TCG && c.TBSizeMiB < 1:
+		return bad("translation cache %d MiB < 1", c.TBSizeMiB)
+	case !filepath.IsAbs(c.Kernel):
+		return bad("kernel %q is not an absolute path", c.Kernel)
+	case c.Initrd != "" && !filepath.IsAbs(c.Initrd):
+		return bad("initrd %q is not an absolute path", c.Initrd)
+	case !filepath.IsAbs(c.RunDir):
+		return bad("run dir %q is not an absolute path", c.RunDir)
+	case len(c.FS) > 0 && !c.SharedMemory:
+		return bad("virtio-fs needs shared memory")
+	}
+	for _, p := range c.KernelParams {
+		if p == "" || containsAny(p, " \t\n") {
+			return bad("kernel parameter %q must be one word", p)
+		}
+	}
+	for _, p := range c.SerialPorts {
+		if !portName.MatchString(p) {
+			return bad("serial port name %q must be 1-64 of [a-zA-Z0-9._-]", p)
+		}
+	}
+	for _, f := range c.FS {
+		if !portName.MatchString(f.Tag) || !filepath.IsAbs(f.Socket) {
+			return bad("virtio-fs tag %q or socket %q invalid", f.Tag, f.Socket)
+		}
+	}
+	return nil
+}
+
+func containsAny(s, chars string) bool {
+	for _, r := range s {
+		for _, c := range chars {
+			if r == c {
+				return true
+			}
+		}
+	}
+	return false
+}
