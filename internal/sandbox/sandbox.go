@@ -202,9 +202,18 @@ func Boot(ctx context.Context, opts Options) (_ *Sandbox, retErr error) {
 // bootError explains why the agent did not answer, with the end of the
 // console log, which is where a guest that failed to boot says why.
 func (s *Sandbox) bootError(ctx context.Context, timeout time.Duration, err error) error {
+	// A channel that closed under the call usually means QEMU is on its way
+	// out; give it a moment so the error says so.
+	exited := s.vm.Done()
+	if !errors.Is(ctx.Err(), context.DeadlineExceeded) {
+		select {
+		case <-exited:
+		case <-time.After(2 * time.Second):
+		}
+	}
 	tail := consoleTail(s.vm.ConsoleLogPath(), 8)
 	select {
-	case <-s.vm.Done():
+	case <-exited:
 		return fmt.Errorf("vm exited before its agent answered (%v); console: %s: %w", s.vm.ExitError(), tail, errdefs.ErrUnavailable)
 	default:
 	}
@@ -260,7 +269,11 @@ func (s *Sandbox) Destroy(ctx context.Context) error {
 	case <-s.vm.Done():
 	default:
 		if err := s.agent.DestroySandbox(ctx); err != nil {
-			log.G(ctx).WithError(err).WithField("sandbox", s.id).Warn("agent did not power off, stopping the vm")
+			select {
+			case <-s.vm.Done():
+			case <-time.After(time.Second):
+				log.G(ctx).WithError(err).WithField("sandbox", s.id).Warn("agent did not power off, stopping the vm")
+			}
 		} else {
 			grace = 5 * time.Second
 		}
