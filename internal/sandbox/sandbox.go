@@ -104,27 +104,21 @@ func kernelParams(cfg config.Config) []string {
 	return append(p, cfg.Hypervisor.KernelParams...)
 }
 
-// Boot starts the VM and waits for its agent. On error nothing is left
-// behind: no QEMU, no run directory.
-func Boot(ctx context.Context, opts Options) (_ *Sandbox, retErr error) {
-	start := time.Now()
-	if err := ValidID(opts.ID); err != nil {
-		return nil, err
-	}
+// VMConfig returns the VM configuration Boot would start for opts, after
+// checking the guest image against its manifest.
+func VMConfig(opts Options) (qemu.Config, error) {
 	cfg := opts.Config
-	logger := log.G(ctx).WithField("sandbox", opts.ID)
-
 	kernel, initrd, _, err := image.Verify(cfg.Image.Dir)
 	if err != nil {
-		return nil, fmt.Errorf("guest image: %w", err)
+		return qemu.Config{}, fmt.Errorf("guest image: %w", err)
 	}
 	binary, err := qemu.LookBinary(cfg.Hypervisor.Path)
 	if err != nil {
-		return nil, err
+		return qemu.Config{}, err
 	}
 	vsock, err := useVsock(cfg.Agent.Transport)
 	if err != nil {
-		return nil, err
+		return qemu.Config{}, err
 	}
 	vc := qemu.Config{
 		Name:         "hull-" + opts.ID,
@@ -148,6 +142,24 @@ func Boot(ctx context.Context, opts Options) (_ *Sandbox, retErr error) {
 	if opts.Accel == qemu.TCG {
 		vc.TSCKHz = qemu.HostTSCKHz()
 	}
+	return vc, nil
+}
+
+// Boot starts the VM and waits for its agent. On error nothing is left
+// behind: no QEMU, no run directory.
+func Boot(ctx context.Context, opts Options) (_ *Sandbox, retErr error) {
+	start := time.Now()
+	if err := ValidID(opts.ID); err != nil {
+		return nil, err
+	}
+	cfg := opts.Config
+	logger := log.G(ctx).WithField("sandbox", opts.ID)
+
+	vc, err := VMConfig(opts)
+	if err != nil {
+		return nil, err
+	}
+	vsock := vc.VsockCID != 0
 	vm, err := qemu.Start(ctx, vc)
 	if err != nil {
 		return nil, err

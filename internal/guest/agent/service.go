@@ -16,6 +16,14 @@ type ServiceConfig struct {
 	Commit  string
 	// Modules are the modules loaded at boot, in load order.
 	Modules []string
+	// ModulesLoaded, when set, is closed once the boot has loaded every
+	// module; until then Modules is not read. The agent serves before the
+	// modules that its channels do not need are in, so requests that
+	// describe the whole guest wait for them.
+	ModulesLoaded <-chan struct{}
+	// ModuleList returns the loaded modules once ModulesLoaded is closed;
+	// nil means Modules.
+	ModuleList func() []string
 	// OnDestroy is called by DestroySandbox before it answers. It must
 	// return at once and power the VM off only after the answer has been
 	// written, so that the host learns the request was taken. It may be
@@ -65,7 +73,11 @@ func (s *Service) Version(context.Context, *api.VersionRequest) (*api.VersionRes
 
 // GetGuestDetails reads the kernel's view of the guest on each call, since
 // memory and uptime change.
-func (s *Service) GetGuestDetails(context.Context, *api.GetGuestDetailsRequest) (*api.GetGuestDetailsResponse, error) {
+func (s *Service) GetGuestDetails(ctx context.Context, _ *api.GetGuestDetailsRequest) (*api.GetGuestDetailsResponse, error) {
+	modules, err := s.modules(ctx)
+	if err != nil {
+		return nil, err
+	}
 	release, err := kernelRelease()
 	if err != nil {
 		return nil, internal(err)
@@ -88,10 +100,25 @@ func (s *Service) GetGuestDetails(context.Context, *api.GetGuestDetailsRequest) 
 		MemAvailableBytes: avail,
 		OnlineCpus:        uint32(cpus),
 		AgentVersion:      s.cfg.Version,
-		LoadedModules:     s.cfg.Modules,
+		LoadedModules:     modules,
 		UptimeMs:          uptime,
 		Channel:           s.channel,
 	}, nil
+}
+
+// modules waits for the boot's module loading, as long as the caller does.
+func (s *Service) modules(ctx context.Context) ([]string, error) {
+	if s.cfg.ModulesLoaded != nil {
+		select {
+		case <-s.cfg.ModulesLoaded:
+		case <-ctx.Done():
+			return nil, status.FromContextError(ctx.Err()).Err()
+		}
+	}
+	if s.cfg.ModuleList != nil {
+		return s.cfg.ModuleList(), nil
+	}
+	return s.cfg.Modules, nil
 }
 
 // DestroySandbox asks for the power-off and answers; the VM goes down once

@@ -1,0 +1,55 @@
+// Package procmem reads how much host memory a process costs, as
+// proportional set size from /proc/PID/smaps_rollup: shared pages are
+// divided among the processes that map them, so the PSS of a VM's
+// processes add up to what the VM really costs the host.
+package procmem
+
+import (
+	"bufio"
+	"fmt"
+	"os"
+	"strconv"
+	"strings"
+)
+
+// Usage is a process's memory in bytes.
+type Usage struct {
+	RSS, PSS, PSSAnon, PSSFile, PSSShmem uint64
+}
+
+// Add returns the sum of u and o.
+func (u Usage) Add(o Usage) Usage {
+	return Usage{u.RSS + o.RSS, u.PSS + o.PSS, u.PSSAnon + o.PSSAnon, u.PSSFile + o.PSSFile, u.PSSShmem + o.PSSShmem}
+}
+
+// String prints the figures in MiB.
+func (u Usage) String() string {
+	mib := func(b uint64) string { return strconv.FormatFloat(float64(b)/(1<<20), 'f', 1, 64) }
+	return fmt.Sprintf("PSS %s MiB (anon %s, file %s, shmem %s), RSS %s MiB", mib(u.PSS), mib(u.PSSAnon), mib(u.PSSFile), mib(u.PSSShmem), mib(u.RSS))
+}
+
+// Read returns the memory of process pid.
+func Read(pid int) (Usage, error) {
+	f, err := os.Open(fmt.Sprintf("/proc/%d/smaps_rollup", pid))
+	if err != nil {
+		return Usage{}, err
+	}
+	defer f.Close()
+	var u Usage
+	fields := map[string]*uint64{"Rss:": &u.RSS, "Pss:": &u.PSS, "Pss_Anon:": &u.PSSAnon, "Pss_File:": &u.PSSFile, "Pss_Shmem:": &u.PSSShmem}
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		f := strings.Fields(sc.Text())
+		if len(f) < 2 {
+			continue
+		}
+		if p, ok := fields[f[0]]; ok {
+			kb, err := strconv.ParseUint(f[1], 10, 64)
+			if err != nil {
+				return Usage{}, fmt.Errorf("smaps_rollup of %d: %q: %w", pid, sc.Text(), err)
+			}
+			*p = kb << 10
+		}
+	}
+	return u, sc.Err()
+}
