@@ -91,7 +91,7 @@ func lockOutDir(dir string) (unlock func(), err error) {
 		}
 		return nil, fmt.Errorf("locking %s: %w", dir, err)
 	}
-	for _, name := range []string{KernelFile, InitrdFile, ManifestFile} {
+	for _, name := range []string{KernelFile, KernelELFFile, InitrdFile, ManifestFile} {
 		stale, _ := filepath.Glob(filepath.Join(dir, "."+name+".tmp-*"))
 		for _, p := range stale {
 			_ = os.Remove(p)

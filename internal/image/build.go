@@ -14,6 +14,7 @@ import (
 	"io"
 	"io/fs"
 	"os"
+	"path/filepath"
 	"syscall"
 
 	"github.com/containerd/errdefs"
@@ -212,6 +213,14 @@ func (b *builder) build(ctx context.Context) (*Manifest, error) {
 	}
 	defer initrd.abort()
 
+	kernel, kernelArt := kernelOut, Artifact{File: KernelFile, SHA256: hex.EncodeToString(scan.KernelSHA256), Size: scan.KernelSize}
+	if elfOut, art, err := b.writeVmlinux(kernelOut.Name()); err != nil {
+		fmt.Fprintf(b.progress, "      no uncompressed kernel (%v): the image boots the bzImage\n", err)
+	} else {
+		defer elfOut.abort()
+		kernel, kernelArt = elfOut, art
+	}
+
 	m := &Manifest{
 		SchemaVersion:        SchemaVersion,
 		KernelPackage:        ctl.Package,
@@ -219,12 +228,12 @@ func (b *builder) build(ctx context.Context) (*Manifest, error) {
 		KernelRelease:        scan.Release,
 		AgentVersion:         opts.AgentVersion,
 		Artifacts: map[string]Artifact{
-			ArtifactKernel: {File: KernelFile, SHA256: hex.EncodeToString(scan.KernelSHA256), Size: scan.KernelSize},
+			ArtifactKernel: kernelArt,
 			ArtifactInitrd: initrd.artifact,
 		},
 		Modules: names,
 	}
-	if err := b.commit(m, kernelOut, initrd.atomicFile); err != nil {
+	if err := b.commit(m, kernel, initrd.atomicFile); err != nil {
 		return nil, err
 	}
 	return m, nil
@@ -307,6 +316,13 @@ func (b *builder) commit(m *Manifest, kernel, initrd *atomicFile) error {
 	}
 	if err := mf.commit(0o444); err != nil {
 		return err
+	}
+	// The kernel of an earlier build in the other format is no longer part
+	// of the image.
+	for _, name := range []string{KernelFile, KernelELFFile} {
+		if name != m.Artifacts[ArtifactKernel].File {
+			_ = os.Remove(filepath.Join(b.opts.OutDir, name))
+		}
 	}
 	return syncDir(b.opts.OutDir)
 }

@@ -59,7 +59,11 @@ func TestBuildRealKernel(t *testing.T) {
 		t.Errorf("a build from the cache took %v", cached)
 	}
 
-	for _, f := range []string{KernelFile, InitrdFile, ManifestFile} {
+	// Debian's cloud kernel has a PVH entry: the image boots it uncompressed.
+	if f := m.Artifacts[ArtifactKernel].File; f != KernelELFFile {
+		t.Errorf("kernel artifact %s, want the extracted %s", f, KernelELFFile)
+	}
+	for _, f := range []string{KernelELFFile, InitrdFile, ManifestFile} {
 		if !bytes.Equal(mustRead(t, filepath.Join(out1, f)), mustRead(t, filepath.Join(out2, f))) {
 			t.Errorf("%s differs between two builds", f)
 		}

@@ -27,7 +27,10 @@ func writeConfig(t *testing.T, body string) string {
 func copyImage(t *testing.T) string {
 	t.Helper()
 	dir := t.TempDir()
-	for _, f := range []string{image.KernelFile, image.InitrdFile, image.ManifestFile} {
+	for _, f := range []string{image.KernelFile, image.KernelELFFile, image.InitrdFile, image.ManifestFile} {
+		if _, err := os.Stat(filepath.Join(imageDir, f)); err != nil {
+			continue
+		}
 		src, err := os.Open(filepath.Join(imageDir, f))
 		if err != nil {
 			t.Fatal(err)

@@ -7,6 +7,7 @@ import (
 	"net"
 	"os"
 	"os/signal"
+	"strconv"
 	"sync"
 	"time"
 
@@ -106,12 +107,14 @@ func (a *agent) run() error {
 	// takes a third of a second off the time to the first answer.
 	a.modStart = uptime()
 	mods := a.moduleList()
-	first, rest := splitChannelModules(mods)
+	channelParam, _ := cmdline.Lookup(params, "hull.channel")
+	first, rest := splitChannelModules(mods, channelParam)
 	loaded := a.loadModules(first, params)
 	a.modDone = uptime()
 	allLoaded := make(chan struct{})
 	go func() {
 		more := a.loadModules(rest, params)
+		a.tuneMemory(params)
 		a.modulesMu.Lock()
 		a.modules = append(loaded, more...)
 		a.modulesMu.Unlock()
@@ -252,21 +255,33 @@ func (a *agent) moduleList() []kmod.Module {
 	return mods
 }
 
-// channelModules are what the agent's channels need: the virtio transports,
-// the console (virtio-serial) and vsock, with their dependencies.
-var channelModules = map[string]bool{
-	"virtio_ring": true, "virtio": true, "virtio_mmio": true,
-	"virtio_pci_legacy_dev": true, "virtio_pci_modern_dev": true, "virtio_pci": true,
-	"virtio_console": true,
-	"vsock":          true, "vmw_vsock_virtio_transport_common": true, "vmw_vsock_virtio_transport": true,
-}
+// Modules the agent's channels need, each set closed under dependencies:
+// the virtio transports, and the console (virtio-serial) or vsock.
+var (
+	transportModules = []string{"virtio_ring", "virtio", "virtio_mmio", "virtio_pci_legacy_dev", "virtio_pci_modern_dev", "virtio_pci"}
+	serialModules    = []string{"virtio_console"}
+	vsockModules     = []string{"vsock", "vmw_vsock_virtio_transport_common", "vmw_vsock_virtio_transport"}
+)
 
-// splitChannelModules splits the load order into the channel modules and
-// the rest, each in its original order. The channel set is closed under
-// dependencies, so the first part loads on its own.
-func splitChannelModules(mods []kmod.Module) (first, rest []kmod.Module) {
+// splitChannelModules splits the load order into the modules of the channel
+// the host uses (hull.channel=serial or vsock on the command line; both when
+// it says nothing) and the rest, each in its original order.
+func splitChannelModules(mods []kmod.Module, channel string) (first, rest []kmod.Module) {
+	need := map[string]bool{}
+	sets := [][]string{transportModules}
+	if channel != "vsock" {
+		sets = append(sets, serialModules)
+	}
+	if channel != "serial" {
+		sets = append(sets, vsockModules)
+	}
+	for _, set := range sets {
+		for _, name := range set {
+			need[name] = true
+		}
+	}
 	for _, m := range mods {
-		if channelModules[m.Name] {
+		if need[m.Name] {
 			first = append(first, m)
 		} else {
 			rest = append(rest, m)
@@ -298,6 +313,31 @@ func (a *agent) loadModules(mods []kmod.Module, params []cmdline.Param) []string
 		}
 	}
 	return kmod.Loaded(results)
+}
+
+// pageReportingOrder is where the kernel keeps the smallest free block it
+// reports to the host through virtio-balloon.
+const pageReportingOrder = "/sys/module/page_reporting/parameters/page_reporting_order"
+
+// tuneMemory applies hull.page_reporting_order from the command line. The
+// kernel reports only free 2 MiB blocks by default, which leaves a guest's
+// fragmented free memory on the host; a smaller order gives it back. The
+// kernel sets the order when the balloon driver registers, overwriting a
+// command-line value, so the agent writes it afterwards.
+func (a *agent) tuneMemory(params []cmdline.Param) {
+	order, ok := cmdline.Lookup(params, "hull.page_reporting_order")
+	if !ok || a.testMode() {
+		return
+	}
+	if n, err := strconv.Atoi(order); err != nil || n < 0 || n > 10 {
+		a.log.Warnf("hull.page_reporting_order=%q: not an order between 0 and 10", order)
+		return
+	}
+	if err := os.WriteFile(pageReportingOrder, []byte(order), 0); err != nil {
+		a.log.WithError(err).Warn("page reporting order not set")
+		return
+	}
+	a.log.Debugf("page reporting order %s", order)
 }
 
 // destroy is the service's OnDestroy: it powers off once the answer is out.
