@@ -96,10 +96,10 @@ func TestCheckBootBadInput(t *testing.T) {
 			name: "missing kernel",
 			config: func(t *testing.T, root string) string {
 				dir := copyImage(t)
-				os.Remove(filepath.Join(dir, image.KernelFile))
+				os.Remove(kernelPath(t, dir))
 				return imageConfig(dir, root)
 			},
-			want: []string{"FAIL  guest image", image.KernelFile, "hull image build"},
+			want: []string{"FAIL  guest image", "kernel", "missing", "hull image build"},
 		},
 		{
 			name: "initrd not matching the manifest",
@@ -114,7 +114,7 @@ func TestCheckBootBadInput(t *testing.T) {
 			name: "corrupt kernel",
 			config: func(t *testing.T, root string) string {
 				dir := copyImage(t)
-				if err := os.WriteFile(filepath.Join(dir, image.KernelFile), []byte("not a kernel\n"), 0o644); err != nil {
+				if err := os.WriteFile(kernelPath(t, dir), []byte("not a kernel\n"), 0o644); err != nil {
 					t.Fatal(err)
 				}
 				resign(t, dir, image.ArtifactKernel)
@@ -160,6 +160,16 @@ func TestCheckBootBadInput(t *testing.T) {
 			assertNoLeaks(t, "hull-check-", tmp)
 		})
 	}
+}
+
+// kernelPath is the kernel file the manifest in dir names.
+func kernelPath(t *testing.T, dir string) string {
+	t.Helper()
+	m, err := image.LoadManifest(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return filepath.Join(dir, m.Artifacts[image.ArtifactKernel].File)
 }
 
 // imageConfig points a config at an image and a state root; the hypervisor
