@@ -103,6 +103,17 @@ func (c *Client) DestroySandbox(ctx context.Context) error {
 	return nil
 }
 
+// CreateSandbox mounts the shared file system with tag (if not empty) and
+// sets the hostname (if not empty).
+func (c *Client) CreateSandbox(ctx context.Context, tag, hostname string) error {
+	ctx, cancel := c.bound(ctx)
+	defer cancel()
+	if _, err := c.api.CreateSandbox(ctx, &agent.CreateSandboxRequest{SharedFsTag: tag, Hostname: hostname}); err != nil {
+		return fmt.Errorf("agent create sandbox: %w", err)
+	}
+	return nil
+}
+
 func checkStrings(ss ...string) error {
 	for _, s := range ss {
 		if len(s) > maxString {

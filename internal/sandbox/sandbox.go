@@ -23,6 +23,7 @@ import (
 	"github.com/hull-runtime/hull/internal/agentclient"
 	"github.com/hull-runtime/hull/internal/config"
 	"github.com/hull-runtime/hull/internal/image"
+	"github.com/hull-runtime/hull/internal/storage"
 	"github.com/hull-runtime/hull/internal/vmm/qemu"
 )
 
@@ -33,10 +34,20 @@ type Options struct {
 	Config config.Config
 	// Accel is the accelerator already chosen (see ChooseAccel).
 	Accel qemu.Accel
-	// RunDir is the directory for this sandbox's VM files; it must not
-	// exist yet and is removed when the sandbox is destroyed.
+	// RunDir is the directory for this sandbox's VM files; it is created
+	// and, when the sandbox is destroyed, removed.
 	RunDir string
+	// SharedDir, when set, is shared with the guest through virtio-fs and
+	// mounted there at agent.SharedMountPoint.
+	SharedDir string
+	// Hostname is set in the guest when not empty.
+	Hostname string
+	// Virtiofsd is virtiofsd's path; empty means storage.DefaultVirtiofsd.
+	Virtiofsd string
 }
+
+// SharedFSTag is the virtio-fs tag of the shared directory.
+const SharedFSTag = "hullfs"
 
 // Timings says where the time of a boot went.
 type Timings struct {
@@ -49,7 +60,9 @@ type Timings struct {
 // Sandbox is a booted VM with a ready agent.
 type Sandbox struct {
 	id      string
+	runDir  string
 	vm      *qemu.VM
+	fs      *storage.Virtiofsd // nil without a shared directory
 	agent   *agentclient.Client
 	channel string
 	timings Timings
@@ -170,17 +183,35 @@ func Boot(ctx context.Context, opts Options) (_ *Sandbox, retErr error) {
 		return nil, err
 	}
 	vsock := vc.VsockCID != 0
-	vm, err := qemu.Start(ctx, vc)
-	if err != nil {
-		return nil, err
+	if err := os.MkdirAll(opts.RunDir, 0o700); err != nil {
+		return nil, fmt.Errorf("sandbox %s: %w", opts.ID, err)
 	}
-	s := &Sandbox{id: opts.ID, vm: vm}
-	s.timings.VMStarted = time.Since(start)
+	s := &Sandbox{id: opts.ID, runDir: opts.RunDir}
 	defer func() {
 		if retErr != nil {
 			s.stop(context.WithoutCancel(ctx), 0)
 		}
 	}()
+	if opts.SharedDir != "" {
+		bin := opts.Virtiofsd
+		if bin == "" {
+			bin = storage.DefaultVirtiofsd
+		}
+		s.fs, err = storage.StartVirtiofsd(ctx, storage.VirtiofsdConfig{Binary: bin, SharedDir: opts.SharedDir, RunDir: opts.RunDir})
+		if err != nil {
+			return nil, fmt.Errorf("sandbox %s: %w", opts.ID, err)
+		}
+		vc.FS = []qemu.FSDevice{{Tag: SharedFSTag, Conn: s.fs.QEMUConn()}}
+	}
+	vm, err := qemu.Start(ctx, vc)
+	if err != nil {
+		return nil, err
+	}
+	s.vm = vm
+	if s.fs != nil {
+		s.fs.ReleaseQEMUConn()
+	}
+	s.timings.VMStarted = time.Since(start)
 
 	bootCtx, cancel := context.WithTimeout(ctx, cfg.Hypervisor.BootTimeout.D())
 	defer cancel()
@@ -214,6 +245,15 @@ func Boot(ctx context.Context, opts Options) (_ *Sandbox, retErr error) {
 		return nil, err
 	}
 	s.timings.AgentReady = time.Since(start)
+	if opts.SharedDir != "" || opts.Hostname != "" {
+		tag := ""
+		if opts.SharedDir != "" {
+			tag = SharedFSTag
+		}
+		if err := s.agent.CreateSandbox(ctx, tag, opts.Hostname); err != nil {
+			return nil, fmt.Errorf("sandbox %s: %w", opts.ID, err)
+		}
+	}
 	logger.WithFields(log.Fields{
 		"accel": opts.Accel, "channel": s.channel,
 		"vm_ms": s.timings.VMStarted.Milliseconds(), "ready_ms": s.timings.AgentReady.Milliseconds(),
@@ -277,6 +317,14 @@ func (s *Sandbox) Timings() Timings { return s.timings }
 // Channel says how the host reaches the agent: serial or vsock.
 func (s *Sandbox) Channel() string { return s.channel }
 
+// VirtiofsdPid returns virtiofsd's pid, or 0 without a shared directory.
+func (s *Sandbox) VirtiofsdPid() int {
+	if s.fs == nil {
+		return 0
+	}
+	return s.fs.Pid()
+}
+
 // VMPid returns QEMU's pid.
 func (s *Sandbox) VMPid() int { return s.vm.Pid() }
 
@@ -304,11 +352,19 @@ func (s *Sandbox) Destroy(ctx context.Context) error {
 }
 
 func (s *Sandbox) stop(ctx context.Context, grace time.Duration) error {
-	err := s.vm.Stop(ctx, grace)
+	var errs []error
+	if s.vm != nil {
+		errs = append(errs, s.vm.Stop(ctx, grace))
+	}
 	if s.agent != nil {
 		s.agent.Close()
 	}
-	return err
+	// virtiofsd exits by itself once QEMU is gone.
+	if s.fs != nil {
+		errs = append(errs, s.fs.Stop())
+	}
+	_ = os.Remove(s.runDir)
+	return errors.Join(errs...)
 }
 
 // RunDirFor returns the conventional VM run directory of a sandbox.

@@ -199,3 +199,52 @@ func TestGuestExitsBeforeAgent(t *testing.T) {
 	}
 	assertNoLeaks(t, "hull-"+id, cfg.Runtime.Root)
 }
+
+// A sandbox with a shared directory: virtiofsd serves it, the guest mounts
+// it, and destroy leaves neither virtiofsd nor QEMU behind.
+func TestSharedDirectory(t *testing.T) {
+	requireVM(t)
+	cfg := testConfig(t)
+	shared := t.TempDir()
+	if err := os.WriteFile(filepath.Join(shared, "hello"), []byte("hi\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	id := uniqueID("shared")
+	s, err := sandbox.Boot(testContext(t), sandbox.Options{
+		ID: id, Config: cfg, Accel: qemu.TCG,
+		RunDir: filepath.Join(cfg.Runtime.Root, id), SharedDir: shared, Hostname: "hull-test",
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	fsPid := s.VirtiofsdPid()
+	if fsPid == 0 || syscall.Kill(fsPid, 0) != nil {
+		t.Fatalf("virtiofsd not running (pid %d)", fsPid)
+	}
+	// A second CreateSandbox is refused: the sandbox exists.
+	if err := s.Agent().CreateSandbox(testContext(t), sandbox.SharedFSTag, ""); err == nil {
+		t.Error("second CreateSandbox accepted")
+	}
+	if err := s.Destroy(testContext(t)); err != nil {
+		t.Fatal(err)
+	}
+	if syscall.Kill(fsPid, 0) == nil {
+		t.Errorf("virtiofsd pid %d alive after destroy", fsPid)
+	}
+	assertNoLeaks(t, "hull-"+id, cfg.Runtime.Root)
+}
+
+// A shared directory that does not exist: a clear error, nothing started.
+func TestSharedDirectoryMissing(t *testing.T) {
+	requireVM(t)
+	cfg := testConfig(t)
+	id := uniqueID("noshare")
+	_, err := sandbox.Boot(testContext(t), sandbox.Options{
+		ID: id, Config: cfg, Accel: qemu.TCG,
+		RunDir: filepath.Join(cfg.Runtime.Root, id), SharedDir: "/nonexistent/shared",
+	})
+	if err == nil || !strings.Contains(err.Error(), "/nonexistent/shared") {
+		t.Fatalf("want an error naming the directory, got %v", err)
+	}
+	assertNoLeaks(t, "hull-"+id, cfg.Runtime.Root)
+}

@@ -13,3 +13,19 @@ const SerialPortName = "hull.agent.0"
 
 // VsockPort is the vsock port the agent listens on when the VM has vsock.
 const VsockPort = 1024
+
+// IOPortName is the virtio-serial port that carries the IO session: a
+// yamux session whose streams are the standard streams of processes, each
+// flow-controlled on its own so that a slow reader slows only its writer.
+// Keeping it off the API port keeps control calls quick under heavy output.
+const IOPortName = "hull.io.0"
+
+// IOVsockPort is the vsock port of the IO session when the VM has vsock.
+const IOVsockPort = 1025
+
+// SharedMountPoint is where the agent mounts the sandbox's shared
+// directory; container rootfs and bind mount sources are below it.
+const SharedMountPoint = "/run/hull/shared"
+
+// MaxStreamHeader bounds a StreamHeader message.
+const MaxStreamHeader = 4096

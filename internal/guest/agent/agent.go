@@ -132,6 +132,7 @@ func (a *agent) run() error {
 			return a.modules
 		},
 		OnDestroy: a.destroy,
+		Sandbox:   &sandboxState{},
 	})
 	a.errc = make(chan error, 2)
 	if err := a.listen(svc); err != nil {

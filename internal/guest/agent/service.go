@@ -29,6 +29,9 @@ type ServiceConfig struct {
 	// written, so that the host learns the request was taken. It may be
 	// called more than once.
 	OnDestroy func()
+	// Sandbox holds what CreateSandbox set up; nil means the agent cannot
+	// create one (tests of the basic calls).
+	Sandbox *sandboxState
 }
 
 // Service implements the agent API. Its fields are set when it is made and

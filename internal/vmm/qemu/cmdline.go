@@ -11,7 +11,7 @@ import (
 const (
 	fdQMP     = 3
 	fdConsole = 4
-	fdPorts   = 5 // first virtio-serial port; the others follow
+	fdPorts   = 5 // first virtio-serial port; the others, then the virtio-fs connections, follow
 )
 
 // device names differ between the virtio-mmio of microvm and the PCI of q35.
@@ -86,7 +86,7 @@ func (c *Config) Args() []string {
 	}
 	for i, f := range c.FS {
 		id := "fs" + strconv.Itoa(i)
-		add("-chardev", fmt.Sprintf("socket,id=%s,path=%s", id, f.Socket))
+		add("-chardev", fmt.Sprintf("socket,id=%s,fd=%d", id, fdPorts+len(c.SerialPorts)+i))
 		add("-device", fmt.Sprintf("%s,chardev=%s,tag=%s", c.dev("vhost-user-fs"), id, f.Tag))
 	}
 	if c.Balloon {

@@ -38,7 +38,7 @@ func TestArgsGolden(t *testing.T) {
 	q35.Machine = MachineQ35
 	q35.Accel = KVM
 	q35.VsockCID = 42
-	q35.FS = []FSDevice{{Tag: "hullfs", Socket: "/run/hull/test/virtiofsd.sock"}}
+	q35.FS = []FSDevice{{Tag: "hullfs", Conn: os.Stdin}}
 	plain := baseConfig()
 	plain.SharedMemory = false
 	plain.Balloon = false
@@ -87,7 +87,7 @@ func TestValidateNamesTheField(t *testing.T) {
 		{"port name", func(c *Config) { c.SerialPorts = []string{"a,b"} }, "serial port"},
 		{"fs without shared memory", func(c *Config) {
 			c.SharedMemory = false
-			c.FS = []FSDevice{{Tag: "t", Socket: "/s"}}
+			c.FS = []FSDevice{{Tag: "t", Conn: os.Stdin}}
 		}, "shared memory"},
 		{"name with comma", func(c *Config) { c.Name = "a,b" }, "name"},
 	} {

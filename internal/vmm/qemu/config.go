@@ -6,6 +6,7 @@ package qemu
 
 import (
 	"fmt"
+	"os"
 	"path/filepath"
 	"regexp"
 
@@ -50,8 +51,8 @@ type Config struct {
 	Kernel       string
 	Initrd       string
 	KernelParams []string
-	// RunDir holds the files of this VM (the console log). It is created by
-	// Start and removed when the VM is stopped.
+	// RunDir holds the files of this VM (the console log). Start creates it
+	// if needed; it is removed, if empty, when the VM is stopped.
 	RunDir string
 	// SerialPorts are virtio-serial port names; each becomes a host-side
 	// connection returned by VM.Port.
@@ -68,10 +69,11 @@ type Config struct {
 	ConsoleLogMax int64
 }
 
-// FSDevice is a virtio-fs device backed by a virtiofsd socket.
+// FSDevice is a virtio-fs device backed by virtiofsd.
 type FSDevice struct {
-	Tag    string
-	Socket string
+	Tag string
+	// Conn is a vhost-user connection to virtiofsd, inherited by QEMU.
+	Conn *os.File
 }
 
 // DefaultConsoleLogMax is the console log bound when Config leaves it zero.
@@ -119,8 +121,8 @@ func (c *Config) Validate() error {
 		}
 	}
 	for _, f := range c.FS {
-		if !portName.MatchString(f.Tag) || !filepath.IsAbs(f.Socket) {
-			return bad("virtio-fs tag %q or socket %q invalid", f.Tag, f.Socket)
+		if !portName.MatchString(f.Tag) || f.Conn == nil {
+			return bad("virtio-fs tag %q invalid or no connection", f.Tag)
 		}
 	}
 	return nil

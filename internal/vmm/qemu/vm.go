@@ -56,7 +56,7 @@ func Start(ctx context.Context, cfg Config) (_ *VM, retErr error) {
 			return nil, fmt.Errorf("vm %s: %w: %w", cfg.Name, err, errdefs.ErrNotFound)
 		}
 	}
-	if err := os.Mkdir(cfg.RunDir, 0o700); err != nil {
+	if err := os.Mkdir(cfg.RunDir, 0o700); err != nil && !errors.Is(err, os.ErrExist) {
 		return nil, fmt.Errorf("vm %s: run dir: %w", cfg.Name, err)
 	}
 	var closers []io.Closer
@@ -104,6 +104,9 @@ func Start(ctx context.Context, cfg Config) (_ *VM, retErr error) {
 		}
 		hostConns = append(hostConns, conn)
 		extra = append(extra, child)
+	}
+	for _, f := range cfg.FS {
+		extra = append(extra, f.Conn)
 	}
 	qmpConn, consoleConn := hostConns[0], hostConns[1]
 	for i, name := range cfg.SerialPorts {

@@ -1,0 +1,108 @@
+package agent
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"regexp"
+	"sync"
+
+	"golang.org/x/sys/unix"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
+	api "github.com/hull-runtime/hull/api/agent/v1"
+)
+
+var (
+	validTag      = regexp.MustCompile(`^[a-zA-Z0-9._-]{1,36}$`)
+	validHostname = regexp.MustCompile(`^[a-zA-Z0-9]([a-zA-Z0-9.-]{0,62})$`)
+)
+
+// sandboxState is what CreateSandbox set up; shared by every channel's
+// copy of the service.
+type sandboxState struct {
+	mu      sync.Mutex
+	created bool // guarded by mu
+}
+
+// CreateSandbox mounts the shared file system and sets the hostname.
+func (s *Service) CreateSandbox(ctx context.Context, r *api.CreateSandboxRequest) (*api.CreateSandboxResponse, error) {
+	if r.SharedFsTag != "" && !validTag.MatchString(r.SharedFsTag) {
+		return nil, status.Errorf(codes.InvalidArgument, "shared fs tag %q", r.SharedFsTag)
+	}
+	if r.Hostname != "" && !validHostname.MatchString(r.Hostname) {
+		return nil, status.Errorf(codes.InvalidArgument, "hostname %q", r.Hostname)
+	}
+	if _, err := s.modules(ctx); err != nil { // virtiofs must be loaded
+		return nil, err
+	}
+	st := s.cfg.Sandbox
+	if st == nil {
+		return nil, status.Error(codes.Unimplemented, "this agent has no sandbox state")
+	}
+	st.mu.Lock()
+	defer st.mu.Unlock()
+	if st.created {
+		return nil, status.Error(codes.AlreadyExists, "sandbox already created")
+	}
+	if r.SharedFsTag != "" {
+		if err := os.MkdirAll(api.SharedMountPoint, 0o700); err != nil {
+			return nil, status.Errorf(codes.Internal, "shared mount point: %v", err)
+		}
+		// nodev: device nodes the host puts in a rootfs are recreated by the
+		// container engine, never used from the share.
+		if err := unix.Mount(r.SharedFsTag, api.SharedMountPoint, "virtiofs", unix.MS_NODEV, ""); err != nil {
+			return nil, status.Errorf(codes.FailedPrecondition, "mounting virtio-fs %q at %s: %v", r.SharedFsTag, api.SharedMountPoint, err)
+		}
+	}
+	if r.Hostname != "" {
+		if err := unix.Sethostname([]byte(r.Hostname)); err != nil {
+			return nil, status.Errorf(codes.Internal, "hostname: %v", err)
+		}
+	}
+	st.created = true
+	return &api.CreateSandboxResponse{}, nil
+}
+
+func notYet(call string) error {
+	return status.Error(codes.Unimplemented, fmt.Sprintf("%s is not implemented by this agent yet", call))
+}
+
+// The container calls below arrive with the container engine.
+
+func (s *Service) CreateContainer(context.Context, *api.CreateContainerRequest) (*api.CreateContainerResponse, error) {
+	return nil, notYet("CreateContainer")
+}
+
+func (s *Service) StartContainer(context.Context, *api.StartContainerRequest) (*api.StartContainerResponse, error) {
+	return nil, notYet("StartContainer")
+}
+
+func (s *Service) ExecProcess(context.Context, *api.ExecProcessRequest) (*api.ExecProcessResponse, error) {
+	return nil, notYet("ExecProcess")
+}
+
+func (s *Service) SignalProcess(context.Context, *api.SignalProcessRequest) (*api.SignalProcessResponse, error) {
+	return nil, notYet("SignalProcess")
+}
+
+func (s *Service) WaitProcess(context.Context, *api.WaitProcessRequest) (*api.WaitProcessResponse, error) {
+	return nil, notYet("WaitProcess")
+}
+
+func (s *Service) ResizePty(context.Context, *api.ResizePtyRequest) (*api.ResizePtyResponse, error) {
+	return nil, notYet("ResizePty")
+}
+
+func (s *Service) CloseStdin(context.Context, *api.CloseStdinRequest) (*api.CloseStdinResponse, error) {
+	return nil, notYet("CloseStdin")
+}
+
+func (s *Service) ListProcesses(context.Context, *api.ListProcessesRequest) (*api.ListProcessesResponse, error) {
+	return nil, notYet("ListProcesses")
+}
+
+func (s *Service) RemoveContainer(context.Context, *api.RemoveContainerRequest) (*api.RemoveContainerResponse, error) {
+	return nil, notYet("RemoveContainer")
+}
