@@ -63,6 +63,10 @@ type Sandbox struct {
 	runDir  string
 	vm      *qemu.VM
 	fs      *storage.Virtiofsd // nil without a shared directory
+	io      *agentclient.IOSession
+	// sharedDir is the host directory the guest sees at
+	// agent.SharedMountPoint; empty without one.
+	sharedDir string
 	agent   *agentclient.Client
 	channel string
 	timings Timings
@@ -151,7 +155,7 @@ func VMConfig(opts Options) (qemu.Config, error) {
 		Initrd:       initrd,
 		KernelParams: kernelParams(cfg),
 		RunDir:       opts.RunDir,
-		SerialPorts:  []string{agent.SerialPortName},
+		SerialPorts:  []string{agent.SerialPortName, agent.IOPortName},
 		Balloon:      cfg.Hypervisor.FreePageReporting,
 	}
 	// The agent loads the modules of the channel the host uses before it
@@ -244,6 +248,10 @@ func Boot(ctx context.Context, opts Options) (_ *Sandbox, retErr error) {
 	if _, err := s.agent.Version(ctx); err != nil {
 		return nil, err
 	}
+	if s.io, err = s.openIO(ctx, vc.VsockCID); err != nil {
+		return nil, fmt.Errorf("sandbox %s: %w", opts.ID, err)
+	}
+	s.sharedDir = opts.SharedDir
 	s.timings.AgentReady = time.Since(start)
 	if opts.SharedDir != "" || opts.Hostname != "" {
 		tag := ""
@@ -359,12 +367,31 @@ func (s *Sandbox) stop(ctx context.Context, grace time.Duration) error {
 	if s.agent != nil {
 		s.agent.Close()
 	}
+	if s.io != nil {
+		s.io.Close()
+	}
 	// virtiofsd exits by itself once QEMU is gone.
 	if s.fs != nil {
 		errs = append(errs, s.fs.Stop())
 	}
 	_ = os.Remove(s.runDir)
 	return errors.Join(errs...)
+}
+
+// openIO starts the IO session on its own channel.
+func (s *Sandbox) openIO(ctx context.Context, cid uint32) (*agentclient.IOSession, error) {
+	if cid != 0 {
+		conn, err := dialVsockConn(ctx, cid, agent.IOVsockPort)
+		if err != nil {
+			return nil, err
+		}
+		return agentclient.NewIOSession(conn)
+	}
+	conn, err := s.vm.Port(agent.IOPortName)
+	if err != nil {
+		return nil, err
+	}
+	return agentclient.NewIOSession(conn)
 }
 
 // RunDirFor returns the conventional VM run directory of a sandbox.

@@ -3,6 +3,7 @@ package sandbox
 import (
 	"context"
 	"fmt"
+	"net"
 	"time"
 
 	"github.com/containerd/errdefs"
@@ -16,14 +17,22 @@ import (
 // boots: unlike the serial port, vsock refuses connections until the agent
 // listens.
 func dialVsock(ctx context.Context, cid uint32, timeout time.Duration) (*agentclient.Client, error) {
+	conn, err := dialVsockConn(ctx, cid, agent.VsockPort)
+	if err != nil {
+		return nil, err
+	}
+	return agentclient.New(conn, timeout), nil
+}
+
+func dialVsockConn(ctx context.Context, cid, port uint32) (net.Conn, error) {
 	for {
-		conn, err := vsock.Dial(cid, agent.VsockPort, nil)
+		conn, err := vsock.Dial(cid, port, nil)
 		if err == nil {
-			return agentclient.New(conn, timeout), nil
+			return conn, nil
 		}
 		select {
 		case <-ctx.Done():
-			return nil, fmt.Errorf("vsock cid %d port %d: %w: %w", cid, agent.VsockPort, err, errdefs.ErrUnavailable)
+			return nil, fmt.Errorf("vsock cid %d port %d: %w: %w", cid, port, err, errdefs.ErrUnavailable)
 		case <-time.After(10 * time.Millisecond):
 		}
 	}

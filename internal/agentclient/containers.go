@@ -1,0 +1,123 @@
+package agentclient
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"github.com/containerd/errdefs"
+	"github.com/containerd/errdefs/pkg/errgrpc"
+
+	agent "github.com/hull-runtime/hull/api/agent/v1"
+)
+
+// maxPids bounds the process list a guest may answer with.
+const maxPids = 1 << 16
+
+// native turns the agent's RPC status into hull's error vocabulary, so that
+// callers test errors with errdefs, whatever channel they came through.
+func native(call string, err error) error {
+	return fmt.Errorf("agent %s: %w", call, errgrpc.ToNative(err))
+}
+
+// CreateContainer creates a container from a spec whose paths are guest
+// paths; the streams named in stdio must already be open.
+func (c *Client) CreateContainer(ctx context.Context, id string, spec []byte, stdio *agent.Stdio) (uint32, error) {
+	ctx, cancel := c.bound(ctx)
+	defer cancel()
+	r, err := c.api.CreateContainer(ctx, &agent.CreateContainerRequest{ContainerId: id, Spec: spec, Stdio: stdio})
+	if err != nil {
+		return 0, native("create container", err)
+	}
+	return r.Pid, nil
+}
+
+// StartContainer runs the user process of a created container.
+func (c *Client) StartContainer(ctx context.Context, id string) error {
+	ctx, cancel := c.bound(ctx)
+	defer cancel()
+	if _, err := c.api.StartContainer(ctx, &agent.StartContainerRequest{ContainerId: id}); err != nil {
+		return native("start container", err)
+	}
+	return nil
+}
+
+// ExecProcess runs process (OCI process JSON) in a running container.
+func (c *Client) ExecProcess(ctx context.Context, id, execID string, process []byte, stdio *agent.Stdio) (uint32, error) {
+	ctx, cancel := c.bound(ctx)
+	defer cancel()
+	r, err := c.api.ExecProcess(ctx, &agent.ExecProcessRequest{ContainerId: id, ExecId: execID, Process: process, Stdio: stdio})
+	if err != nil {
+		return 0, native("exec process", err)
+	}
+	return r.Pid, nil
+}
+
+// Signal signals a container's init (execID empty) or exec process, or
+// every process of the container.
+func (c *Client) Signal(ctx context.Context, id, execID string, sig uint32, all bool) error {
+	ctx, cancel := c.bound(ctx)
+	defer cancel()
+	if _, err := c.api.SignalProcess(ctx, &agent.SignalProcessRequest{ContainerId: id, ExecId: execID, Signal: sig, All: all}); err != nil {
+		return native("signal process", err)
+	}
+	return nil
+}
+
+// Wait waits, as long as ctx allows (no per-call bound: processes run for
+// as long as they like), for a process to exit with all its output
+// written, and returns its exit status.
+func (c *Client) Wait(ctx context.Context, id, execID string) (int32, time.Time, error) {
+	r, err := c.api.WaitProcess(ctx, &agent.WaitProcessRequest{ContainerId: id, ExecId: execID})
+	if err != nil {
+		return -1, time.Time{}, native("wait process", err)
+	}
+	if r.ExitStatus < 0 || r.ExitStatus > 255 {
+		return -1, time.Time{}, fmt.Errorf("agent wait process: exit status %d: %w", r.ExitStatus, errdefs.ErrOutOfRange)
+	}
+	return r.ExitStatus, time.Unix(0, r.ExitedAtUnixNano), nil
+}
+
+// ResizePty sets the terminal size of a process.
+func (c *Client) ResizePty(ctx context.Context, id, execID string, width, height uint32) error {
+	ctx, cancel := c.bound(ctx)
+	defer cancel()
+	if _, err := c.api.ResizePty(ctx, &agent.ResizePtyRequest{ContainerId: id, ExecId: execID, Width: width, Height: height}); err != nil {
+		return native("resize pty", err)
+	}
+	return nil
+}
+
+// CloseStdin closes a process's stdin.
+func (c *Client) CloseStdin(ctx context.Context, id, execID string) error {
+	ctx, cancel := c.bound(ctx)
+	defer cancel()
+	if _, err := c.api.CloseStdin(ctx, &agent.CloseStdinRequest{ContainerId: id, ExecId: execID}); err != nil {
+		return native("close stdin", err)
+	}
+	return nil
+}
+
+// ListProcesses returns the guest pids of a container's processes.
+func (c *Client) ListProcesses(ctx context.Context, id string) ([]uint32, error) {
+	ctx, cancel := c.bound(ctx)
+	defer cancel()
+	r, err := c.api.ListProcesses(ctx, &agent.ListProcessesRequest{ContainerId: id})
+	if err != nil {
+		return nil, native("list processes", err)
+	}
+	if len(r.Pids) > maxPids {
+		return nil, fmt.Errorf("agent list processes: %d pids: %w", len(r.Pids), errdefs.ErrOutOfRange)
+	}
+	return r.Pids, nil
+}
+
+// RemoveContainer removes a stopped container, or kills it first if force.
+func (c *Client) RemoveContainer(ctx context.Context, id string, force bool) error {
+	ctx, cancel := c.bound(ctx)
+	defer cancel()
+	if _, err := c.api.RemoveContainer(ctx, &agent.RemoveContainerRequest{ContainerId: id, Force: force}); err != nil {
+		return native("remove container", err)
+	}
+	return nil
+}

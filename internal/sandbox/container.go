@@ -1,0 +1,221 @@
+package sandbox
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"sync"
+	"time"
+
+	"github.com/containerd/errdefs"
+	specs "github.com/opencontainers/runtime-spec/specs-go"
+
+	agent "github.com/hull-runtime/hull/api/agent/v1"
+	"github.com/hull-runtime/hull/internal/storage"
+)
+
+// maxSpec bounds the spec sent to the agent, which refuses larger ones.
+const maxSpec = 1 << 20
+
+// Stdio are a process's standard streams on the host; nil means none.
+type Stdio struct {
+	Stdin          io.Reader
+	Stdout, Stderr io.Writer
+	Terminal       bool
+}
+
+// ContainerConfig describes a container to create in a sandbox.
+type ContainerConfig struct {
+	ID     string
+	Bundle string
+	Spec   *specs.Spec
+	Stdio  Stdio
+}
+
+// Container is a container created in a sandbox.
+type Container struct {
+	sb      *Sandbox
+	id      string
+	storage *storage.Container
+	init    *Process
+}
+
+// Process is a container's init or exec process seen from the host: its
+// exit status and the copies of its output.
+type Process struct {
+	sb      *Sandbox
+	cid     string
+	execID  string
+	pid     uint32
+	streams []net.Conn
+	// output is done when every byte of stdout and stderr has been copied.
+	output sync.WaitGroup
+}
+
+// CreateContainer shares the container's rootfs and mounts with the guest,
+// opens its streams and creates it in the guest, up to (not including)
+// running its process. On error nothing of it is left.
+func (s *Sandbox) CreateContainer(ctx context.Context, cfg ContainerConfig) (_ *Container, retErr error) {
+	if err := ValidID(cfg.ID); err != nil {
+		return nil, err
+	}
+	if s.sharedDir == "" {
+		return nil, fmt.Errorf("sandbox %s has no shared directory for container rootfs: %w", s.id, errdefs.ErrFailedPrecondition)
+	}
+	if cfg.Spec.Process == nil || len(cfg.Spec.Process.Args) == 0 {
+		return nil, fmt.Errorf("container %s: spec has no process.args: %w", cfg.ID, errdefs.ErrInvalidArgument)
+	}
+	st, guestSpec, err := storage.PrepareContainer(s.sharedDir, cfg.ID, cfg.Bundle, cfg.Spec)
+	if err != nil {
+		return nil, fmt.Errorf("container %s: %w", cfg.ID, err)
+	}
+	defer func() {
+		if retErr != nil {
+			st.Cleanup()
+		}
+	}()
+	// Hooks run on the host, at the points the spec names; the guest never
+	// sees host paths.
+	guestSpec.Hooks = nil
+	b, err := json.Marshal(guestSpec)
+	if err != nil {
+		return nil, fmt.Errorf("container %s: spec: %w", cfg.ID, err)
+	}
+	if len(b) > maxSpec {
+		return nil, fmt.Errorf("container %s: spec of %d bytes, over %d: %w", cfg.ID, len(b), maxSpec, errdefs.ErrInvalidArgument)
+	}
+	p, stdio, err := s.openProcess(cfg.ID, "", cfg.Stdio)
+	if err != nil {
+		return nil, err
+	}
+	pid, err := s.agent.CreateContainer(ctx, cfg.ID, b, stdio)
+	if err != nil {
+		p.closeStreams()
+		return nil, fmt.Errorf("container %s: %w", cfg.ID, err)
+	}
+	p.pid = pid
+	return &Container{sb: s, id: cfg.ID, storage: st, init: p}, nil
+}
+
+// openProcess opens the IO streams of a process and starts copying.
+func (s *Sandbox) openProcess(cid, execID string, host Stdio) (*Process, *agent.Stdio, error) {
+	p := &Process{sb: s, cid: cid, execID: execID}
+	stdio := &agent.Stdio{Terminal: host.Terminal, Stdin: host.Stdin != nil, Stdout: host.Stdout != nil, Stderr: host.Stderr != nil && !host.Terminal}
+	open := func(fd agent.StreamHeader_Fd) (net.Conn, error) {
+		c, err := s.io.Open(cid, execID, fd)
+		if err != nil {
+			p.closeStreams()
+			return nil, fmt.Errorf("container %s: %w", cid, err)
+		}
+		p.streams = append(p.streams, c)
+		return c, nil
+	}
+	if stdio.Stdin {
+		c, err := open(agent.StreamHeader_STDIN)
+		if err != nil {
+			return nil, nil, err
+		}
+		go copyIn(c, host.Stdin)
+	}
+	for _, o := range []struct {
+		want bool
+		fd   agent.StreamHeader_Fd
+		w    io.Writer
+	}{
+		{stdio.Stdout, agent.StreamHeader_STDOUT, host.Stdout},
+		{stdio.Stderr, agent.StreamHeader_STDERR, host.Stderr},
+	} {
+		if !o.want {
+			continue
+		}
+		c, err := open(o.fd)
+		if err != nil {
+			return nil, nil, err
+		}
+		p.output.Add(1)
+		go func() {
+			defer p.output.Done()
+			copyOut(o.w, c)
+		}()
+	}
+	return p, stdio, nil
+}
+
+// copyIn feeds the process's stdin and closes the stream's write side at
+// EOF, which the agent passes on as EOF of the process's stdin.
+func copyIn(c net.Conn, r io.Reader) {
+	_, _ = io.Copy(c, r)
+	_ = c.Close()
+}
+
+// copyOut copies a process's output until the agent closes the stream.
+func copyOut(w io.Writer, c net.Conn) {
+	_, _ = io.Copy(w, c)
+}
+
+func (p *Process) closeStreams() {
+	for _, c := range p.streams {
+		c.Close()
+	}
+}
+
+// ID returns the container id.
+func (c *Container) ID() string { return c.id }
+
+// Init returns the container's init process.
+func (c *Container) Init() *Process { return c.init }
+
+// Start runs the container's process.
+func (c *Container) Start(ctx context.Context) error {
+	if err := c.sb.agent.StartContainer(ctx, c.id); err != nil {
+		return fmt.Errorf("container %s: %w", c.id, err)
+	}
+	return nil
+}
+
+// Signal signals the container's init, or all its processes.
+func (c *Container) Signal(ctx context.Context, sig uint32, all bool) error {
+	return c.sb.agent.Signal(ctx, c.id, "", sig, all)
+}
+
+// Delete removes the container from the guest (killing it first if force)
+// and unshares its rootfs and mounts.
+func (c *Container) Delete(ctx context.Context, force bool) error {
+	err := c.sb.agent.RemoveContainer(ctx, c.id, force)
+	if err != nil && !errdefs.IsNotFound(err) {
+		return fmt.Errorf("container %s: %w", c.id, err)
+	}
+	c.init.closeStreams()
+	return c.storage.Cleanup()
+}
+
+// Pid returns the process's pid in the guest.
+func (p *Process) Pid() uint32 { return p.pid }
+
+// outputGrace bounds the wait for the last output once the agent reported
+// the exit: the agent answers only after it wrote everything, so this is
+// only the transit through the host.
+const outputGrace = 10 * time.Second
+
+// Wait waits for the process to exit and for all its output to reach the
+// host's writers, and returns its exit status (128+n for signal n).
+func (p *Process) Wait(ctx context.Context) (int32, error) {
+	status, _, err := p.sb.agent.Wait(ctx, p.cid, p.execID)
+	if err != nil {
+		return -1, err
+	}
+	done := make(chan struct{})
+	go func() {
+		p.output.Wait()
+		close(done)
+	}()
+	select {
+	case <-done:
+	case <-time.After(outputGrace):
+		return status, errors.New("process output still arriving 10s after exit")
+	}
+	return status, nil
+}
