@@ -31,11 +31,23 @@ func Main(args []string) int {
 		cli.StringFlag{Name: "log-format", Value: "text", Usage: "log format: text or json"},
 		cli.StringFlag{Name: "root", Usage: "root directory for container state (default: runtime.root of the config, /run/hull)"},
 		cli.StringFlag{Name: "config", Usage: "configuration file (default: $" + config.EnvPath + " or " + config.DefaultPath + ")"},
+		cli.BoolFlag{Name: "systemd-cgroup", Usage: "accepted for runc compatibility: cgroups live in the guest"},
+		cli.StringFlag{Name: "criu", Usage: "not supported: checkpoints of VMs are not implemented", Hidden: true},
+		cli.StringFlag{Name: "rootless", Value: "auto", Usage: "accepted for runc compatibility; hull needs root", Hidden: true},
 	}
 	app.Commands = []cli.Command{
+		createCommand,
+		startCommand,
+		runCommand,
+		stateCommand,
+		killCommand,
+		deleteCommand,
+		listCommand,
+		specCommand,
 		checkCommand,
 		imageCommand,
 		versionCommand,
+		superviseCommand,
 	}
 	app.Before = setupLogging
 	// urfave/cli prints usage errors itself; runtime errors are printed

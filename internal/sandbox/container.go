@@ -186,7 +186,13 @@ func (c *Container) Signal(ctx context.Context, sig uint32, all bool) error {
 func (c *Container) Delete(ctx context.Context, force bool) error {
 	err := c.sb.agent.RemoveContainer(ctx, c.id, force)
 	if err != nil && !errdefs.IsNotFound(err) {
-		return fmt.Errorf("container %s: %w", c.id, err)
+		select {
+		case <-c.sb.Done():
+			// The VM is gone and the container with it; what is left is
+			// on the host.
+		default:
+			return fmt.Errorf("container %s: %w", c.id, err)
+		}
 	}
 	c.init.closeStreams()
 	return c.storage.Cleanup()

@@ -59,17 +59,17 @@ type Timings struct {
 
 // Sandbox is a booted VM with a ready agent.
 type Sandbox struct {
-	id      string
-	runDir  string
-	vm      *qemu.VM
-	fs      *storage.Virtiofsd // nil without a shared directory
-	io      *agentclient.IOSession
+	id     string
+	runDir string
+	vm     *qemu.VM
+	fs     *storage.Virtiofsd // nil without a shared directory
+	io     *agentclient.IOSession
 	// sharedDir is the host directory the guest sees at
 	// agent.SharedMountPoint; empty without one.
 	sharedDir string
-	agent   *agentclient.Client
-	channel string
-	timings Timings
+	agent     *agentclient.Client
+	channel   string
+	timings   Timings
 }
 
 var validID = regexp.MustCompile(`^[a-zA-Z0-9][a-zA-Z0-9_.-]{0,63}$`)

@@ -1,0 +1,152 @@
+package cli
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+
+	"github.com/containerd/errdefs"
+	"github.com/urfave/cli"
+
+	"github.com/hull-runtime/hull/internal/oci"
+	"github.com/hull-runtime/hull/internal/state"
+)
+
+var createFlags = []cli.Flag{
+	cli.StringFlag{Name: "bundle, b", Value: "", Usage: "path to the bundle (default: the current directory)"},
+	cli.StringFlag{Name: "pid-file", Usage: "file to write the pid of the process that stands for the container"},
+	cli.StringFlag{Name: "console-socket", Usage: "unix socket that receives the pty master of a terminal container"},
+	cli.BoolFlag{Name: "no-pivot", Usage: "accepted for runc compatibility; the guest always pivots"},
+	cli.BoolFlag{Name: "no-new-keyring", Usage: "accepted for runc compatibility"},
+	cli.IntFlag{Name: "preserve-fds", Usage: "not supported: file descriptors cannot cross into the VM"},
+}
+
+var createCommand = cli.Command{
+	Name:      "create",
+	Usage:     "create a container in its own VM",
+	ArgsUsage: "<container-id>",
+	Flags:     createFlags,
+	Action: func(c *cli.Context) error {
+		sup, err := spawnSupervisor(c)
+		if err != nil {
+			return err
+		}
+		sup.Process.Release()
+		return nil
+	},
+}
+
+// containerID returns the one argument every container verb takes.
+func containerID(c *cli.Context) (string, error) {
+	if c.NArg() < 1 {
+		return "", fmt.Errorf("%s: missing container id: %w", c.Command.Name, errdefs.ErrInvalidArgument)
+	}
+	id := c.Args().First()
+	return id, state.ValidID(id)
+}
+
+// spawnSupervisor starts the container's supervisor, detached, with this
+// process's stdio, and returns once it reported that the container is
+// created (or why not).
+func spawnSupervisor(c *cli.Context) (*exec.Cmd, error) {
+	id, err := containerID(c)
+	if err != nil {
+		return nil, err
+	}
+	if c.Int("preserve-fds") > 0 {
+		return nil, fmt.Errorf("--preserve-fds: file descriptors cannot be passed into a VM: %w", errdefs.ErrNotImplemented)
+	}
+	if c.String("console-socket") != "" {
+		return nil, fmt.Errorf("--console-socket: terminals are not supported yet: %w", errdefs.ErrNotImplemented)
+	}
+	cfg, err := loadConfig(c)
+	if err != nil {
+		return nil, err
+	}
+	bundle := c.String("bundle")
+	if bundle == "" {
+		bundle = "."
+	}
+	if bundle, err = filepath.Abs(bundle); err != nil {
+		return nil, err
+	}
+	spec, err := oci.LoadBundle(bundle)
+	if err != nil {
+		return nil, err
+	}
+	if spec.Process.Terminal {
+		return nil, fmt.Errorf("process.terminal: terminals are not supported yet: %w", errdefs.ErrNotImplemented)
+	}
+	store, err := state.Open(cfg.Runtime.Root)
+	if err != nil {
+		return nil, err
+	}
+	if _, err := store.Read(id); err == nil {
+		return nil, fmt.Errorf("container %q already exists: %w", id, errdefs.ErrAlreadyExists)
+	}
+
+	r, w, err := os.Pipe()
+	if err != nil {
+		return nil, err
+	}
+	defer r.Close()
+	args := []string{"--root", cfg.Runtime.Root}
+	if p := c.GlobalString("config"); p != "" {
+		args = append(args, "--config", p)
+	}
+	if c.GlobalBool("debug") {
+		args = append(args, "--debug")
+	}
+	if p := c.GlobalString("log"); p != "" {
+		args = append(args, "--log", p, "--log-format", c.GlobalString("log-format"))
+	}
+	args = append(args, "_supervise", "--bundle", bundle, id)
+	cmd := exec.Command("/proc/self/exe", args...)
+	cmd.Stdin, cmd.Stdout, cmd.Stderr = os.Stdin, os.Stdout, os.Stderr
+	cmd.ExtraFiles = []*os.File{w}
+	// Its own session: the supervisor outlives this command and must not
+	// get the signals of this command's terminal.
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
+	if err := cmd.Start(); err != nil {
+		w.Close()
+		return nil, fmt.Errorf("starting the supervisor: %w", err)
+	}
+	w.Close()
+	msg, _ := io.ReadAll(io.LimitReader(r, 64<<10))
+	if s := strings.TrimSpace(string(msg)); s != "ok" {
+		cmd.Wait()
+		if s == "" {
+			s = "the supervisor exited without a word"
+		}
+		return nil, errors.New(s)
+	}
+	if p := c.String("pid-file"); p != "" {
+		if err := writePidFile(p, cmd.Process.Pid); err != nil {
+			cmd.Process.Kill()
+			cmd.Wait()
+			return nil, err
+		}
+	}
+	return cmd, nil
+}
+
+// writePidFile writes pid atomically, as runc does: a reader never sees a
+// partial file.
+func writePidFile(path string, pid int) error {
+	tmp := filepath.Join(filepath.Dir(path), "."+filepath.Base(path)+".tmp")
+	if err := os.WriteFile(tmp, []byte(strconv.Itoa(pid)), 0o644); err != nil {
+		return fmt.Errorf("--pid-file: %w", err)
+	}
+	return os.Rename(tmp, path)
+}
+
+func controlContext() (context.Context, context.CancelFunc) {
+	return context.WithCancel(commandContext())
+}

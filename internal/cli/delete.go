@@ -1,0 +1,144 @@
+package cli
+
+import (
+	"bufio"
+	"bytes"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"sort"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/containerd/errdefs"
+	"github.com/urfave/cli"
+	"golang.org/x/sys/unix"
+
+	"github.com/hull-runtime/hull/internal/state"
+)
+
+var deleteCommand = cli.Command{
+	Name:      "delete",
+	Usage:     "delete a stopped container, or any container with --force",
+	ArgsUsage: "<container-id>",
+	Flags:     []cli.Flag{cli.BoolFlag{Name: "force, f", Usage: "kill a created or running container first"}},
+	Action: func(c *cli.Context) error {
+		store, id, err := openContainer(c)
+		if err != nil {
+			return err
+		}
+		st, err := store.Read(id)
+		if err != nil {
+			if errdefs.IsNotFound(err) && c.Bool("force") {
+				return nil
+			}
+			return err
+		}
+		if st.Status != state.Stopped {
+			if !c.Bool("force") {
+				return fmt.Errorf("container %s is %s: stop it or use --force: %w", id, st.Status, errdefs.ErrFailedPrecondition)
+			}
+			// QEMU and virtiofsd die with their supervisor (parent-death
+			// signal); what they leave is cleaned below.
+			killAndWait(st.Supervisor, st.SupervisorStart)
+		}
+		h, err := store.Lock(id)
+		if err != nil {
+			return err
+		}
+		defer h.Unlock()
+		return cleanup(h, st)
+	},
+}
+
+func killAndWait(pid int, start uint64) {
+	if !state.Alive(pid, start) {
+		return
+	}
+	_ = syscall.Kill(pid, syscall.SIGKILL)
+	for i := 0; i < 100 && state.Alive(pid, start); i++ {
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// cleanup removes whatever a dead supervisor left: its VM processes, the
+// mounts under the container's directory, and the directory.
+func cleanup(h *state.Handle, st *state.State) error {
+	dir := h.Dir()
+	for _, pid := range []int{st.QEMU, st.Virtiofsd} {
+		if pid > 0 && cmdlineMentions(pid, dir) {
+			_ = syscall.Kill(pid, syscall.SIGKILL)
+		}
+	}
+	if err := unmountUnder(dir); err != nil {
+		return err
+	}
+	for _, f := range []string{"vm/console.log"} {
+		_ = os.Remove(filepath.Join(dir, f))
+	}
+	if err := removeEmptyTree(filepath.Join(dir, "shared")); err != nil {
+		return err
+	}
+	return h.Remove()
+}
+
+// cmdlineMentions reports whether pid's command line holds s, so that a
+// recycled pid is never killed.
+func cmdlineMentions(pid int, s string) bool {
+	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/cmdline")
+	return err == nil && bytes.Contains(b, []byte(filepath.Base(s)))
+}
+
+// unmountUnder unmounts every mount below dir, deepest first, never
+// following links.
+func unmountUnder(dir string) error {
+	f, err := os.Open("/proc/self/mountinfo")
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	var points []string
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		fields := strings.Fields(sc.Text())
+		if len(fields) > 4 && strings.HasPrefix(fields[4], dir+"/") {
+			points = append(points, fields[4])
+		}
+	}
+	sort.Slice(points, func(i, j int) bool { return len(points[i]) > len(points[j]) })
+	var errs []error
+	for _, p := range points {
+		if err := unix.Unmount(p, unix.MNT_DETACH|unix.UMOUNT_NOFOLLOW); err != nil && !errors.Is(err, unix.EINVAL) && !errors.Is(err, unix.ENOENT) {
+			errs = append(errs, fmt.Errorf("unmount %s: %w", p, err))
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// removeEmptyTree removes directories and empty files hull made under
+// dir, after the mounts are gone; it never descends into a mount.
+func removeEmptyTree(dir string) error {
+	ents, err := os.ReadDir(dir)
+	if errors.Is(err, os.ErrNotExist) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	for _, e := range ents {
+		p := filepath.Join(dir, e.Name())
+		if e.IsDir() {
+			if err := removeEmptyTree(p); err != nil {
+				return err
+			}
+			continue
+		}
+		if info, err := e.Info(); err == nil && info.Size() == 0 {
+			os.Remove(p)
+		}
+	}
+	return os.Remove(dir)
+}

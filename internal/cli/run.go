@@ -1,0 +1,56 @@
+package cli
+
+import (
+	"errors"
+	"os"
+	"os/exec"
+	"os/signal"
+	"syscall"
+
+	"github.com/urfave/cli"
+
+	"github.com/hull-runtime/hull/internal/supervisor"
+)
+
+var runCommand = cli.Command{
+	Name:      "run",
+	Usage:     "create and start a container; wait for it unless --detach",
+	ArgsUsage: "<container-id>",
+	Flags:     append([]cli.Flag{cli.BoolFlag{Name: "detach, d", Usage: "do not wait for the container"}}, createFlags...),
+	Action: func(c *cli.Context) error {
+		sup, err := spawnSupervisor(c)
+		if err != nil {
+			return err
+		}
+		store, id, err := openContainer(c)
+		if err == nil {
+			ctx, cancel := controlContext()
+			err = supervisor.Call(ctx, store.Dir(id), supervisor.Request{Op: "start"})
+			cancel()
+		}
+		if err != nil {
+			sup.Process.Signal(syscall.SIGKILL)
+			sup.Wait()
+			return err
+		}
+		if c.Bool("detach") {
+			sup.Process.Release()
+			return nil
+		}
+		// Signals for this command are for the container: the supervisor
+		// forwards them to its init.
+		sigs := make(chan os.Signal, 8)
+		signal.Notify(sigs, syscall.SIGTERM, syscall.SIGINT, syscall.SIGHUP, syscall.SIGQUIT, syscall.SIGUSR1, syscall.SIGUSR2)
+		go func() {
+			for s := range sigs {
+				sup.Process.Signal(s)
+			}
+		}()
+		err = sup.Wait()
+		var exit *exec.ExitError
+		if errors.As(err, &exit) {
+			return cli.NewExitError("", exit.ExitCode())
+		}
+		return err
+	},
+}
