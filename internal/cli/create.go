@@ -17,6 +17,7 @@ import (
 
 	"github.com/hull-runtime/hull/internal/oci"
 	"github.com/hull-runtime/hull/internal/state"
+	"github.com/hull-runtime/hull/internal/storage"
 )
 
 var createFlags = []cli.Flag{
@@ -80,6 +81,10 @@ func spawnSupervisor(c *cli.Context) (*exec.Cmd, error) {
 	spec, err := oci.LoadBundle(bundle)
 	if err != nil {
 		return nil, err
+	}
+	// The cheap checks of the bundle come before a VM boots for it.
+	if _, err := storage.ResolveInBundle(bundle, spec.Root.Path); err != nil {
+		return nil, fmt.Errorf("root.path: %w", err)
 	}
 	if spec.Process.Terminal {
 		return nil, fmt.Errorf("process.terminal: terminals are not supported yet: %w", errdefs.ErrNotImplemented)

@@ -34,7 +34,7 @@ func PrepareContainer(shared, id, bundle string, spec *specs.Spec) (_ *Container
 	if spec.Root == nil || spec.Root.Path == "" {
 		return nil, nil, fmt.Errorf("spec has no root.path: %w", errdefs.ErrInvalidArgument)
 	}
-	rootfs, err := resolveInBundle(bundle, spec.Root.Path)
+	rootfs, err := ResolveInBundle(bundle, spec.Root.Path)
 	if err != nil {
 		return nil, nil, fmt.Errorf("root.path: %w", err)
 	}
@@ -82,10 +82,10 @@ func isBind(m specs.Mount) bool {
 	return m.Type == "bind" || slices.Contains(m.Options, "bind") || slices.Contains(m.Options, "rbind")
 }
 
-// resolveInBundle resolves a path of the spec: a relative one must stay in
+// ResolveInBundle resolves a path of the spec: a relative one must stay in
 // the bundle after symlinks are followed, so that a bundle cannot point the
 // runtime at the host's files by a link.
-func resolveInBundle(bundle, p string) (string, error) {
+func ResolveInBundle(bundle, p string) (string, error) {
 	if filepath.IsAbs(p) {
 		real, err := filepath.EvalSymlinks(p)
 		if err != nil {
