@@ -71,4 +71,3 @@ func (e *cliEnv) state(id string) map[string]any {
 	}
 	return m
 }
-

@@ -73,4 +73,3 @@ func bootWithShare(t *testing.T) (*sandbox.Sandbox, config.Config) {
 	})
 	return s, cfg
 }
-
