@@ -225,3 +225,37 @@ func (p *Process) Wait(ctx context.Context) (int32, error) {
 	}
 	return status, nil
 }
+
+// Exec runs an additional process in the container; Wait on the returned
+// process gives its exit status once all its output has arrived.
+func (c *Container) Exec(ctx context.Context, execID string, process *specs.Process, stdio Stdio) (*Process, error) {
+	if err := ValidID(execID); err != nil {
+		return nil, err
+	}
+	if process == nil || len(process.Args) == 0 {
+		return nil, fmt.Errorf("exec %s: process.args is empty: %w", execID, errdefs.ErrInvalidArgument)
+	}
+	b, err := json.Marshal(process)
+	if err != nil {
+		return nil, err
+	}
+	if len(b) > maxSpec {
+		return nil, fmt.Errorf("exec %s: process of %d bytes: %w", execID, len(b), errdefs.ErrInvalidArgument)
+	}
+	p, agentStdio, err := c.sb.openProcess(c.id, execID, stdio)
+	if err != nil {
+		return nil, err
+	}
+	pid, err := c.sb.agent.ExecProcess(ctx, c.id, execID, b, agentStdio)
+	if err != nil {
+		p.closeStreams()
+		return nil, fmt.Errorf("container %s: %w", c.id, err)
+	}
+	p.pid = pid
+	return p, nil
+}
+
+// Processes lists the guest pids of the container's processes.
+func (c *Container) Processes(ctx context.Context) ([]uint32, error) {
+	return c.sb.agent.ListProcesses(ctx, c.id)
+}

@@ -8,7 +8,7 @@
 package supervisor
 
 import (
-	"bufio"
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -24,6 +24,7 @@ import (
 	"github.com/containerd/errdefs"
 	"github.com/containerd/log"
 	specs "github.com/opencontainers/runtime-spec/specs-go"
+	"golang.org/x/sys/unix"
 
 	"github.com/hull-runtime/hull/internal/config"
 	"github.com/hull-runtime/hull/internal/sandbox"
@@ -199,24 +200,105 @@ func (s *supervisor) accept(ctx context.Context, l net.Listener) {
 	}
 }
 
-func (s *supervisor) handle(ctx context.Context, conn net.Conn) {
+func (s *supervisor) handle(ctx context.Context, c net.Conn) {
+	conn := c.(*net.UnixConn)
 	defer conn.Close()
 	conn.SetDeadline(time.Now().Add(2 * time.Minute))
-	sc := bufio.NewScanner(conn)
-	sc.Buffer(make([]byte, 4096), maxMessage)
-	if !sc.Scan() {
-		return
-	}
-	var req Request
-	var err error
-	if err = json.Unmarshal(sc.Bytes(), &req); err == nil {
+	req, files, err := readRequest(conn)
+	defer func() {
+		for _, f := range files {
+			f.Close()
+		}
+	}()
+	enc := json.NewEncoder(conn)
+	if err == nil && req.Op == "exec" {
+		err = s.exec(ctx, conn, enc, req, files)
+	} else if err == nil && req.Op == "ps" {
+		var pids []uint32
+		if pids, err = s.ctr.Processes(ctx); err == nil {
+			enc.Encode(Response{Pids: pids})
+			return
+		}
+	} else if err == nil {
 		err = s.do(ctx, req)
 	}
 	var resp Response
 	if err != nil {
 		resp = Response{Error: err.Error(), Kind: kindOf(err)}
 	}
-	json.NewEncoder(conn).Encode(resp)
+	enc.Encode(resp)
+}
+
+// readRequest reads one request line and the files sent with it.
+func readRequest(conn *net.UnixConn) (Request, []*os.File, error) {
+	var req Request
+	buf := make([]byte, maxMessage)
+	oob := make([]byte, unix.CmsgSpace(3*4))
+	n, oobn, _, _, err := conn.ReadMsgUnix(buf, oob)
+	if err != nil {
+		return req, nil, err
+	}
+	var files []*os.File
+	if oobn > 0 {
+		msgs, err := unix.ParseSocketControlMessage(oob[:oobn])
+		if err != nil {
+			return req, nil, err
+		}
+		for _, m := range msgs {
+			fds, err := unix.ParseUnixRights(&m)
+			if err != nil {
+				continue
+			}
+			for _, fd := range fds {
+				files = append(files, os.NewFile(uintptr(fd), "exec-stdio"))
+			}
+		}
+	}
+	line := buf[:n]
+	for !bytes.Contains(line, []byte{'\n'}) && len(line) < maxMessage {
+		m, err := conn.Read(buf[n:])
+		if err != nil {
+			return req, files, err
+		}
+		n += m
+		line = buf[:n]
+	}
+	if err := json.Unmarshal(bytes.TrimSpace(line), &req); err != nil {
+		return req, files, fmt.Errorf("malformed request: %w", errdefs.ErrInvalidArgument)
+	}
+	return req, files, nil
+}
+
+// exec runs a process in the container with the files the caller sent as
+// its stdio, answers with its pid, and then with its exit status.
+func (s *supervisor) exec(ctx context.Context, conn *net.UnixConn, enc *json.Encoder, req Request, files []*os.File) error {
+	s.mu.Lock()
+	started := s.started
+	s.mu.Unlock()
+	if !started {
+		return fmt.Errorf("container %s is not running: %w", s.opts.ID, errdefs.ErrFailedPrecondition)
+	}
+	select {
+	case <-s.exited:
+		return fmt.Errorf("container %s is not running: %w", s.opts.ID, errdefs.ErrFailedPrecondition)
+	default:
+	}
+	if len(files) != 3 {
+		return fmt.Errorf("exec needs stdin, stdout and stderr, got %d files: %w", len(files), errdefs.ErrInvalidArgument)
+	}
+	stdio := sandbox.Stdio{Stdin: files[0], Stdout: files[1], Stderr: files[2], Terminal: req.Process != nil && req.Process.Terminal}
+	p, err := s.ctr.Exec(ctx, req.ExecID, req.Process, stdio)
+	if err != nil {
+		return err
+	}
+	enc.Encode(Response{Pid: p.Pid()})
+	conn.SetDeadline(time.Time{})
+	status, err := p.Wait(context.WithoutCancel(ctx))
+	if err != nil {
+		return err
+	}
+	enc.Encode(Response{Exited: true, ExitStatus: int(status)})
+	return nil
 }
 
 func (s *supervisor) do(ctx context.Context, req Request) error {

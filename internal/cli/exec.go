@@ -1,0 +1,142 @@
+package cli
+
+import (
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"os"
+	"strconv"
+	"strings"
+
+	"github.com/containerd/errdefs"
+	specs "github.com/opencontainers/runtime-spec/specs-go"
+	"github.com/urfave/cli"
+
+	"github.com/hull-runtime/hull/internal/oci"
+	"github.com/hull-runtime/hull/internal/state"
+	"github.com/hull-runtime/hull/internal/supervisor"
+)
+
+var execCommand = cli.Command{
+	Name:      "exec",
+	Usage:     "run a process in a running container",
+	ArgsUsage: "<container-id> [command [args...]]",
+	Flags: []cli.Flag{
+		cli.StringFlag{Name: "process, p", Usage: "process.json (the process object of the OCI spec)"},
+		cli.BoolFlag{Name: "tty, t", Usage: "allocate a terminal"},
+		cli.BoolFlag{Name: "detach, d", Usage: "do not wait for the process"},
+		cli.StringFlag{Name: "pid-file", Usage: "file to write the process's pid in the guest"},
+		cli.StringFlag{Name: "cwd", Usage: "working directory"},
+		cli.StringSliceFlag{Name: "env, e", Usage: "environment variable (NAME=value)"},
+		cli.StringFlag{Name: "user, u", Usage: "uid[:gid]"},
+		cli.StringSliceFlag{Name: "additional-gids, g", Usage: "additional gids"},
+		cli.StringFlag{Name: "console-socket", Usage: "unix socket that receives the pty master"},
+		cli.BoolFlag{Name: "no-new-privs", Usage: "set no_new_privileges"},
+		cli.StringSliceFlag{Name: "cap, c", Usage: "add a capability"},
+	},
+	SkipArgReorder: true,
+	Action: func(c *cli.Context) error {
+		store, id, err := openContainer(c)
+		if err != nil {
+			return err
+		}
+		st, err := store.Read(id)
+		if err != nil {
+			return err
+		}
+		if st.Status != state.Running {
+			return fmt.Errorf("cannot exec in a container that is %s: %w", st.Status, errdefs.ErrFailedPrecondition)
+		}
+		p, err := execProcess(c, st.Bundle)
+		if err != nil {
+			return err
+		}
+		if p.Terminal || c.String("console-socket") != "" {
+			return fmt.Errorf("exec with a terminal is not supported yet: %w", errdefs.ErrNotImplemented)
+		}
+		var b [6]byte
+		rand.Read(b[:])
+		req := supervisor.Request{ExecID: "exec-" + hex.EncodeToString(b[:]), Process: p, Detach: c.Bool("detach")}
+		ctx, cancel := controlContext()
+		defer cancel()
+		status, err := supervisor.Exec(ctx, store.Dir(id), req, []*os.File{os.Stdin, os.Stdout, os.Stderr}, func(pid uint32) {
+			if f := c.String("pid-file"); f != "" {
+				writePidFile(f, int(pid))
+			}
+		})
+		if err != nil {
+			return err
+		}
+		if status != 0 {
+			return cli.NewExitError("", status)
+		}
+		return nil
+	},
+}
+
+// execProcess builds the process from -p or from the container's own
+// process with the command line's changes, as runc does.
+func execProcess(c *cli.Context, bundle string) (*specs.Process, error) {
+	if path := c.String("process"); path != "" {
+		b, err := os.ReadFile(path)
+		if err != nil {
+			return nil, fmt.Errorf("--process: %w", err)
+		}
+		var p specs.Process
+		if err := json.Unmarshal(b, &p); err != nil {
+			return nil, fmt.Errorf("--process %s: malformed: %v: %w", path, err, errdefs.ErrInvalidArgument)
+		}
+		if len(p.Args) == 0 {
+			return nil, fmt.Errorf("--process %s: args is empty: %w", path, errdefs.ErrInvalidArgument)
+		}
+		return &p, nil
+	}
+	if c.NArg() < 2 {
+		return nil, fmt.Errorf("exec: missing command: %w", errdefs.ErrInvalidArgument)
+	}
+	spec, err := oci.LoadBundle(bundle)
+	if err != nil {
+		return nil, err
+	}
+	p := *spec.Process
+	p.Args = c.Args()[1:]
+	p.Terminal = c.Bool("tty")
+	if cwd := c.String("cwd"); cwd != "" {
+		p.Cwd = cwd
+	}
+	p.Env = append(p.Env, c.StringSlice("env")...)
+	if u := c.String("user"); u != "" {
+		uid, gid, _ := strings.Cut(u, ":")
+		n, err := strconv.ParseUint(uid, 10, 32)
+		if err != nil {
+			return nil, fmt.Errorf("--user %q: numeric uid[:gid] expected: %w", u, errdefs.ErrInvalidArgument)
+		}
+		p.User.UID = uint32(n)
+		if gid != "" {
+			g, err := strconv.ParseUint(gid, 10, 32)
+			if err != nil {
+				return nil, fmt.Errorf("--user %q: numeric gid expected: %w", u, errdefs.ErrInvalidArgument)
+			}
+			p.User.GID = uint32(g)
+		}
+	}
+	for _, g := range c.StringSlice("additional-gids") {
+		n, err := strconv.ParseUint(g, 10, 32)
+		if err != nil {
+			return nil, fmt.Errorf("--additional-gids %q: %w", g, errdefs.ErrInvalidArgument)
+		}
+		p.User.AdditionalGids = append(p.User.AdditionalGids, uint32(n))
+	}
+	if c.Bool("no-new-privs") {
+		p.NoNewPrivileges = true
+	}
+	if caps := c.StringSlice("cap"); len(caps) > 0 && p.Capabilities != nil {
+		cp := *p.Capabilities
+		cp.Bounding = append(cp.Bounding, caps...)
+		cp.Effective = append(cp.Effective, caps...)
+		cp.Permitted = append(cp.Permitted, caps...)
+		p.Capabilities = &cp
+	}
+	return &p, nil
+}

@@ -1,0 +1,54 @@
+package cli
+
+import (
+	"encoding/json"
+	"fmt"
+	"os"
+
+	"github.com/containerd/errdefs"
+	"github.com/urfave/cli"
+
+	"github.com/hull-runtime/hull/internal/state"
+	"github.com/hull-runtime/hull/internal/supervisor"
+)
+
+var psCommand = cli.Command{
+	Name:      "ps",
+	Usage:     "list the processes of a container (pids in its VM)",
+	ArgsUsage: "<container-id>",
+	Flags:     []cli.Flag{cli.StringFlag{Name: "format, f", Value: "table", Usage: "table or json"}},
+	Action: func(c *cli.Context) error {
+		store, id, err := openContainer(c)
+		if err != nil {
+			return err
+		}
+		st, err := store.Read(id)
+		if err != nil {
+			return err
+		}
+		if st.Status == state.Stopped {
+			return fmt.Errorf("container %s is not running: %w", id, errdefs.ErrFailedPrecondition)
+		}
+		ctx, cancel := controlContext()
+		defer cancel()
+		r, err := supervisor.CallFor(ctx, store.Dir(id), supervisor.Request{Op: "ps"})
+		if err != nil {
+			return err
+		}
+		pids := r.Pids
+		if pids == nil {
+			pids = []uint32{}
+		}
+		switch c.String("format") {
+		case "json":
+			return json.NewEncoder(os.Stdout).Encode(pids)
+		case "table":
+			fmt.Println("PID")
+			for _, p := range pids {
+				fmt.Println(p)
+			}
+			return nil
+		}
+		return fmt.Errorf("--format %q: must be table or json", c.String("format"))
+	},
+}
