@@ -11,7 +11,6 @@ import (
 	"flag"
 	"fmt"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"slices"
 	"time"
@@ -19,6 +18,7 @@ import (
 	"github.com/containerd/log"
 	"github.com/sirupsen/logrus"
 
+	"github.com/hull-runtime/hull/bench/internal/floor"
 	"github.com/hull-runtime/hull/internal/config"
 	"github.com/hull-runtime/hull/internal/image"
 	"github.com/hull-runtime/hull/internal/procmem"
@@ -67,28 +67,28 @@ func run(n int, imageDir, cacheDir, accelMode string, memMiB int, idle time.Dura
 	}
 	fmt.Printf("\nguest: %d vCPU, %d MiB, machine %s\n", cfg.Hypervisor.VCPUs, memMiB, cfg.Hypervisor.Machine)
 
-	floorImage, err := buildFloorImage(ctx, work, cacheDir)
+	floorImage, err := floor.BuildImage(ctx, work, cacheDir)
 	if err != nil {
 		return fmt.Errorf("floor image: %w", err)
 	}
 
-	var ready, floor []time.Duration
+	var ready, floors []time.Duration
 	for i := range n {
 		d, err := bootAgent(ctx, cfg, choice.Accel, fmt.Sprintf("bench-%d", i))
 		if err != nil {
 			return err
 		}
 		ready = append(ready, d)
-		f, err := bootFloor(ctx, cfg, floorImage, choice.Accel, fmt.Sprintf("floor-%d", i))
+		f, err := floor.Boot(ctx, cfg, floorImage, choice.Accel, fmt.Sprintf("floor-%d", i))
 		if err != nil {
 			return err
 		}
-		floor = append(floor, f)
+		floors = append(floors, f)
 		fmt.Printf("  run %2d: agent ready %4d ms, floor %4d ms\n", i+1, d.Milliseconds(), f.Milliseconds())
 	}
-	mr, mf := median(ready), median(floor)
+	mr, mf := median(ready), median(floors)
 	fmt.Printf("(a) qemu start -> agent ready:        median %4d ms, p90 %4d ms\n", mr.Milliseconds(), p90(ready).Milliseconds())
-	fmt.Printf("(b) qemu start -> trivial init off:   median %4d ms, p90 %4d ms\n", mf.Milliseconds(), p90(floor).Milliseconds())
+	fmt.Printf("(b) qemu start -> trivial init off:   median %4d ms, p90 %4d ms\n", mf.Milliseconds(), p90(floors).Milliseconds())
 	fmt.Printf("ratio a/b (medians): %.2f (target <= 1.30)\n", float64(mr)/float64(mf))
 
 	u, err := idleMemory(ctx, cfg, choice.Accel, idle)
@@ -97,24 +97,6 @@ func run(n int, imageDir, cacheDir, accelMode string, memMiB int, idle time.Dura
 	}
 	fmt.Printf("idle sandbox (%d MiB guest, after %s): qemu %s (target PSS <= 80 MiB)\n", memMiB, idle, u)
 	return nil
-}
-
-// buildFloorImage builds an image from the same kernel whose /init is the
-// testinit fixture, which powers off at once.
-func buildFloorImage(ctx context.Context, work, cacheDir string) (string, error) {
-	debs, _ := filepath.Glob(filepath.Join(cacheDir, "linux-image-*.deb"))
-	if len(debs) == 0 {
-		return "", fmt.Errorf("no kernel package in %s: run make image", cacheDir)
-	}
-	init := filepath.Join(work, "testinit")
-	cmd := exec.CommandContext(ctx, "go", "build", "-trimpath", "-ldflags", "-s -w", "-o", init, "./tests/fixtures/testinit")
-	cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
-	if out, err := cmd.CombinedOutput(); err != nil {
-		return "", fmt.Errorf("build testinit: %v: %s", err, out)
-	}
-	dir := filepath.Join(work, "floor-image")
-	_, err := image.Build(ctx, image.BuildOptions{OutDir: dir, AgentPath: init, DebPath: debs[len(debs)-1], Modules: []string{}})
-	return dir, err
 }
 
 func bootAgent(ctx context.Context, cfg config.Config, accel qemu.Accel, id string) (time.Duration, error) {
@@ -126,28 +108,6 @@ func bootAgent(ctx context.Context, cfg config.Config, accel qemu.Accel, id stri
 	// user waits for.
 	d := s.Timings().AgentReady
 	return d, s.Destroy(ctx)
-}
-
-func bootFloor(ctx context.Context, cfg config.Config, imageDir string, accel qemu.Accel, id string) (time.Duration, error) {
-	cfg.Image.Dir = imageDir
-	cfg.Hypervisor.KernelParams = append(cfg.Hypervisor.KernelParams, "hull_fixture=poweroff")
-	start := time.Now()
-	vc, err := sandbox.VMConfig(sandbox.Options{ID: id, Config: cfg, Accel: accel, RunDir: filepath.Join(cfg.Runtime.Root, id)})
-	if err != nil {
-		return 0, err
-	}
-	vm, err := qemu.Start(ctx, vc)
-	if err != nil {
-		return 0, err
-	}
-	select {
-	case <-vm.Done():
-	case <-time.After(60 * time.Second):
-		vm.Stop(ctx, 0)
-		return 0, fmt.Errorf("floor guest did not power off in 60s")
-	}
-	d := time.Since(start)
-	return d, vm.Stop(ctx, 0)
 }
 
 func idleMemory(ctx context.Context, cfg config.Config, accel qemu.Accel, idle time.Duration) (procmem.Usage, error) {

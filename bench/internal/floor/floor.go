@@ -1,0 +1,59 @@
+// Package floor measures the floor of a VM boot for the benchmarks: the
+// same kernel, accelerator and VM shape as a sandbox, with a trivial /init
+// that powers off at once.
+package floor
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"time"
+
+	"github.com/hull-runtime/hull/internal/config"
+	"github.com/hull-runtime/hull/internal/image"
+	"github.com/hull-runtime/hull/internal/sandbox"
+	"github.com/hull-runtime/hull/internal/vmm/qemu"
+)
+
+// BuildImage builds an image from the same kernel whose /init is the
+// testinit fixture, which powers off at once.
+func BuildImage(ctx context.Context, work, cacheDir string) (string, error) {
+	debs, _ := filepath.Glob(filepath.Join(cacheDir, "linux-image-*.deb"))
+	if len(debs) == 0 {
+		return "", fmt.Errorf("no kernel package in %s: run make image", cacheDir)
+	}
+	init := filepath.Join(work, "testinit")
+	cmd := exec.CommandContext(ctx, "go", "build", "-trimpath", "-ldflags", "-s -w", "-o", init, "./tests/fixtures/testinit")
+	cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
+	if out, err := cmd.CombinedOutput(); err != nil {
+		return "", fmt.Errorf("build testinit: %v: %s", err, out)
+	}
+	dir := filepath.Join(work, "floor-image")
+	_, err := image.Build(ctx, image.BuildOptions{OutDir: dir, AgentPath: init, DebPath: debs[len(debs)-1], Modules: []string{}})
+	return dir, err
+}
+
+// Boot boots the floor guest once and returns the time to its exit.
+func Boot(ctx context.Context, cfg config.Config, imageDir string, accel qemu.Accel, id string) (time.Duration, error) {
+	cfg.Image.Dir = imageDir
+	cfg.Hypervisor.KernelParams = append(cfg.Hypervisor.KernelParams, "hull_fixture=poweroff")
+	start := time.Now()
+	vc, err := sandbox.VMConfig(sandbox.Options{ID: id, Config: cfg, Accel: accel, RunDir: filepath.Join(cfg.Runtime.Root, id)})
+	if err != nil {
+		return 0, err
+	}
+	vm, err := qemu.Start(ctx, vc)
+	if err != nil {
+		return 0, err
+	}
+	select {
+	case <-vm.Done():
+	case <-time.After(60 * time.Second):
+		vm.Stop(ctx, 0)
+		return 0, fmt.Errorf("floor guest did not power off in 60s")
+	}
+	d := time.Since(start)
+	return d, vm.Stop(ctx, 0)
+}
