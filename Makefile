@@ -12,17 +12,23 @@ COMMIT      ?= $(shell git rev-parse HEAD 2>/dev/null)
 PKG         := github.com/hull-runtime/hull
 LDFLAGS     := -s -w -X $(PKG)/internal/version.Version=$(VERSION) -X $(PKG)/internal/version.Commit=$(COMMIT)
 # Every binary is static: the agent must be (it is the initramfs' only
-# program), and static host binaries install anywhere.
+# program), and static host binaries install anywhere. The host binaries
+# are pure Go (CGO_ENABLED=0).
 GOBUILD     := CGO_ENABLED=0 $(GO) build -trimpath -ldflags "$(LDFLAGS)"
+# The agent links libcontainer's nsenter (C, run before the Go runtime in
+# each container's init) and libseccomp (libseccomp-dev), so it needs cgo,
+# and is linked statically by the C linker.
+AGENTBUILD  := CGO_ENABLED=1 $(GO) build -tags 'netgo osusergo seccomp' -trimpath \
+	-ldflags '-s -w -linkmode external -extldflags "-static" -X main.version=$(VERSION) -X main.commit=$(COMMIT)'
 TEST_TIMEOUT ?= 25m
 
-.PHONY: all build install image setup test test-unit test-integration proto bench-boot lint clean
+.PHONY: all build install image setup test test-unit test-integration proto bench-boot bench-run lint clean
 
 all: build
 
 build:
 	$(GOBUILD) -o bin/hull ./cmd/hull
-	CGO_ENABLED=0 $(GO) build -trimpath -ldflags "-s -w -X main.version=$(VERSION) -X main.commit=$(COMMIT)" -o bin/hull-agent ./cmd/hull-agent
+	$(AGENTBUILD) -o bin/hull-agent ./cmd/hull-agent
 
 install: build
 	install -D -m 0755 bin/hull $(DESTDIR)$(BINDIR)/hull
@@ -59,6 +65,9 @@ proto:
 
 bench-boot: build
 	$(GO) run ./bench/boot -hull-agent $(CURDIR)/bin/hull-agent -image $(IMAGE_DIR) -cache $(CACHE_DIR)
+
+bench-run: install
+	$(GO) run ./bench/run -hull $(BINDIR)/hull -image $(IMAGE_DIR) -cache $(CACHE_DIR)
 
 clean:
 	rm -rf bin .bin

@@ -11,6 +11,7 @@ packages=(
   busybox-static cpio                  # test rootfs and image inspection
   runc iproute2                        # reference runtime; netns, veth, tc
   protobuf-compiler                    # make proto
+  gcc libc6-dev libseccomp-dev         # the agent: cgo (nsenter), static libseccomp
 )
 
 if [ "$(id -u)" != 0 ]; then

@@ -62,13 +62,13 @@ func (s *Sandbox) CreateContainer(ctx context.Context, cfg ContainerConfig) (_ *
 	if err := ValidID(cfg.ID); err != nil {
 		return nil, err
 	}
-	if s.sharedDir == "" {
+	if s.shared == nil {
 		return nil, fmt.Errorf("sandbox %s has no shared directory for container rootfs: %w", s.id, errdefs.ErrFailedPrecondition)
 	}
 	if cfg.Spec.Process == nil || len(cfg.Spec.Process.Args) == 0 {
 		return nil, fmt.Errorf("container %s: spec has no process.args: %w", cfg.ID, errdefs.ErrInvalidArgument)
 	}
-	st, guestSpec, err := storage.PrepareContainer(s.sharedDir, cfg.ID, cfg.Bundle, cfg.Spec)
+	st, guestSpec, err := storage.PrepareContainer(s.shared, cfg.ID, cfg.Bundle, cfg.Spec)
 	if err != nil {
 		return nil, fmt.Errorf("container %s: %w", cfg.ID, err)
 	}

@@ -37,8 +37,9 @@ type Options struct {
 	// RunDir is the directory for this sandbox's VM files; it is created
 	// and, when the sandbox is destroyed, removed.
 	RunDir string
-	// SharedDir, when set, is shared with the guest through virtio-fs and
-	// mounted there at agent.SharedMountPoint.
+	// SharedDir, when set, is a directory (created if missing) that holds
+	// what the guest sees through virtio-fs at agent.SharedMountPoint; it
+	// is removed when the sandbox is destroyed.
 	SharedDir string
 	// Hostname is set in the guest when not empty.
 	Hostname string
@@ -64,12 +65,12 @@ type Sandbox struct {
 	vm     *qemu.VM
 	fs     *storage.Virtiofsd // nil without a shared directory
 	io     *agentclient.IOSession
-	// sharedDir is the host directory the guest sees at
-	// agent.SharedMountPoint; empty without one.
-	sharedDir string
-	agent     *agentclient.Client
-	channel   string
-	timings   Timings
+	// shared is what the guest sees at agent.SharedMountPoint; nil
+	// without a shared directory.
+	shared  *storage.Shared
+	agent   *agentclient.Client
+	channel string
+	timings Timings
 }
 
 var validID = regexp.MustCompile(`^[a-zA-Z0-9][a-zA-Z0-9_.-]{0,63}$`)
@@ -201,7 +202,10 @@ func Boot(ctx context.Context, opts Options) (_ *Sandbox, retErr error) {
 		if bin == "" {
 			bin = storage.DefaultVirtiofsd
 		}
-		s.fs, err = storage.StartVirtiofsd(ctx, storage.VirtiofsdConfig{Binary: bin, SharedDir: opts.SharedDir, RunDir: opts.RunDir})
+		if s.shared, err = storage.NewShared(opts.SharedDir); err != nil {
+			return nil, fmt.Errorf("sandbox %s: %w", opts.ID, err)
+		}
+		s.fs, err = storage.StartVirtiofsd(ctx, storage.VirtiofsdConfig{Binary: bin, SharedDir: s.shared.View, RunDir: opts.RunDir})
 		if err != nil {
 			return nil, fmt.Errorf("sandbox %s: %w", opts.ID, err)
 		}
@@ -251,7 +255,7 @@ func Boot(ctx context.Context, opts Options) (_ *Sandbox, retErr error) {
 	if s.io, err = s.openIO(ctx, vc.VsockCID); err != nil {
 		return nil, fmt.Errorf("sandbox %s: %w", opts.ID, err)
 	}
-	s.sharedDir = opts.SharedDir
+
 	s.timings.AgentReady = time.Since(start)
 	if opts.SharedDir != "" || opts.Hostname != "" {
 		tag := ""
@@ -373,6 +377,9 @@ func (s *Sandbox) stop(ctx context.Context, grace time.Duration) error {
 	// virtiofsd exits by itself once QEMU is gone.
 	if s.fs != nil {
 		errs = append(errs, s.fs.Stop())
+	}
+	if s.shared != nil {
+		errs = append(errs, s.shared.Close())
 	}
 	_ = os.Remove(s.runDir)
 	return errors.Join(errs...)

@@ -19,10 +19,11 @@ import (
 // Container is the part of the shared directory that holds one
 // container's rootfs and bind mount sources, mounted on the host.
 type Container struct {
-	shared string // the sandbox's shared directory (host path)
+	shared *Shared
 	id     string
-	// mounted lists the host mount points made, in order, for teardown.
-	mounted []string
+	// points are the mount points made in the backing directory, and
+	// mounted those attached in the view, in order, for teardown.
+	points, mounted []string
 }
 
 // PrepareContainer mounts the container's rootfs and the sources of its
@@ -30,7 +31,7 @@ type Container struct {
 // so (a guest's root cannot undo a host-side read-only mount), and returns
 // a copy of the spec with those paths as the guest sees them. On error
 // nothing stays mounted.
-func PrepareContainer(shared, id, bundle string, spec *specs.Spec) (_ *Container, _ *specs.Spec, retErr error) {
+func PrepareContainer(shared *Shared, id, bundle string, spec *specs.Spec) (_ *Container, _ *specs.Spec, retErr error) {
 	if spec.Root == nil || spec.Root.Path == "" {
 		return nil, nil, fmt.Errorf("spec has no root.path: %w", errdefs.ErrInvalidArgument)
 	}
@@ -44,8 +45,7 @@ func PrepareContainer(shared, id, bundle string, spec *specs.Spec) (_ *Container
 			c.Cleanup()
 		}
 	}()
-	dir := filepath.Join(shared, id)
-	if err := os.Mkdir(dir, 0o700); err != nil {
+	if err := os.Mkdir(filepath.Join(shared.Backing, id), 0o700); err != nil {
 		return nil, nil, fmt.Errorf("container directory: %w", err)
 	}
 	guest := *spec
@@ -107,18 +107,23 @@ func ResolveInBundle(bundle, p string) (string, error) {
 	return real, nil
 }
 
-// bind mounts src at shared/<id>/<name>, private, and read-only if ro.
+// bind attaches a copy of src at view/<id>/<name>. The copy is made
+// detached (open_tree), made read-only if ro and private, and only then
+// attached (move_mount): its copy in virtiofsd's namespace is created at
+// attach time from it, so it is read-only there too. A remount after the
+// attach would change the host's copy only.
 func (c *Container) bind(src, name string, recursive, ro bool) error {
 	st, err := os.Stat(src)
 	if err != nil {
 		return fmt.Errorf("source: %w: %w", err, errdefs.ErrNotFound)
 	}
-	target := filepath.Join(c.shared, c.id, name)
+	point := filepath.Join(c.shared.Backing, c.id, name)
+	target := filepath.Join(c.shared.View, c.id, name)
 	if st.IsDir() {
-		err = os.Mkdir(target, 0o700)
+		err = os.Mkdir(point, 0o700)
 	} else {
 		var f *os.File
-		f, err = os.OpenFile(target, os.O_CREATE|os.O_EXCL|os.O_WRONLY, 0o600)
+		f, err = os.OpenFile(point, os.O_CREATE|os.O_EXCL|os.O_WRONLY, 0o600)
 		if err == nil {
 			f.Close()
 		}
@@ -126,58 +131,62 @@ func (c *Container) bind(src, name string, recursive, ro bool) error {
 	if err != nil {
 		return err
 	}
-	flags := uintptr(unix.MS_BIND)
+	c.points = append(c.points, name)
+	flags := uint(unix.OPEN_TREE_CLONE | unix.OPEN_TREE_CLOEXEC)
 	if recursive {
-		flags |= unix.MS_REC
+		flags |= unix.AT_RECURSIVE
 	}
-	if err := unix.Mount(src, target, "", flags, ""); err != nil {
-		os.Remove(target)
-		return fmt.Errorf("bind %s: %w", target, err)
+	fd, err := unix.OpenTree(unix.AT_FDCWD, src, flags)
+	if err != nil {
+		return fmt.Errorf("clone %s: %w", src, err)
 	}
-	c.mounted = append(c.mounted, target)
-	// Nothing mounted later on either side propagates to the other.
-	if err := unix.Mount("", target, "", unix.MS_PRIVATE|unix.MS_REC, ""); err != nil {
-		return fmt.Errorf("make %s private: %w", target, err)
-	}
+	defer unix.Close(fd)
+	attr := unix.MountAttr{Propagation: unix.MS_PRIVATE}
 	if ro {
-		if err := unix.Mount("", target, "", unix.MS_BIND|unix.MS_REMOUNT|unix.MS_RDONLY, ""); err != nil {
-			return fmt.Errorf("read-only %s: %w", target, err)
-		}
+		attr.Attr_set = unix.MOUNT_ATTR_RDONLY
 	}
+	setFlags := uint(unix.AT_EMPTY_PATH)
+	if recursive {
+		setFlags |= unix.AT_RECURSIVE
+	}
+	if err := unix.MountSetattr(fd, "", setFlags, &attr); err != nil {
+		return fmt.Errorf("attributes of %s: %w", src, err)
+	}
+	if err := unix.MoveMount(fd, "", unix.AT_FDCWD, target, unix.MOVE_MOUNT_F_EMPTY_PATH); err != nil {
+		return fmt.Errorf("attach %s: %w", target, err)
+	}
+	c.mounted = append(c.mounted, name)
 	return nil
 }
 
 // Cleanup unmounts what PrepareContainer mounted and removes the
-// container's directory. The guest can write in the shared directory, so
-// every path is opened without following links: a link planted by the
-// guest cannot turn an unmount or a removal towards the host's files.
+// container's directory. Unmounting goes through a directory fd opened
+// without following links: the view is read-only to the guest, and even so
+// no path component is trusted.
 func (c *Container) Cleanup() error {
-	dirFd, err := unix.Open(filepath.Join(c.shared, c.id), unix.O_PATH|unix.O_DIRECTORY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
-	if errors.Is(err, unix.ENOENT) {
-		return nil
-	}
-	if err != nil {
-		return fmt.Errorf("container directory: %w", err)
-	}
-	defer unix.Close(dirFd)
 	var errs []error
-	for i := len(c.mounted) - 1; i >= 0; i-- {
-		name := filepath.Base(c.mounted[i])
-		// The path through the pinned directory fd cannot be redirected.
-		p := fmt.Sprintf("/proc/self/fd/%d/%s", dirFd, name)
-		if err := unix.Unmount(p, unix.MNT_DETACH|unix.UMOUNT_NOFOLLOW); err != nil && !errors.Is(err, unix.EINVAL) {
-			errs = append(errs, fmt.Errorf("unmount %s: %w", c.mounted[i], err))
-			continue
+	dirFd, err := unix.Open(filepath.Join(c.shared.View, c.id), unix.O_PATH|unix.O_DIRECTORY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0)
+	if err == nil {
+		for i := len(c.mounted) - 1; i >= 0; i-- {
+			p := fmt.Sprintf("/proc/self/fd/%d/%s", dirFd, c.mounted[i])
+			if err := unix.Unmount(p, unix.MNT_DETACH|unix.UMOUNT_NOFOLLOW); err != nil && !errors.Is(err, unix.EINVAL) {
+				errs = append(errs, fmt.Errorf("unmount %s: %w", c.mounted[i], err))
+			}
 		}
-		if err := unix.Unlinkat(dirFd, name, unix.AT_REMOVEDIR); errors.Is(err, unix.ENOTDIR) {
-			err = unix.Unlinkat(dirFd, name, 0)
-		}
+		unix.Close(dirFd)
+	} else if !errors.Is(err, unix.ENOENT) {
+		errs = append(errs, fmt.Errorf("container directory: %w", err))
 	}
 	c.mounted = nil
 	if len(errs) > 0 {
 		return errors.Join(errs...)
 	}
-	if err := os.Remove(filepath.Join(c.shared, c.id)); err != nil && !errors.Is(err, os.ErrNotExist) {
+	backing := filepath.Join(c.shared.Backing, c.id)
+	for _, name := range c.points {
+		_ = os.Remove(filepath.Join(backing, name))
+	}
+	c.points = nil
+	if err := os.Remove(backing); err != nil && !errors.Is(err, os.ErrNotExist) {
 		return fmt.Errorf("container directory: %w", err)
 	}
 	return nil

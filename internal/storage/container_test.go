@@ -37,7 +37,7 @@ func mountedUnder(dir string) bool {
 func TestPrepareContainer(t *testing.T) {
 	requireRoot(t)
 	b := bundle(t)
-	shared := t.TempDir()
+	shared := newShared(t)
 	spec := &specs.Spec{
 		Root: &specs.Root{Path: "rootfs", Readonly: true},
 		Mounts: []specs.Mount{
@@ -56,26 +56,26 @@ func TestPrepareContainer(t *testing.T) {
 	if guest.Mounts[0].Source != "proc" || guest.Mounts[1].Source != "/run/hull/shared/c1/mount-1" || guest.Mounts[2].Source != "/run/hull/shared/c1/mount-2" {
 		t.Errorf("guest mounts %+v", guest.Mounts)
 	}
-	if _, err := os.Stat(filepath.Join(shared, "c1/rootfs/bin/sh")); err != nil {
+	if _, err := os.Stat(filepath.Join(shared.View, "c1/rootfs/bin/sh")); err != nil {
 		t.Errorf("rootfs not shared: %v", err)
 	}
-	// Read-only is the host's doing: not even root writes there.
-	if err := os.WriteFile(filepath.Join(shared, "c1/rootfs/new"), nil, 0o644); err == nil {
-		t.Error("wrote into a read-only rootfs")
+	// Read-only is the host's doing: not even root writes there, nor in
+	// the tree around the container mounts.
+	for _, p := range []string{"c1/rootfs/new", "c1/mount-1/new", "c1/new", "new"} {
+		if err := os.WriteFile(filepath.Join(shared.View, p), nil, 0o644); err == nil {
+			t.Errorf("wrote %s in the read-only view", p)
+		}
 	}
-	if err := os.WriteFile(filepath.Join(shared, "c1/mount-1/new"), nil, 0o644); err == nil {
-		t.Error("wrote into a read-only bind mount")
-	}
-	if b, err := os.ReadFile(filepath.Join(shared, "c1/mount-2")); err != nil || string(b) != "data" {
+	if b, err := os.ReadFile(filepath.Join(shared.View, "c1/mount-2")); err != nil || string(b) != "data" {
 		t.Errorf("file bind mount: %q %v", b, err)
 	}
 	if err := c.Cleanup(); err != nil {
 		t.Fatal(err)
 	}
-	if mountedUnder(shared) {
+	if mountedUnder(shared.View + "/") {
 		t.Error("mounts left after cleanup")
 	}
-	if _, err := os.Stat(filepath.Join(shared, "c1")); !os.IsNotExist(err) {
+	if _, err := os.Stat(filepath.Join(shared.Backing, "c1")); !os.IsNotExist(err) {
 		t.Errorf("container directory left: %v", err)
 	}
 }
@@ -101,17 +101,35 @@ func TestPrepareContainerRefusesEscapes(t *testing.T) {
 	} {
 		t.Run(name, func(t *testing.T) {
 			b := bundle(t)
-			shared := t.TempDir()
+			shared := newShared(t)
 			_, _, err := PrepareContainer(shared, "c1", b, tc.setup(b))
 			if !errors.Is(err, tc.is) || !strings.Contains(err.Error(), tc.want) {
 				t.Fatalf("want %v naming %q, got %v", tc.is, tc.want, err)
 			}
-			if mountedUnder(shared) {
+			if mountedUnder(shared.View + "/") {
 				t.Error("mounts left after a failed prepare")
 			}
-			if _, err := os.Stat(filepath.Join(shared, "c1")); !os.IsNotExist(err) {
+			if _, err := os.Stat(filepath.Join(shared.Backing, "c1")); !os.IsNotExist(err) {
 				t.Errorf("container directory left: %v", err)
 			}
 		})
 	}
+}
+
+func newShared(t *testing.T) *Shared {
+	t.Helper()
+	dir := filepath.Join(t.TempDir(), "shared")
+	s, err := NewShared(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		if err := s.Close(); err != nil {
+			t.Error(err)
+		}
+		if mountedUnder(dir) {
+			t.Error("mounts left after Close")
+		}
+	})
+	return s
 }

@@ -131,16 +131,29 @@ func assertNoLeaks(t *testing.T, name, root string) {
 	}
 }
 
-// runHull runs the hull binary and returns its output and exit code.
+// runHull runs the hull binary and returns its output and exit code. The
+// output goes through files, not pipes: `hull create` leaves a supervisor
+// that keeps the container's stdio open, as runc's container process does,
+// so a pipe would not reach EOF when hull exits.
 func runHull(t *testing.T, env []string, args ...string) (stdout, stderr string, code int) {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(t.Context(), 2*time.Minute)
 	defer cancel()
+	dir := t.TempDir()
+	o, err := os.Create(filepath.Join(dir, "stdout"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer o.Close()
+	e, err := os.Create(filepath.Join(dir, "stderr"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer e.Close()
 	cmd := exec.CommandContext(ctx, hullBin, args...)
 	cmd.Env = append(os.Environ(), env...)
-	var o, e bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &o, &e
-	err := cmd.Run()
+	cmd.Stdout, cmd.Stderr = o, e
+	err = cmd.Run()
 	code = 0
 	if err != nil {
 		ee, ok := err.(*exec.ExitError)
@@ -149,5 +162,7 @@ func runHull(t *testing.T, env []string, args ...string) (stdout, stderr string,
 		}
 		code = ee.ExitCode()
 	}
-	return o.String(), e.String(), code
+	ob, _ := os.ReadFile(o.Name())
+	eb, _ := os.ReadFile(e.Name())
+	return string(ob), string(eb), code
 }

@@ -205,10 +205,7 @@ func TestGuestExitsBeforeAgent(t *testing.T) {
 func TestSharedDirectory(t *testing.T) {
 	requireVM(t)
 	cfg := testConfig(t)
-	shared := t.TempDir()
-	if err := os.WriteFile(filepath.Join(shared, "hello"), []byte("hi\n"), 0o644); err != nil {
-		t.Fatal(err)
-	}
+	shared := filepath.Join(t.TempDir(), "shared")
 	id := uniqueID("shared")
 	s, err := sandbox.Boot(testContext(t), sandbox.Options{
 		ID: id, Config: cfg, Accel: qemu.TCG,
@@ -232,18 +229,21 @@ func TestSharedDirectory(t *testing.T) {
 		t.Errorf("virtiofsd pid %d alive after destroy", fsPid)
 	}
 	assertNoLeaks(t, "hull-"+id, cfg.Runtime.Root)
+	if _, err := os.Stat(shared); !os.IsNotExist(err) {
+		t.Errorf("shared directory left: %v", err)
+	}
 }
 
-// A shared directory that does not exist: a clear error, nothing started.
+// A shared directory that cannot be made: a clear error, nothing started.
 func TestSharedDirectoryMissing(t *testing.T) {
 	requireVM(t)
 	cfg := testConfig(t)
 	id := uniqueID("noshare")
 	_, err := sandbox.Boot(testContext(t), sandbox.Options{
 		ID: id, Config: cfg, Accel: qemu.TCG,
-		RunDir: filepath.Join(cfg.Runtime.Root, id), SharedDir: "/nonexistent/shared",
+		RunDir: filepath.Join(cfg.Runtime.Root, id), SharedDir: "/nonexistent/x/shared",
 	})
-	if err == nil || !strings.Contains(err.Error(), "/nonexistent/shared") {
+	if err == nil || !strings.Contains(err.Error(), "/nonexistent/x/shared") {
 		t.Fatalf("want an error naming the directory, got %v", err)
 	}
 	assertNoLeaks(t, "hull-"+id, cfg.Runtime.Root)

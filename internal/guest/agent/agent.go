@@ -18,7 +18,9 @@ import (
 	api "github.com/hull-runtime/hull/api/agent/v1"
 	"github.com/hull-runtime/hull/internal/guest/channel"
 	"github.com/hull-runtime/hull/internal/guest/cmdline"
+	"github.com/hull-runtime/hull/internal/guest/container"
 	"github.com/hull-runtime/hull/internal/guest/initsys"
+	"github.com/hull-runtime/hull/internal/guest/iosession"
 	"github.com/hull-runtime/hull/internal/guest/kmod"
 )
 
@@ -31,6 +33,12 @@ const (
 	TestSocketEnv = "HULL_AGENT_TEST_SOCKET"
 	// TestCmdlineEnv stands in for /proc/cmdline in test mode.
 	TestCmdlineEnv = "HULL_AGENT_TEST_CMDLINE"
+	// TestIOSocketEnv names a unix socket to serve the IO session on in
+	// test mode: each connection is a yamux session.
+	TestIOSocketEnv = "HULL_AGENT_TEST_IO_SOCKET"
+	// TestStateEnv names libcontainer's state directory in test mode
+	// (container.DefaultStateRoot otherwise).
+	TestStateEnv = "HULL_AGENT_TEST_STATE"
 
 	// serialTimeout bounds the wait for the virtio-serial port after the
 	// modules are loaded. It is long because TCG guests are slow; a VM
@@ -58,6 +66,9 @@ func Main(version, commit string) {
 		fmt.Fprintf(os.Stderr, "hull-agent: runs as PID 1 of a sandbox VM; set %s=PATH to serve on a unix socket for tests\n", TestSocketEnv)
 		os.Exit(2)
 	}
+	if !a.testMode() {
+		a.switchRoot()
+	}
 	err := a.run()
 	a.log.WithError(err).Error("fatal")
 	a.end(1, "fatal error")
@@ -72,9 +83,13 @@ type agent struct {
 	start time.Duration
 	log   *logrus.Logger
 
-	// reaper reaps every child; the container engine will start its
-	// processes through it. Nil in test mode.
+	// reaper reaps every child; the container engine tells it which it
+	// waits for itself.
 	reaper *initsys.Reaper
+	// switched is the guest uptime when the switch to the tmpfs root
+	// began; 0 if there was none.
+	switched    time.Duration
+	switchStats initsys.SwitchStats
 
 	// flush tells when the next answer has been written.
 	flush   writeBarrier
@@ -97,9 +112,13 @@ func (a *agent) testMode() bool { return a.testSocket != "" }
 func (a *agent) run() error {
 	params := a.boot()
 
-	if !a.testMode() {
-		a.reaper = initsys.StartReaper()
+	if a.testMode() {
+		// Orphans of the containers come to the agent, as to PID 1.
+		if err := unix.Prctl(unix.PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0); err != nil {
+			return fmt.Errorf("subreaper: %w", err)
+		}
 	}
+	a.reaper = initsys.StartReaper()
 	go a.handleSignals()
 
 	// The modules the channels need are loaded first and the agent serves
@@ -122,6 +141,17 @@ func (a *agent) run() error {
 		close(allLoaded)
 	}()
 
+	streams := iosession.NewServer(a.log.WithField("io", "session"), 0)
+	stateRoot := container.DefaultStateRoot
+	if a.testMode() && os.Getenv(TestStateEnv) != "" {
+		stateRoot = os.Getenv(TestStateEnv)
+	}
+	engine := container.NewEngine(container.Config{
+		StateRoot: stateRoot,
+		Reaper:    a.reaper,
+		Streams:   streams,
+		Log:       a.log.WithField("engine", "libcontainer"),
+	})
 	svc := NewService(ServiceConfig{
 		Version:       a.version,
 		Commit:        a.commit,
@@ -133,8 +163,12 @@ func (a *agent) run() error {
 		},
 		OnDestroy: a.destroy,
 		Sandbox:   &sandboxState{},
+		Engine:    engine,
 	})
 	a.errc = make(chan error, 2)
+	if err := a.listenIO(streams); err != nil {
+		return err
+	}
 	if err := a.listen(svc); err != nil {
 		return err
 	}
@@ -167,6 +201,10 @@ func (a *agent) boot() []cmdline.Param {
 	a.log.SetFormatter(newConsoleFormatter())
 	a.log.SetLevel(level)
 	a.log.Infof("hull-agent %s (API %d) starting as pid %d", a.version, api.APIVersion, os.Getpid())
+	if a.switched > 0 {
+		a.log.Infof("switched to a tmpfs root at %s: moved %d files, %d KiB, in %s", seconds(a.switched),
+			a.switchStats.Files, a.switchStats.Bytes>>10, ms(a.start-a.switched))
+	}
 	for _, err := range []error{setupErr, levelErr} {
 		if err != nil {
 			a.log.WithError(err).Error("setup")

@@ -2,7 +2,6 @@ package agent
 
 import (
 	"context"
-	"fmt"
 	"os"
 	"regexp"
 	"sync"
@@ -63,46 +62,4 @@ func (s *Service) CreateSandbox(ctx context.Context, r *api.CreateSandboxRequest
 	}
 	st.created = true
 	return &api.CreateSandboxResponse{}, nil
-}
-
-func notYet(call string) error {
-	return status.Error(codes.Unimplemented, fmt.Sprintf("%s is not implemented by this agent yet", call))
-}
-
-// The container calls below arrive with the container engine.
-
-func (s *Service) CreateContainer(context.Context, *api.CreateContainerRequest) (*api.CreateContainerResponse, error) {
-	return nil, notYet("CreateContainer")
-}
-
-func (s *Service) StartContainer(context.Context, *api.StartContainerRequest) (*api.StartContainerResponse, error) {
-	return nil, notYet("StartContainer")
-}
-
-func (s *Service) ExecProcess(context.Context, *api.ExecProcessRequest) (*api.ExecProcessResponse, error) {
-	return nil, notYet("ExecProcess")
-}
-
-func (s *Service) SignalProcess(context.Context, *api.SignalProcessRequest) (*api.SignalProcessResponse, error) {
-	return nil, notYet("SignalProcess")
-}
-
-func (s *Service) WaitProcess(context.Context, *api.WaitProcessRequest) (*api.WaitProcessResponse, error) {
-	return nil, notYet("WaitProcess")
-}
-
-func (s *Service) ResizePty(context.Context, *api.ResizePtyRequest) (*api.ResizePtyResponse, error) {
-	return nil, notYet("ResizePty")
-}
-
-func (s *Service) CloseStdin(context.Context, *api.CloseStdinRequest) (*api.CloseStdinResponse, error) {
-	return nil, notYet("CloseStdin")
-}
-
-func (s *Service) ListProcesses(context.Context, *api.ListProcessesRequest) (*api.ListProcessesResponse, error) {
-	return nil, notYet("ListProcesses")
-}
-
-func (s *Service) RemoveContainer(context.Context, *api.RemoveContainerRequest) (*api.RemoveContainerResponse, error) {
-	return nil, notYet("RemoveContainer")
 }

@@ -8,6 +8,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	api "github.com/hull-runtime/hull/api/agent/v1"
+	"github.com/hull-runtime/hull/internal/guest/container"
 )
 
 // ServiceConfig is what the service reports and how it ends the VM.
@@ -32,6 +33,9 @@ type ServiceConfig struct {
 	// Sandbox holds what CreateSandbox set up; nil means the agent cannot
 	// create one (tests of the basic calls).
 	Sandbox *sandboxState
+	// Engine runs the containers; nil means the agent cannot (tests of
+	// the basic calls).
+	Engine *container.Engine
 }
 
 // Service implements the agent API. Its fields are set when it is made and

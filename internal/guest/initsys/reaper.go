@@ -8,6 +8,7 @@ import (
 	"os/signal"
 	"sync"
 	"time"
+	"unsafe"
 
 	"golang.org/x/sys/unix"
 )
@@ -22,18 +23,28 @@ type Exit struct {
 }
 
 // Reaper waits for every child of the agent, including the orphans the
-// kernel hands to PID 1, so that none stays a zombie. Since it waits for
-// any pid, it takes the exit status that exec.Cmd.Wait would have
-// collected: code that starts processes must use Start and Wait below (or
-// Subscribe) and never exec.Cmd.Wait.
+// kernel hands to PID 1, so that none stays a zombie.
 //
-// Exits are fanned out to all subscribers, as containerd's reaper does;
-// each subscriber picks the pids it started.
+// Two kinds of code start processes beside it. Code that uses os/exec
+// starts them with Start and collects them with Wait below (or Subscribe),
+// never with exec.Cmd.Wait: the reaper takes their exit statuses and fans
+// them out to all subscribers, as containerd's reaper does. Code that must
+// wait for its children itself, such as runc's libcontainer, which waits for
+// its helper processes inside its own calls, tells the reaper to keep off:
+// Hold while it starts processes whose pids it does not know yet, Claim for
+// a pid it will wait for. The reaper looks at each ended child without
+// reaping it (waitid WNOWAIT) and leaves it while it is claimed or a hold
+// is taken; the release of either makes it look again.
 type Reaper struct {
 	sigs chan os.Signal
+	// kick makes the loop look again without a SIGCHLD.
+	kick chan struct{}
+	stop chan struct{}
 
-	mu   sync.Mutex
-	subs map[*Subscription]struct{} // guarded by mu
+	mu      sync.Mutex
+	subs    map[*Subscription]struct{} // guarded by mu
+	claimed map[int]int                // pid -> claims; guarded by mu
+	holds   int                        // guarded by mu
 }
 
 // Subscription receives every exit reaped after Subscribe returned.
@@ -64,23 +75,23 @@ func StartReaper() *Reaper {
 	r := &Reaper{
 		// One slot is enough: signals coalesce, and each one reaps all
 		// children that have ended.
-		sigs: make(chan os.Signal, 1),
-		subs: make(map[*Subscription]struct{}),
+		sigs:    make(chan os.Signal, 1),
+		kick:    make(chan struct{}, 1),
+		stop:    make(chan struct{}),
+		subs:    make(map[*Subscription]struct{}),
+		claimed: make(map[int]int),
 	}
 	signal.Notify(r.sigs, unix.SIGCHLD)
 	go r.loop()
 	// Children may have ended before Notify.
-	select {
-	case r.sigs <- unix.SIGCHLD:
-	default:
-	}
+	r.wake()
 	return r
 }
 
 // Stop stops reaping; exits after Stop stay zombies until someone waits.
 func (r *Reaper) Stop() {
 	signal.Stop(r.sigs)
-	close(r.sigs)
+	close(r.stop)
 }
 
 // Subscribe returns a subscription to the exits reaped from now on.
@@ -93,16 +104,76 @@ func (r *Reaper) Subscribe() *Subscription {
 	return s
 }
 
+// Hold keeps the reaper from reaping any child until release is called.
+// Take it around calls that start children and wait for them before their
+// pids are known to the caller (a Claim made after the child started may
+// come after its end). Holds nest; release is idempotent. Orphans and the
+// children of Start wait meanwhile, so keep holds short.
+func (r *Reaper) Hold() (release func()) {
+	r.mu.Lock()
+	r.holds++
+	r.mu.Unlock()
+	var once sync.Once
+	return func() {
+		once.Do(func() {
+			r.mu.Lock()
+			r.holds--
+			r.mu.Unlock()
+			r.wake()
+		})
+	}
+}
+
+// Claim leaves the exit of pid to the caller, who must wait for it (such
+// as with os.Process.Wait) and then call release. Claim it under a Hold
+// taken before the process was started. Release is idempotent.
+func (r *Reaper) Claim(pid int) (release func()) {
+	r.mu.Lock()
+	r.claimed[pid]++
+	r.mu.Unlock()
+	var once sync.Once
+	return func() {
+		once.Do(func() {
+			r.mu.Lock()
+			if r.claimed[pid]--; r.claimed[pid] <= 0 {
+				delete(r.claimed, pid)
+			}
+			r.mu.Unlock()
+			r.wake()
+		})
+	}
+}
+
+func (r *Reaper) wake() {
+	select {
+	case r.kick <- struct{}{}:
+	default:
+	}
+}
+
 func (r *Reaper) loop() {
-	for range r.sigs {
+	for {
+		select {
+		case <-r.sigs:
+		case <-r.kick:
+		case <-r.stop:
+			return
+		}
 		r.reap()
 	}
 }
 
+// mayReap tells whether the reaper may reap pid: no hold is taken and
+// nobody claimed it.
+func (r *Reaper) mayReap(pid int) bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.holds == 0 && r.claimed[pid] == 0
+}
+
 func (r *Reaper) reap() {
 	for {
-		var ws unix.WaitStatus
-		pid, err := unix.Wait4(-1, &ws, unix.WNOHANG, nil)
+		pid, err := peekExited()
 		if errors.Is(err, unix.EINTR) {
 			continue
 		}
@@ -110,8 +181,38 @@ func (r *Reaper) reap() {
 			// ECHILD: no children; 0: none has ended yet.
 			return
 		}
+		if !r.mayReap(pid) {
+			// The kernel shows the same child until it is reaped: its
+			// owner reaps it, and the release wakes the loop again.
+			return
+		}
+		var ws unix.WaitStatus
+		got, err := unix.Wait4(pid, &ws, unix.WNOHANG, nil)
+		if errors.Is(err, unix.EINTR) {
+			continue
+		}
+		if err != nil || got != pid {
+			// Reaped by someone else meanwhile: look again.
+			continue
+		}
 		r.publish(Exit{Pid: pid, Status: exitStatus(ws), Time: time.Now()})
 	}
+}
+
+// peekExited returns the pid of a child that has ended, without reaping
+// it, or 0 when none has.
+func peekExited() (int, error) {
+	var info unix.Siginfo
+	if err := unix.Waitid(unix.P_ALL, 0, &info, unix.WEXITED|unix.WNOHANG|unix.WNOWAIT, nil); err != nil {
+		return 0, err
+	}
+	return siginfoPid(&info), nil
+}
+
+// siginfoPid reads si_pid, which on 64-bit Linux follows si_signo,
+// si_errno, si_code and padding. WNOHANG with no child ended leaves it 0.
+func siginfoPid(info *unix.Siginfo) int {
+	return int(*(*int32)(unsafe.Add(unsafe.Pointer(info), 16)))
 }
 
 func (r *Reaper) publish(e Exit) {
@@ -135,6 +236,10 @@ func exitStatus(ws unix.WaitStatus) int {
 	}
 	return ws.ExitStatus()
 }
+
+// ExitStatus encodes ws as shells report it: the code, or 128 plus the
+// signal number.
+func ExitStatus(ws unix.WaitStatus) int { return exitStatus(ws) }
 
 // Start starts cmd with a subscription taken before the process exists,
 // so its exit cannot be missed. The caller must then call Wait, not

@@ -1,0 +1,510 @@
+// Package container runs OCI containers in the guest with runc's
+// libcontainer, and connects their processes to the streams of the IO
+// session.
+//
+// The agent binary doubles as libcontainer's "runc init": its main must
+// call libcontainer.Init when started with the argument "init", and link
+// the nsenter package (cgo) that does the namespace setup before the Go
+// runtime starts.
+package container
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"path"
+	"sync"
+	"time"
+
+	"github.com/containerd/errdefs"
+	"github.com/opencontainers/runc/libcontainer"
+	"github.com/opencontainers/runc/libcontainer/specconv"
+	"github.com/sirupsen/logrus"
+	"golang.org/x/sys/unix"
+
+	"github.com/hull-runtime/hull/internal/guest/initsys"
+	"github.com/hull-runtime/hull/internal/guest/iosession"
+)
+
+const (
+	// DefaultStateRoot is where libcontainer keeps container state.
+	DefaultStateRoot = "/run/hull/containers"
+	// DefaultCgroupParent is the parent cgroup of containers whose spec
+	// names none.
+	DefaultCgroupParent = "/hull"
+	// DefaultStreamTimeout bounds the wait for a process's streams.
+	DefaultStreamTimeout = 10 * time.Second
+	// removeTimeout bounds the wait for a killed container's processes.
+	removeTimeout = 10 * time.Second
+)
+
+// Config is what an Engine needs.
+type Config struct {
+	// StateRoot is libcontainer's state directory (DefaultStateRoot when
+	// empty).
+	StateRoot string
+	// CgroupParent is the parent of the cgroups of containers whose spec
+	// has no cgroupsPath (DefaultCgroupParent when empty).
+	CgroupParent string
+	// Reaper is told which children the engine waits for itself. Nil
+	// when nothing else in the process reaps children.
+	Reaper *initsys.Reaper
+	// Streams is where processes find their standard streams.
+	Streams *iosession.Server
+	// StreamTimeout bounds the wait for a process's streams
+	// (DefaultStreamTimeout when 0).
+	StreamTimeout time.Duration
+	Log           *logrus.Entry
+}
+
+// Engine holds the containers of the sandbox.
+type Engine struct {
+	cfg Config
+
+	mu sync.Mutex
+	// containers maps ids to containers; a nil value reserves the id of a
+	// container being created. Guarded by mu.
+	containers map[string]*Container
+}
+
+// NewEngine returns an engine with no containers.
+func NewEngine(cfg Config) *Engine {
+	if cfg.StateRoot == "" {
+		cfg.StateRoot = DefaultStateRoot
+	}
+	if cfg.CgroupParent == "" {
+		cfg.CgroupParent = DefaultCgroupParent
+	}
+	if cfg.StreamTimeout <= 0 {
+		cfg.StreamTimeout = DefaultStreamTimeout
+	}
+	if cfg.Log == nil {
+		cfg.Log = logrus.NewEntry(logrus.StandardLogger())
+	}
+	return &Engine{cfg: cfg, containers: make(map[string]*Container)}
+}
+
+// Container is a created container. Its processes live as long as it.
+type Container struct {
+	// Set at creation, then read-only.
+	id   string
+	lc   *libcontainer.Container
+	init *Process
+
+	mu       sync.Mutex
+	started  bool                // guarded by mu
+	removing bool                // guarded by mu
+	execs    map[string]*Process // nil value: being started; guarded by mu
+	// execsStarting counts execs between reservation and start; Remove
+	// waits for them.
+	execsStarting sync.WaitGroup
+}
+
+func notFound(id string) error {
+	return fmt.Errorf("container %q: %w", id, errdefs.ErrNotFound)
+}
+
+func (e *Engine) get(id string) (*Container, error) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	c, ok := e.containers[id]
+	if !ok {
+		return nil, notFound(id)
+	}
+	if c == nil {
+		return nil, fmt.Errorf("container %q is being created: %w", id, errdefs.ErrFailedPrecondition)
+	}
+	return c, nil
+}
+
+// process returns the init (execID "") or an exec process of c.
+func (c *Container) process(execID string) (*Process, error) {
+	if execID == "" {
+		return c.init, nil
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	p := c.execs[execID]
+	if p == nil {
+		return nil, fmt.Errorf("exec %q of container %q: %w", execID, c.id, errdefs.ErrNotFound)
+	}
+	return p, nil
+}
+
+// Create creates container id from spec (config.json, with guest paths)
+// and starts its init, which waits for Start before running the user's
+// program. It returns the init's pid.
+func (e *Engine) Create(ctx context.Context, id string, specJSON []byte, stdio Stdio) (pid int, retErr error) {
+	if err := ValidateID("container", id); err != nil {
+		return 0, err
+	}
+	spec, err := parseSpec(specJSON)
+	if err != nil {
+		return 0, err
+	}
+	if spec.Process.Terminal != stdio.Terminal {
+		return 0, fmt.Errorf("stdio.terminal is %v but process.terminal %v: %w", stdio.Terminal, spec.Process.Terminal, errdefs.ErrInvalidArgument)
+	}
+
+	e.mu.Lock()
+	if _, ok := e.containers[id]; ok {
+		e.mu.Unlock()
+		return 0, fmt.Errorf("container %q: %w", id, errdefs.ErrAlreadyExists)
+	}
+	e.containers[id] = nil
+	e.mu.Unlock()
+	defer func() {
+		if retErr != nil {
+			e.mu.Lock()
+			delete(e.containers, id)
+			e.mu.Unlock()
+		}
+	}()
+
+	// Hooks run on the host, which has what they need (netns, devices).
+	spec.Hooks = nil
+	if spec.Linux.CgroupsPath == "" {
+		spec.Linux.CgroupsPath = path.Join(e.cfg.CgroupParent, id)
+	}
+	cfg, err := specconv.CreateLibcontainerConfig(&specconv.CreateOpts{CgroupName: id, Spec: spec})
+	if err != nil {
+		return 0, fmt.Errorf("spec: %v: %w", err, errdefs.ErrInvalidArgument)
+	}
+	lp, err := processConfig(spec.Process, true)
+	if err != nil {
+		return 0, err
+	}
+
+	log := e.cfg.Log.WithField("container", id)
+	pio, err := e.takeStreams(ctx, id, "", stdio, log)
+	if err != nil {
+		return 0, err
+	}
+	lc, err := libcontainer.Create(e.cfg.StateRoot, id, cfg)
+	if err != nil {
+		pio.abort()
+		if errors.Is(err, libcontainer.ErrExist) {
+			return 0, fmt.Errorf("container %q: state left in %s: %w", id, e.cfg.StateRoot, errdefs.ErrAlreadyExists)
+		}
+		return 0, fmt.Errorf("creating container %q: %w", id, err)
+	}
+	p, err := e.start(lc.Start, lp, pio, stdio.Terminal, "")
+	if err != nil {
+		if derr := lc.Destroy(); derr != nil {
+			log.WithError(derr).Warn("destroying the failed container")
+		}
+		return 0, fmt.Errorf("starting the init of container %q: %w", id, err)
+	}
+	c := &Container{id: id, lc: lc, init: p, execs: make(map[string]*Process)}
+	e.mu.Lock()
+	e.containers[id] = c
+	e.mu.Unlock()
+	return p.pid, nil
+}
+
+func (e *Engine) takeStreams(ctx context.Context, id, execID string, stdio Stdio, log *logrus.Entry) (*procIO, error) {
+	if e.cfg.Streams == nil {
+		if stdio.Stdin || stdio.Stdout || stdio.Stderr {
+			return nil, fmt.Errorf("this agent has no IO session: %w", errdefs.ErrFailedPrecondition)
+		}
+		return &procIO{log: log}, nil
+	}
+	ctx, cancel := context.WithTimeout(ctx, e.cfg.StreamTimeout)
+	defer cancel()
+	return takeStreams(ctx, e.cfg.Streams, id, execID, stdio, log)
+}
+
+// start starts lp with run (libcontainer's Start or Run) and its IO. The
+// reaper is held off while libcontainer starts and waits for its helper
+// processes, and the new process's pid is claimed before the hold ends.
+func (e *Engine) start(run func(*libcontainer.Process) error, lp *libcontainerProcess, pio *procIO, terminal bool, execID string) (*Process, error) {
+	if err := pio.prepare(lp, terminal); err != nil {
+		return nil, err
+	}
+	release, claim := func() {}, func(int) func() { return func() {} }
+	if r := e.cfg.Reaper; r != nil {
+		release, claim = r.Hold(), r.Claim
+	}
+	if err := run(lp); err != nil {
+		release()
+		pio.abort()
+		return nil, err
+	}
+	pid, err := lp.Pid()
+	if err != nil {
+		release()
+		pio.abort()
+		return nil, err
+	}
+	unclaim := claim(pid)
+	release()
+
+	p := &Process{execID: execID, lp: lp, pid: pid, io: pio, done: make(chan struct{})}
+	if err := pio.started(); err != nil {
+		_ = lp.Signal(unix.SIGKILL)
+		_, _ = lp.Wait()
+		unclaim()
+		return nil, err
+	}
+	go p.wait(unclaim)
+	return p, nil
+}
+
+// Start runs the user's program of a created container.
+func (e *Engine) Start(id string) error {
+	c, err := e.get(id)
+	if err != nil {
+		return err
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	switch {
+	case c.removing:
+		return fmt.Errorf("container %q is being removed: %w", id, errdefs.ErrFailedPrecondition)
+	case c.started:
+		return fmt.Errorf("container %q already started: %w", id, errdefs.ErrFailedPrecondition)
+	case c.init.hasExited():
+		return fmt.Errorf("container %q: init exited before start: %w", id, errdefs.ErrFailedPrecondition)
+	}
+	if err := c.lc.Exec(); err != nil {
+		return fmt.Errorf("starting container %q: %w", id, err)
+	}
+	c.started = true
+	return nil
+}
+
+// Exec runs process (an OCI process object) in running container id and
+// returns its pid.
+func (e *Engine) Exec(ctx context.Context, id, execID string, processJSON []byte, stdio Stdio) (pid int, retErr error) {
+	if err := ValidateID("exec", execID); err != nil {
+		return 0, err
+	}
+	proc, err := parseProcess(processJSON)
+	if err != nil {
+		return 0, err
+	}
+	if proc.Terminal != stdio.Terminal {
+		return 0, fmt.Errorf("stdio.terminal is %v but process.terminal %v: %w", stdio.Terminal, proc.Terminal, errdefs.ErrInvalidArgument)
+	}
+	lp, err := processConfig(proc, false)
+	if err != nil {
+		return 0, err
+	}
+	c, err := e.get(id)
+	if err != nil {
+		return 0, err
+	}
+
+	c.mu.Lock()
+	switch _, exists := c.execs[execID]; {
+	case c.removing || !c.started || c.init.hasExited():
+		c.mu.Unlock()
+		return 0, fmt.Errorf("container %q is not running: %w", id, errdefs.ErrFailedPrecondition)
+	case exists:
+		c.mu.Unlock()
+		return 0, fmt.Errorf("exec %q of container %q: %w", execID, id, errdefs.ErrAlreadyExists)
+	}
+	c.execs[execID] = nil
+	c.execsStarting.Add(1)
+	c.mu.Unlock()
+	defer c.execsStarting.Done()
+
+	var p *Process
+	defer func() {
+		c.mu.Lock()
+		if retErr != nil {
+			delete(c.execs, execID)
+		} else {
+			c.execs[execID] = p
+		}
+		c.mu.Unlock()
+	}()
+
+	log := e.cfg.Log.WithFields(logrus.Fields{"container": id, "exec": execID})
+	pio, err := e.takeStreams(ctx, id, execID, stdio, log)
+	if err != nil {
+		return 0, err
+	}
+	p, err = e.start(c.lc.Run, lp, pio, stdio.Terminal, execID)
+	if err != nil {
+		return 0, fmt.Errorf("exec %q in container %q: %w", execID, id, err)
+	}
+	return p.pid, nil
+}
+
+// Signal sends sig to the init (execID "") or an exec process, or with
+// all to every process of the container.
+func (e *Engine) Signal(id, execID string, sig unix.Signal, all bool) error {
+	if sig <= 0 || sig > maxSignal {
+		return fmt.Errorf("signal %d: %w", sig, errdefs.ErrInvalidArgument)
+	}
+	c, err := e.get(id)
+	if err != nil {
+		return err
+	}
+	if all {
+		return c.signalAll(sig)
+	}
+	p, err := c.process(execID)
+	if err != nil {
+		return err
+	}
+	if p.hasExited() {
+		return fmt.Errorf("process already finished: %w", errdefs.ErrNotFound)
+	}
+	if execID == "" {
+		err = c.lc.Signal(sig)
+	} else {
+		err = p.lp.Signal(sig)
+	}
+	if errors.Is(err, libcontainer.ErrNotRunning) || errors.Is(err, os.ErrProcessDone) {
+		return fmt.Errorf("process already finished: %w", errdefs.ErrNotFound)
+	}
+	return err
+}
+
+// signalAll signals every process in the container's cgroup.
+func (c *Container) signalAll(sig unix.Signal) error {
+	pids, err := c.lc.Processes()
+	if err != nil {
+		return fmt.Errorf("processes of container %q: %w", c.id, err)
+	}
+	var errs []error
+	for _, pid := range pids {
+		if err := unix.Kill(pid, sig); err != nil && !errors.Is(err, unix.ESRCH) {
+			errs = append(errs, fmt.Errorf("signal %d to pid %d: %w", sig, pid, err))
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// Wait returns the exit status of the init or an exec process once it
+// has exited and its output is written, or ctx's error.
+func (e *Engine) Wait(ctx context.Context, id, execID string) (ExitStatus, error) {
+	c, err := e.get(id)
+	if err != nil {
+		return ExitStatus{}, err
+	}
+	p, err := c.process(execID)
+	if err != nil {
+		return ExitStatus{}, err
+	}
+	return p.Wait(ctx)
+}
+
+// Resize sets the window size of a process's terminal.
+func (e *Engine) Resize(id, execID string, width, height uint32) error {
+	if width > 0xffff || height > 0xffff {
+		return fmt.Errorf("window size %dx%d: %w", width, height, errdefs.ErrInvalidArgument)
+	}
+	c, err := e.get(id)
+	if err != nil {
+		return err
+	}
+	p, err := c.process(execID)
+	if err != nil {
+		return err
+	}
+	if p.hasExited() {
+		return fmt.Errorf("process already finished: %w", errdefs.ErrNotFound)
+	}
+	if err := p.io.resize(uint16(width), uint16(height)); err != nil {
+		if errors.Is(err, errNoTerminal) {
+			return fmt.Errorf("%w: %w", err, errdefs.ErrFailedPrecondition)
+		}
+		return err
+	}
+	return nil
+}
+
+// CloseStdin closes a process's stdin.
+func (e *Engine) CloseStdin(id, execID string) error {
+	c, err := e.get(id)
+	if err != nil {
+		return err
+	}
+	p, err := c.process(execID)
+	if err != nil {
+		return err
+	}
+	p.io.closeStdin()
+	return nil
+}
+
+// Processes lists the guest pids in the container's cgroup.
+func (e *Engine) Processes(id string) ([]int, error) {
+	c, err := e.get(id)
+	if err != nil {
+		return nil, err
+	}
+	pids, err := c.lc.Processes()
+	if err != nil {
+		return nil, fmt.Errorf("processes of container %q: %w", id, err)
+	}
+	return pids, nil
+}
+
+// Remove removes a container that is not running: created (its waiting
+// init is killed) or stopped. With force it kills a running one first.
+func (e *Engine) Remove(ctx context.Context, id string, force bool) (retErr error) {
+	c, err := e.get(id)
+	if err != nil {
+		return err
+	}
+	c.mu.Lock()
+	switch {
+	case c.removing:
+		c.mu.Unlock()
+		return fmt.Errorf("container %q is being removed: %w", id, errdefs.ErrFailedPrecondition)
+	case c.started && !c.init.hasExited() && !force:
+		c.mu.Unlock()
+		return fmt.Errorf("container %q is running; stop it or force: %w", id, errdefs.ErrFailedPrecondition)
+	}
+	c.removing = true
+	c.mu.Unlock()
+	defer func() {
+		if retErr != nil {
+			c.mu.Lock()
+			c.removing = false
+			c.mu.Unlock()
+		}
+	}()
+
+	// Execs that are starting finish first (bounded by the stream wait),
+	// so that they are killed too.
+	c.execsStarting.Wait()
+	if !c.init.hasExited() {
+		if err := c.lc.Signal(unix.SIGKILL); err != nil && !errors.Is(err, libcontainer.ErrNotRunning) {
+			e.cfg.Log.WithError(err).WithField("container", id).Warn("killing init")
+		}
+	}
+	// Without a pid namespace of its own the container's processes
+	// outlive its init.
+	if err := c.signalAll(unix.SIGKILL); err != nil {
+		e.cfg.Log.WithError(err).WithField("container", id).Debug("killing all")
+	}
+	ctx, cancel := context.WithTimeout(ctx, removeTimeout)
+	defer cancel()
+	procs := []*Process{c.init}
+	c.mu.Lock()
+	for _, p := range c.execs {
+		procs = append(procs, p)
+	}
+	c.mu.Unlock()
+	for _, p := range procs {
+		if _, err := p.Wait(ctx); err != nil {
+			return fmt.Errorf("container %q: waiting for pid %d: %w", id, p.pid, err)
+		}
+	}
+	if err := c.lc.Destroy(); err != nil {
+		return fmt.Errorf("destroying container %q: %w", id, err)
+	}
+	e.mu.Lock()
+	delete(e.containers, id)
+	e.mu.Unlock()
+	return nil
+}
+
+// maxSignal is SIGRTMAX on Linux.
+const maxSignal = 64

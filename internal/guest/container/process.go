@@ -1,0 +1,93 @@
+package container
+
+import (
+	"context"
+	"os"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/opencontainers/runc/libcontainer"
+	"golang.org/x/sys/unix"
+
+	"github.com/hull-runtime/hull/internal/guest/initsys"
+)
+
+type libcontainerProcess = libcontainer.Process
+
+// Process is a container's init or one of its exec processes, from its
+// start on. Its exit is collected by its own goroutine, with the pid
+// claimed from the reaper.
+type Process struct {
+	// execID is empty for the init; set at creation, then read-only, as
+	// are the fields up to mu.
+	execID string
+	lp     *libcontainerProcess
+	pid    int
+	io     *procIO
+
+	// done is closed when the process has exited and its output is out.
+	done chan struct{}
+
+	mu       sync.Mutex
+	status   int       // guarded by mu; valid once done is closed
+	exitedAt time.Time // guarded by mu
+	exited   bool      // guarded by mu: the process is gone (maybe output still flowing)
+}
+
+// ExitStatus is the end of a process as the API reports it.
+type ExitStatus struct {
+	// Status is the code, or 128+signal.
+	Status int
+	At     time.Time
+}
+
+// Pid is the process's pid in the guest.
+func (p *Process) Pid() int { return p.pid }
+
+// wait collects the exit, lets the output drain, and closes done.
+// release gives the pid back to the reaper once collected.
+func (p *Process) wait(release func()) {
+	ps, err := p.lp.Wait()
+	release()
+	status := 255
+	if ps != nil {
+		status = exitStatus(ps)
+	} else {
+		p.io.log.WithError(err).Error("wait")
+	}
+	now := time.Now()
+	p.mu.Lock()
+	p.exited = true
+	p.status, p.exitedAt = status, now
+	p.mu.Unlock()
+
+	p.io.exited(context.Background())
+	close(p.done)
+}
+
+// hasExited tells whether the process is gone.
+func (p *Process) hasExited() bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.exited
+}
+
+// Wait waits for the exit and the output, as long as ctx allows.
+func (p *Process) Wait(ctx context.Context) (ExitStatus, error) {
+	select {
+	case <-p.done:
+	case <-ctx.Done():
+		return ExitStatus{}, ctx.Err()
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return ExitStatus{Status: p.status, At: p.exitedAt}, nil
+}
+
+func exitStatus(ps *os.ProcessState) int {
+	if ws, ok := ps.Sys().(syscall.WaitStatus); ok {
+		return initsys.ExitStatus(unix.WaitStatus(ws))
+	}
+	return ps.ExitCode()
+}

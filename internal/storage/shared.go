@@ -1,0 +1,101 @@
+package storage
+
+import (
+	"bufio"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+
+	"golang.org/x/sys/unix"
+)
+
+// Shared is a sandbox's shared directory. virtiofsd serves View, a
+// read-only bind of Backing with shared propagation: the guest can write
+// only inside the container mounts attached under View, never in the tree
+// around them, and mounts attached on the host after virtiofsd started
+// reach virtiofsd's own mount namespace (a slave of the host's).
+type Shared struct {
+	// Backing is where the host makes directories; the guest never sees it
+	// writable.
+	Backing string
+	// View is what virtiofsd serves.
+	View string
+}
+
+// NewShared sets up dir/fs (backing) and dir/view. On error nothing is
+// left mounted.
+func NewShared(dir string) (_ *Shared, retErr error) {
+	s := &Shared{Backing: filepath.Join(dir, "fs"), View: filepath.Join(dir, "view")}
+	for _, d := range []string{dir, s.Backing, s.View} {
+		if err := os.Mkdir(d, 0o700); err != nil && !errors.Is(err, os.ErrExist) {
+			return nil, fmt.Errorf("shared directory: %w", err)
+		}
+	}
+	if err := unix.Mount(s.Backing, s.View, "", unix.MS_BIND, ""); err != nil {
+		return nil, fmt.Errorf("shared directory: bind %s: %w", s.View, err)
+	}
+	defer func() {
+		if retErr != nil {
+			unix.Unmount(s.View, unix.MNT_DETACH)
+		}
+	}()
+	if err := unix.Mount("", s.View, "", unix.MS_BIND|unix.MS_REMOUNT|unix.MS_RDONLY|unix.MS_NODEV|unix.MS_NOSUID, ""); err != nil {
+		return nil, fmt.Errorf("shared directory: read-only %s: %w", s.View, err)
+	}
+	// Private first, so the view leaves the peer group of whatever mount
+	// holds the runtime root, then shared as a group of its own.
+	if err := unix.Mount("", s.View, "", unix.MS_PRIVATE, ""); err != nil {
+		return nil, fmt.Errorf("shared directory: %w", err)
+	}
+	if err := unix.Mount("", s.View, "", unix.MS_SHARED, ""); err != nil {
+		return nil, fmt.Errorf("shared directory: %w", err)
+	}
+	return s, nil
+}
+
+// Close unmounts the view and everything under it, deepest first, and
+// removes the directories; what it cannot remove it names.
+func (s *Shared) Close() error {
+	if err := UnmountUnder(s.View); err != nil {
+		return err
+	}
+	if err := unix.Unmount(s.View, unix.MNT_DETACH|unix.UMOUNT_NOFOLLOW); err != nil && !errors.Is(err, unix.EINVAL) && !errors.Is(err, unix.ENOENT) {
+		return fmt.Errorf("unmount %s: %w", s.View, err)
+	}
+	var errs []error
+	for _, d := range []string{s.View, s.Backing, filepath.Dir(s.View)} {
+		if err := os.Remove(d); err != nil && !errors.Is(err, os.ErrNotExist) {
+			errs = append(errs, err)
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// UnmountUnder unmounts every mount strictly below dir, deepest first,
+// never following links.
+func UnmountUnder(dir string) error {
+	f, err := os.Open("/proc/self/mountinfo")
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	var points []string
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		fields := strings.Fields(sc.Text())
+		if len(fields) > 4 && strings.HasPrefix(fields[4], dir+"/") {
+			points = append(points, fields[4])
+		}
+	}
+	sort.Slice(points, func(i, j int) bool { return len(points[i]) > len(points[j]) })
+	var errs []error
+	for _, p := range points {
+		if err := unix.Unmount(p, unix.MNT_DETACH|unix.UMOUNT_NOFOLLOW); err != nil && !errors.Is(err, unix.EINVAL) && !errors.Is(err, unix.ENOENT) {
+			errs = append(errs, fmt.Errorf("unmount %s: %w", p, err))
+		}
+	}
+	return errors.Join(errs...)
+}

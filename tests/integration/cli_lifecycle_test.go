@@ -1,0 +1,73 @@
+package integration
+
+import (
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+)
+
+func TestCLILifecycle(t *testing.T) {
+	e := newCLIEnv(t)
+	bundle := busyboxBundle(t)
+	writeSpec(t, bundle, busyboxSpec("sh", "-c", "echo started; sleep 100"))
+	pidFile := filepath.Join(t.TempDir(), "pid")
+	if out, errOut, code := e.hull("create", "--bundle", bundle, "--pid-file", pidFile, "life"); code != 0 {
+		t.Fatalf("create: %d %s %s", code, out, errOut)
+	}
+	st := e.state("life")
+	if st["status"] != "created" {
+		t.Fatalf("after create: %v", st)
+	}
+	pid, _ := os.ReadFile(pidFile)
+	if strconv.Itoa(int(st["pid"].(float64))) != string(pid) {
+		t.Errorf("pid file %q, state pid %v", pid, st["pid"])
+	}
+	if _, _, code := e.hull("delete", "life"); code == 0 {
+		t.Error("deleted a created container without --force")
+	}
+	if _, errOut, code := e.hull("start", "life"); code != 0 {
+		t.Fatalf("start: %s", errOut)
+	}
+	if st := e.state("life"); st["status"] != "running" {
+		t.Fatalf("after start: %v", st)
+	}
+	out, _, _ := e.hull("list", "--format", "json")
+	if !strings.Contains(out, `"id":"life"`) {
+		t.Errorf("list: %s", out)
+	}
+	if _, errOut, code := e.hull("kill", "life", "KILL"); code != 0 {
+		t.Fatalf("kill: %s", errOut)
+	}
+	deadline := time.Now().Add(30 * time.Second)
+	for e.state("life")["status"] != "stopped" && time.Now().Before(deadline) {
+		time.Sleep(100 * time.Millisecond)
+	}
+	if st := e.state("life"); st["status"] != "stopped" {
+		t.Fatalf("after kill: %v", st)
+	}
+	if _, errOut, code := e.hull("delete", "life"); code != 0 {
+		t.Fatalf("delete: %s", errOut)
+	}
+	if _, _, code := e.hull("state", "life"); code == 0 {
+		t.Error("state of a deleted container")
+	}
+}
+
+func TestCLIRunExitCodeAndOutput(t *testing.T) {
+	e := newCLIEnv(t)
+	bundle := busyboxBundle(t)
+	writeSpec(t, bundle, busyboxSpec("sh", "-c", "echo to-stdout; echo to-stderr >&2; exit 7"))
+	out, errOut, code := e.hull("run", "--bundle", bundle, "runner")
+	if code != 7 {
+		t.Errorf("exit %d, want 7 (stderr %q)", code, errOut)
+	}
+	if out != "to-stdout\n" || !strings.Contains(errOut, "to-stderr") {
+		t.Errorf("stdout %q, stderr %q", out, errOut)
+	}
+	if _, errOut, code := e.hull("delete", "runner"); code != 0 {
+		t.Fatalf("delete: %s", errOut)
+	}
+}
