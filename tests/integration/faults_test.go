@@ -1,0 +1,147 @@
+package integration
+
+import (
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/hull-runtime/hull/internal/state"
+)
+
+// startSleeper creates and starts a container that sleeps, and returns its
+// recorded state.
+func startSleeper(t *testing.T, e *cliEnv, id string) *state.State {
+	t.Helper()
+	bundle := busyboxBundle(t)
+	writeSpec(t, bundle, busyboxSpec("sleep", "1000"))
+	if _, errOut, code := e.hull("create", "--bundle", bundle, id); code != 0 {
+		t.Fatalf("create: %s", errOut)
+	}
+	if _, errOut, code := e.hull("start", id); code != 0 {
+		t.Fatalf("start: %s", errOut)
+	}
+	store, err := state.Open(e.root)
+	if err != nil {
+		t.Fatal(err)
+	}
+	st, err := store.Read(id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st.QEMU == 0 || st.Virtiofsd == 0 || st.Supervisor == 0 {
+		t.Fatalf("state lacks pids: %+v", st)
+	}
+	return st
+}
+
+func waitGone(t *testing.T, what string, pid int) {
+	t.Helper()
+	deadline := time.Now().Add(20 * time.Second)
+	for time.Now().Before(deadline) {
+		if !alive(pid) {
+			return
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	t.Errorf("%s (pid %d) still running", what, pid)
+}
+
+// alive is false for a process that is gone or a zombie.
+func alive(pid int) bool {
+	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
+	if err != nil {
+		return false
+	}
+	i := strings.LastIndexByte(string(b), ')')
+	return i > 0 && i+2 < len(b) && b[i+2] != 'Z'
+}
+
+// QEMU killed under a running container: the supervisor notices, cleans up
+// and exits; the container reads as stopped; delete removes the rest.
+func TestQEMUKilledUnderContainer(t *testing.T) {
+	e := newCLIEnv(t)
+	st := startSleeper(t, e, "victim")
+	if err := syscall.Kill(st.QEMU, syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	waitGone(t, "supervisor", st.Supervisor)
+	waitGone(t, "virtiofsd", st.Virtiofsd)
+	if s := e.state("victim"); s["status"] != "stopped" {
+		t.Errorf("after QEMU died: %v", s)
+	}
+	mounts, _ := os.ReadFile("/proc/mounts")
+	if strings.Contains(string(mounts), e.root) {
+		t.Errorf("mounts left under %s after the supervisor cleaned up", e.root)
+	}
+	if _, errOut, code := e.hull("delete", "victim"); code != 0 {
+		t.Fatalf("delete: %s", errOut)
+	}
+}
+
+// The supervisor killed: delete --force removes QEMU, virtiofsd, mounts
+// and state.
+func TestSupervisorKilled(t *testing.T) {
+	e := newCLIEnv(t)
+	st := startSleeper(t, e, "orphan")
+	if err := syscall.Kill(st.Supervisor, syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	waitGone(t, "supervisor", st.Supervisor)
+	if s := e.state("orphan"); s["status"] != "stopped" {
+		t.Errorf("after the supervisor died: %v", s)
+	}
+	if _, errOut, code := e.hull("delete", "--force", "orphan"); code != 0 {
+		t.Fatalf("delete --force: %s", errOut)
+	}
+	waitGone(t, "qemu", st.QEMU)
+	waitGone(t, "virtiofsd", st.Virtiofsd)
+	if _, err := os.Stat(filepath.Join(e.root, "orphan")); !os.IsNotExist(err) {
+		t.Errorf("state directory left: %v", err)
+	}
+}
+
+func TestCLIExec(t *testing.T) {
+	e := newCLIEnv(t)
+	startSleeper(t, e, "host")
+	out, errOut, code := e.hull("exec", "host", "sh", "-c", "echo in-exec; echo exec-err >&2; exit 6")
+	if code != 6 || out != "in-exec\n" || !strings.Contains(errOut, "exec-err") {
+		t.Errorf("exec: exit %d, stdout %q, stderr %q", code, out, errOut)
+	}
+	out, _, code = e.hull("ps", "--format", "json", "host")
+	if code != 0 || !strings.HasPrefix(out, "[") {
+		t.Errorf("ps: exit %d, %q", code, out)
+	}
+	if _, errOut, code := e.hull("delete", "host"); code == 0 || !strings.Contains(errOut, "running") {
+		t.Errorf("delete of a running container without --force: exit %d, %q", code, errOut)
+	}
+	if _, errOut, code := e.hull("kill", "host", "KILL"); code != 0 {
+		t.Fatalf("kill: %s", errOut)
+	}
+	deadline := time.Now().Add(30 * time.Second)
+	for e.state("host")["status"] != "stopped" && time.Now().Before(deadline) {
+		time.Sleep(100 * time.Millisecond)
+	}
+	if _, errOut, code := e.hull("exec", "host", "true"); code == 0 || !strings.Contains(errOut, "stopped") {
+		t.Errorf("exec into a stopped container: exit %d, %q", code, errOut)
+	}
+	if _, errOut, code := e.hull("delete", "host"); code != 0 {
+		t.Fatalf("delete: %s", errOut)
+	}
+}
+
+func TestCLIDuplicateID(t *testing.T) {
+	e := newCLIEnv(t)
+	startSleeper(t, e, "twice")
+	bundle := busyboxBundle(t)
+	writeSpec(t, bundle, busyboxSpec("true"))
+	if _, errOut, code := e.hull("create", "--bundle", bundle, "twice"); code == 0 || !strings.Contains(errOut, "already exists") {
+		t.Errorf("duplicate id: exit %d, %q", code, errOut)
+	}
+	if _, errOut, code := e.hull("delete", "--force", "twice"); code != 0 {
+		t.Fatalf("delete --force: %s", errOut)
+	}
+}
