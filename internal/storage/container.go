@@ -53,6 +53,9 @@ func PrepareContainer(shared *Shared, id, bundle string, spec *specs.Spec) (_ *C
 	guest.Root = &guestRoot
 	guestDir := filepath.Join(agent.SharedMountPoint, id)
 
+	if err := makeMountpoints(rootfs, bundle, spec.Mounts); err != nil {
+		return nil, nil, err
+	}
 	if err := c.bind(rootfs, "rootfs", true, spec.Root.Readonly); err != nil {
 		return nil, nil, fmt.Errorf("rootfs %s: %w", rootfs, err)
 	}
@@ -76,6 +79,57 @@ func PrepareContainer(shared *Shared, id, bundle string, spec *specs.Spec) (_ *C
 		guest.Mounts[i].Source = filepath.Join(guestDir, name)
 	}
 	return c, &guest, nil
+}
+
+// makeMountpoints creates, in the rootfs, the mount destinations that do
+// not exist, as runc does before it makes the rootfs read-only: here the
+// rootfs is read-only from the start (on the host), so the guest cannot
+// create them. Paths are resolved inside the rootfs (os.Root): a
+// destination that leads out of it through a link is refused.
+func makeMountpoints(rootfs, bundle string, mounts []specs.Mount) error {
+	root, err := os.OpenRoot(rootfs)
+	if err != nil {
+		return fmt.Errorf("rootfs: %w", err)
+	}
+	defer root.Close()
+	for i, m := range mounts {
+		dest := strings.TrimPrefix(filepath.Clean(m.Destination), "/")
+		if dest == "" || dest == "." {
+			continue
+		}
+		if _, err := root.Stat(dest); err == nil {
+			continue
+		} else if !errors.Is(err, os.ErrNotExist) {
+			return fmt.Errorf("mounts[%d] destination %s: %v: %w", i, m.Destination, err, errdefs.ErrInvalidArgument)
+		}
+		// A file bind-mounted needs a file to mount on.
+		file := false
+		if isBind(m) {
+			src := m.Source
+			if !filepath.IsAbs(src) {
+				src = filepath.Join(bundle, src)
+			}
+			if st, err := os.Stat(src); err == nil && !st.IsDir() {
+				file = true
+			}
+		}
+		parent := filepath.Dir(dest)
+		if parent != "." {
+			if err := root.MkdirAll(parent, 0o755); err != nil {
+				return fmt.Errorf("mounts[%d] destination %s: %v: %w", i, m.Destination, err, errdefs.ErrInvalidArgument)
+			}
+		}
+		if file {
+			f, err := root.OpenFile(dest, os.O_CREATE|os.O_EXCL|os.O_WRONLY, 0o644)
+			if err != nil {
+				return fmt.Errorf("mounts[%d] destination %s: %v: %w", i, m.Destination, err, errdefs.ErrInvalidArgument)
+			}
+			f.Close()
+		} else if err := root.Mkdir(dest, 0o755); err != nil && !errors.Is(err, os.ErrExist) {
+			return fmt.Errorf("mounts[%d] destination %s: %v: %w", i, m.Destination, err, errdefs.ErrInvalidArgument)
+		}
+	}
+	return nil
 }
 
 func isBind(m specs.Mount) bool {

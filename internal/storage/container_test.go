@@ -44,6 +44,7 @@ func TestPrepareContainer(t *testing.T) {
 			{Destination: "/proc", Type: "proc", Source: "proc"},
 			{Destination: "/data", Type: "bind", Source: "data", Options: []string{"rbind", "ro"}},
 			{Destination: "/etc/f", Source: filepath.Join(b, "data/file"), Options: []string{"bind"}},
+			{Destination: "/new/dir", Type: "tmpfs", Source: "tmpfs"},
 		},
 	}
 	c, guest, err := PrepareContainer(shared, "c1", b, spec)
@@ -65,6 +66,13 @@ func TestPrepareContainer(t *testing.T) {
 		if err := os.WriteFile(filepath.Join(shared.View, p), nil, 0o644); err == nil {
 			t.Errorf("wrote %s in the read-only view", p)
 		}
+	}
+	// Missing mount points are made in the rootfs, a file for a file.
+	if st, err := os.Stat(filepath.Join(b, "rootfs/new/dir")); err != nil || !st.IsDir() {
+		t.Errorf("mount point /new/dir: %v", err)
+	}
+	if st, err := os.Stat(filepath.Join(b, "rootfs/etc/f")); err != nil || !st.Mode().IsRegular() {
+		t.Errorf("mount point /etc/f: %v", err)
 	}
 	if b, err := os.ReadFile(filepath.Join(shared.View, "c1/mount-2")); err != nil || string(b) != "data" {
 		t.Errorf("file bind mount: %q %v", b, err)
@@ -91,6 +99,10 @@ func TestPrepareContainerRefusesEscapes(t *testing.T) {
 			os.Symlink("/", filepath.Join(b, "evil"))
 			return &specs.Spec{Root: &specs.Root{Path: "evil"}}
 		}, errdefs.ErrInvalidArgument, "outside the bundle"},
+		"mount destination symlinked out of the rootfs": {func(b string) *specs.Spec {
+			os.Symlink("/tmp", filepath.Join(b, "rootfs", "out"))
+			return &specs.Spec{Root: &specs.Root{Path: "rootfs"}, Mounts: []specs.Mount{{Destination: "/out/x", Type: "tmpfs", Source: "tmpfs"}}}
+		}, errdefs.ErrInvalidArgument, "/out/x"},
 		"missing rootfs": {func(b string) *specs.Spec {
 			return &specs.Spec{Root: &specs.Root{Path: "nothere"}}
 		}, errdefs.ErrNotFound, "root.path"},

@@ -79,7 +79,10 @@ type FSDevice struct {
 // DefaultConsoleLogMax is the console log bound when Config leaves it zero.
 const DefaultConsoleLogMax = 1 << 20
 
-var portName = regexp.MustCompile(`^[a-zA-Z0-9._-]{1,64}$`)
+var (
+	portName = regexp.MustCompile(`^[a-zA-Z0-9._-]{1,64}$`)
+	vmName   = regexp.MustCompile(`^[a-zA-Z0-9._-]{1,128}$`)
+)
 
 // Validate reports the first field that cannot make a VM.
 func (c *Config) Validate() error {
@@ -87,8 +90,8 @@ func (c *Config) Validate() error {
 		return fmt.Errorf("vm %s: %s: %w", c.Name, fmt.Sprintf(format, args...), errdefs.ErrInvalidArgument)
 	}
 	switch {
-	case c.Name == "" || !portName.MatchString(c.Name):
-		return bad("name %q must be 1-64 of [a-zA-Z0-9._-]", c.Name)
+	case !vmName.MatchString(c.Name):
+		return bad("name %q must be 1-128 of [a-zA-Z0-9._-]", c.Name)
 	case !filepath.IsAbs(c.Binary):
 		return bad("qemu binary %q is not an absolute path", c.Binary)
 	case c.Machine != MachineMicroVM && c.Machine != MachineQ35:
