@@ -12,6 +12,7 @@ packages=(
   runc iproute2                        # reference runtime; netns, veth, tc
   protobuf-compiler                    # make proto
   gcc libc6-dev libseccomp-dev         # the agent: cgo (nsenter), static libseccomp
+  podman conmon containernetworking-plugins  # podman --runtime hull, and its tests
 )
 
 if [ "$(id -u)" != 0 ]; then

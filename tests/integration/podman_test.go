@@ -1,0 +1,128 @@
+package integration
+
+import (
+	"context"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+)
+
+// podmanEnv is podman with its own storage, run directory and
+// containers.conf, driving the hull under test.
+type podmanEnv struct {
+	t    *testing.T
+	dir  string
+	conf string
+}
+
+func newPodman(t *testing.T) *podmanEnv {
+	t.Helper()
+	requireHull(t)
+	_, err := exec.LookPath("podman")
+	require(t, err == nil, "podman not installed (scripts/setup.sh installs it)")
+	dir := t.TempDir()
+	hullCfg := writeConfig(t, "[image]\ndir = \""+imageDir+"\"\n[hypervisor]\naccelerator = \"tcg\"\nboot_timeout = \"60s\"\n")
+	// conmon runs the runtime with podman's flags only: a wrapper adds the
+	// test's config and state root.
+	wrapper := filepath.Join(dir, "hull")
+	script := "#!/bin/sh\nexec " + hullBin + " --config " + hullCfg + " \"$@\"\n"
+	if err := os.WriteFile(wrapper, []byte(script), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	conf := filepath.Join(dir, "containers.conf")
+	body := "[containers]\ndefault_ulimits = [\"nofile=1024:1024\"]\n[engine]\nruntime = \"hull\"\ncgroup_manager = \"cgroupfs\"\nevents_logger = \"file\"\n[engine.runtimes]\nhull = [\"" + wrapper + "\"]\n"
+	if err := os.WriteFile(conf, []byte(body), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	p := &podmanEnv{t: t, dir: dir, conf: conf}
+	// The test image: busybox, imported from a local rootfs.
+	b := busyboxBundle(t)
+	tar := filepath.Join(dir, "busybox.tar")
+	if out, err := exec.Command("tar", "-C", filepath.Join(b, "rootfs"), "-cf", tar, ".").CombinedOutput(); err != nil {
+		t.Fatalf("tar: %v: %s", err, out)
+	}
+	if out, code := p.run("import", tar, "localhost/busybox:latest"); code != 0 {
+		t.Fatalf("podman import: %s", out)
+	}
+	t.Cleanup(func() {
+		p.run("rm", "-af")
+		p.run("rmi", "-af")
+		mounts, _ := os.ReadFile("/proc/mounts")
+		for _, l := range strings.Split(string(mounts), "\n") {
+			if f := strings.Fields(l); len(f) > 1 && strings.HasPrefix(f[1], dir) {
+				exec.Command("umount", "-l", f[1]).Run()
+			}
+		}
+	})
+	return p
+}
+
+// run runs podman and returns its combined output and exit code.
+func (p *podmanEnv) run(args ...string) (string, int) {
+	p.t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	full := append([]string{"--root", filepath.Join(p.dir, "root"), "--runroot", filepath.Join(p.dir, "runroot"),
+		"--storage-driver", "vfs", "--tmpdir", filepath.Join(p.dir, "tmp")}, args...)
+	cmd := exec.CommandContext(ctx, "podman", full...)
+	cmd.Env = append(os.Environ(), "CONTAINERS_CONF="+p.conf)
+	out, err := cmd.CombinedOutput()
+	code := 0
+	if ee, ok := err.(*exec.ExitError); ok {
+		code = ee.ExitCode()
+	} else if err != nil {
+		p.t.Fatalf("podman %v: %v", args, err)
+	}
+	return string(out), code
+}
+
+func TestPodmanRun(t *testing.T) {
+	p := newPodman(t)
+	out, code := p.run("run", "--rm", "--network", "none", "localhost/busybox", "sh", "-c", "echo hello from a VM; exit 3")
+	if code != 3 || !strings.Contains(out, "hello from a VM") {
+		t.Fatalf("podman run: exit %d: %s", code, out)
+	}
+	vol := t.TempDir()
+	os.WriteFile(filepath.Join(vol, "f"), []byte("volume-data\n"), 0o644)
+	out, code = p.run("run", "--rm", "--network", "none", "-v", vol+":/data:ro", "--read-only", "--memory", "64m", "--cpus", "2",
+		"localhost/busybox", "sh", "-c", "cat /data/f; touch /data/x || echo vol-ro; touch /x || echo root-ro; grep -c processor /proc/cpuinfo")
+	if code != 0 {
+		t.Fatalf("podman run with a volume: exit %d: %s", code, out)
+	}
+	for _, want := range []string{"volume-data", "vol-ro", "root-ro", "\n2\n"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("output lacks %q:\n%s", want, out)
+		}
+	}
+	if _, err := os.Stat(filepath.Join(vol, "x")); err == nil {
+		t.Error("the container wrote into a read-only volume")
+	}
+}
+
+func TestPodmanDetached(t *testing.T) {
+	p := newPodman(t)
+	out, code := p.run("run", "-d", "--name", "bg", "--network", "none", "localhost/busybox", "sh", "-c", "echo started; sleep 1000")
+	if code != 0 {
+		t.Fatalf("podman run -d: %s", out)
+	}
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		out, _ = p.run("logs", "bg")
+		if strings.Contains(out, "started") || time.Now().After(deadline) {
+			break
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	if !strings.Contains(out, "started") {
+		t.Errorf("podman logs: %q", out)
+	}
+	if out, code := p.run("stop", "-t", "1", "bg"); code != 0 {
+		t.Errorf("podman stop: %s", out)
+	}
+	if out, code := p.run("rm", "bg"); code != 0 {
+		t.Errorf("podman rm: %s", out)
+	}
+}
