@@ -1,0 +1,74 @@
+package supervisor
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"os/exec"
+	"strings"
+	"time"
+
+	"github.com/containerd/errdefs"
+	specs "github.com/opencontainers/runtime-spec/specs-go"
+)
+
+// defaultHookTimeout bounds a hook that names no timeout: a hook that
+// hangs must not hang the runtime.
+const defaultHookTimeout = 2 * time.Minute
+
+// runHooks runs OCI hooks on the host, in order, each with the container's
+// state on its stdin, as the runtime spec says. In a VM runtime every hook
+// runs on the host: prestart and createRuntime before the VM boots (so that
+// they can prepare the network namespace the VM mirrors), createContainer
+// and startContainer around the guest's calls, poststart and poststop
+// after them. The first failure stops the run and is returned.
+func runHooks(ctx context.Context, kind string, hooks []specs.Hook, st specs.State) error {
+	if len(hooks) == 0 {
+		return nil
+	}
+	stateJSON, err := json.Marshal(st)
+	if err != nil {
+		return err
+	}
+	for i, h := range hooks {
+		if err := runHook(ctx, h, stateJSON); err != nil {
+			return fmt.Errorf("%s hook %d (%s): %w", kind, i, h.Path, err)
+		}
+	}
+	return nil
+}
+
+func runHook(ctx context.Context, h specs.Hook, state []byte) error {
+	timeout := defaultHookTimeout
+	if h.Timeout != nil {
+		if *h.Timeout <= 0 {
+			return fmt.Errorf("timeout %d must be positive: %w", *h.Timeout, errdefs.ErrInvalidArgument)
+		}
+		timeout = time.Duration(*h.Timeout) * time.Second
+	}
+	ctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, h.Path)
+	if len(h.Args) > 0 {
+		// args[0] is the hook's argv[0], as in execv.
+		cmd.Args = h.Args
+	}
+	cmd.Env = h.Env
+	cmd.Stdin = bytes.NewReader(state)
+	var out bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &out
+	cmd.WaitDelay = time.Second
+	err := cmd.Run()
+	if ctx.Err() != nil {
+		return fmt.Errorf("timed out after %s: %w", timeout, errdefs.ErrFailedPrecondition)
+	}
+	if err != nil {
+		msg := strings.TrimSpace(out.String())
+		if len(msg) > 512 {
+			msg = msg[len(msg)-512:]
+		}
+		return fmt.Errorf("%v: %s: %w", err, msg, errdefs.ErrFailedPrecondition)
+	}
+	return nil
+}
