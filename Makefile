@@ -71,3 +71,14 @@ bench-run: install
 
 clean:
 	rm -rf bin .bin
+
+# OCI runtime-tools validation (v0.9.0) against runc and hull on this host;
+# writes docs/runtime-tools.md (verdicts and logs: $(CACHE_DIR)/runtime-tools).
+# HULL defaults to the installed CLI, which matches the installed image;
+# RUNTIME_TOOLS_FLAGS=-s adds a diagnostic hull run with statx allowed.
+HULL ?= $(BINDIR)/hull
+RUNTIME_TOOLS_FLAGS ?=
+.PHONY: runtime-tools
+runtime-tools:
+	./tests/runtime-tools/compare.sh -H $(HULL) -w $(CACHE_DIR)/runtime-tools \
+		-o $(CURDIR)/docs/runtime-tools.md $(RUNTIME_TOOLS_FLAGS)

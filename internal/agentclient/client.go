@@ -106,9 +106,15 @@ func (c *Client) DestroySandbox(ctx context.Context) error {
 // CreateSandbox mounts the shared file system with tag (if not empty) and
 // sets the hostname (if not empty).
 func (c *Client) CreateSandbox(ctx context.Context, tag, hostname string) error {
+	return c.CreateSandboxWith(ctx, &agent.CreateSandboxRequest{SharedFsTag: tag, Hostname: hostname})
+}
+
+// CreateSandboxWith sends a complete CreateSandbox request (with the
+// network to configure).
+func (c *Client) CreateSandboxWith(ctx context.Context, req *agent.CreateSandboxRequest) error {
 	ctx, cancel := c.bound(ctx)
 	defer cancel()
-	if _, err := c.api.CreateSandbox(ctx, &agent.CreateSandboxRequest{SharedFsTag: tag, Hostname: hostname}); err != nil {
+	if _, err := c.api.CreateSandbox(ctx, req); err != nil {
 		return fmt.Errorf("agent create sandbox: %w", err)
 	}
 	return nil

@@ -35,7 +35,7 @@ var createCommand = cli.Command{
 	ArgsUsage: "<container-id>",
 	Flags:     createFlags,
 	Action: func(c *cli.Context) error {
-		sup, err := spawnSupervisor(c)
+		sup, err := spawnSupervisor(c, c.String("console-socket"))
 		if err != nil {
 			return err
 		}
@@ -54,18 +54,16 @@ func containerID(c *cli.Context) (string, error) {
 }
 
 // spawnSupervisor starts the container's supervisor, detached, with this
-// process's stdio, and returns once it reported that the container is
-// created (or why not).
-func spawnSupervisor(c *cli.Context) (*exec.Cmd, error) {
+// process's stdio (or, for a terminal, with the console socket that gets
+// the terminal's master), and returns once it reported that the container
+// is created (or why not).
+func spawnSupervisor(c *cli.Context, consoleSocket string) (*exec.Cmd, error) {
 	id, err := containerID(c)
 	if err != nil {
 		return nil, err
 	}
 	if c.Int("preserve-fds") > 0 {
 		return nil, fmt.Errorf("--preserve-fds: file descriptors cannot be passed into a VM: %w", errdefs.ErrNotImplemented)
-	}
-	if c.String("console-socket") != "" {
-		return nil, fmt.Errorf("--console-socket: terminals are not supported yet: %w", errdefs.ErrNotImplemented)
 	}
 	cfg, err := loadConfig(c)
 	if err != nil {
@@ -86,8 +84,8 @@ func spawnSupervisor(c *cli.Context) (*exec.Cmd, error) {
 	if _, err := storage.ResolveInBundle(bundle, spec.Root.Path); err != nil {
 		return nil, fmt.Errorf("root.path: %w", err)
 	}
-	if spec.Process.Terminal {
-		return nil, fmt.Errorf("process.terminal: terminals are not supported yet: %w", errdefs.ErrNotImplemented)
+	if consoleSocket, err = checkConsoleSocket(spec.Process.Terminal, consoleSocket); err != nil {
+		return nil, err
 	}
 	store, err := state.Open(cfg.Runtime.Root)
 	if err != nil {
@@ -112,9 +110,17 @@ func spawnSupervisor(c *cli.Context) (*exec.Cmd, error) {
 	if p := c.GlobalString("log"); p != "" {
 		args = append(args, "--log", p, "--log-format", c.GlobalString("log-format"))
 	}
-	args = append(args, "_supervise", "--bundle", bundle, id)
+	args = append(args, "_supervise", "--bundle", bundle)
+	if consoleSocket != "" {
+		args = append(args, "--console-socket", consoleSocket)
+	}
+	args = append(args, id)
 	cmd := exec.Command("/proc/self/exe", args...)
-	cmd.Stdin, cmd.Stdout, cmd.Stderr = os.Stdin, os.Stdout, os.Stderr
+	if consoleSocket == "" {
+		// A terminal's IO goes through its pty; the supervisor keeps none
+		// of this command's stdio then (it gets /dev/null).
+		cmd.Stdin, cmd.Stdout, cmd.Stderr = os.Stdin, os.Stdout, os.Stderr
+	}
 	cmd.ExtraFiles = []*os.File{w}
 	// Its own session: the supervisor outlives this command and must not
 	// get the signals of this command's terminal.
@@ -140,6 +146,20 @@ func spawnSupervisor(c *cli.Context) (*exec.Cmd, error) {
 		}
 	}
 	return cmd, nil
+}
+
+// checkConsoleSocket checks that a console socket comes with a terminal and
+// only with one, as runc does, and returns its absolute path.
+func checkConsoleSocket(terminal bool, socket string) (string, error) {
+	switch {
+	case terminal && socket == "":
+		return "", fmt.Errorf("process.terminal is true: a terminal needs --console-socket, a unix socket that receives the pty master: %w", errdefs.ErrInvalidArgument)
+	case !terminal && socket != "":
+		return "", fmt.Errorf("--console-socket is only for a process with a terminal (process.terminal is false): %w", errdefs.ErrInvalidArgument)
+	case socket == "":
+		return "", nil
+	}
+	return filepath.Abs(socket)
 }
 
 // writePidFile writes pid atomically, as runc does: a reader never sees a

@@ -13,6 +13,7 @@ import (
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 	"github.com/urfave/cli"
 
+	"github.com/hull-runtime/hull/internal/console"
 	"github.com/hull-runtime/hull/internal/oci"
 	"github.com/hull-runtime/hull/internal/state"
 	"github.com/hull-runtime/hull/internal/supervisor"
@@ -52,15 +53,40 @@ var execCommand = cli.Command{
 		if err != nil {
 			return err
 		}
-		if p.Terminal || c.String("console-socket") != "" {
-			return fmt.Errorf("exec with a terminal is not supported yet: %w", errdefs.ErrNotImplemented)
-		}
 		var b [6]byte
 		rand.Read(b[:])
 		req := supervisor.Request{ExecID: "exec-" + hex.EncodeToString(b[:]), Process: p, Detach: c.Bool("detach")}
+		files := []*os.File{os.Stdin, os.Stdout, os.Stderr}
+		if p.Terminal {
+			// The terminal's master goes to the console socket, or, in
+			// the foreground without one, to this command, which gives
+			// the process the caller's terminal.
+			files = nil
+			socket := c.String("console-socket")
+			if socket == "" && !req.Detach {
+				tty, err := newForegroundTTY()
+				if err != nil {
+					return err
+				}
+				defer tty.Close()
+				socket = tty.Path()
+				if p.ConsoleSize == nil {
+					// The process starts with the caller's size; later
+					// changes follow through the master.
+					if ws, err := console.Size(os.Stdin); err == nil && ws.Row > 0 && ws.Col > 0 {
+						p.ConsoleSize = &specs.Box{Height: uint(ws.Row), Width: uint(ws.Col)}
+					}
+				}
+			}
+			if req.ConsoleSocket, err = checkConsoleSocket(true, socket); err != nil {
+				return err
+			}
+		} else if _, err := checkConsoleSocket(false, c.String("console-socket")); err != nil {
+			return err
+		}
 		ctx, cancel := controlContext()
 		defer cancel()
-		status, err := supervisor.Exec(ctx, store.Dir(id), req, []*os.File{os.Stdin, os.Stdout, os.Stderr}, func(pid uint32) {
+		status, err := supervisor.Exec(ctx, store.Dir(id), req, files, func(pid uint32) {
 			if f := c.String("pid-file"); f != "" {
 				writePidFile(f, int(pid))
 			}

@@ -9,6 +9,7 @@ import (
 
 	"github.com/urfave/cli"
 
+	"github.com/hull-runtime/hull/internal/oci"
 	"github.com/hull-runtime/hull/internal/supervisor"
 )
 
@@ -18,7 +19,18 @@ var runCommand = cli.Command{
 	ArgsUsage: "<container-id>",
 	Flags:     append([]cli.Flag{cli.BoolFlag{Name: "detach, d", Usage: "do not wait for the container"}}, createFlags...),
 	Action: func(c *cli.Context) error {
-		sup, err := spawnSupervisor(c)
+		socket := c.String("console-socket")
+		if socket == "" && !c.Bool("detach") && bundleTerminal(c) {
+			// In the foreground, a terminal container gets the caller's
+			// terminal, as with runc.
+			tty, err := newForegroundTTY()
+			if err != nil {
+				return err
+			}
+			defer tty.Close()
+			socket = tty.Path()
+		}
+		sup, err := spawnSupervisor(c, socket)
 		if err != nil {
 			return err
 		}
@@ -47,10 +59,22 @@ var runCommand = cli.Command{
 			}
 		}()
 		err = sup.Wait()
+		signal.Stop(sigs)
 		var exit *exec.ExitError
 		if errors.As(err, &exit) {
 			return cli.NewExitError("", exit.ExitCode())
 		}
 		return err
 	},
+}
+
+// bundleTerminal reports whether the bundle's process asks for a terminal;
+// a bundle that does not load is left to spawnSupervisor to report.
+func bundleTerminal(c *cli.Context) bool {
+	bundle := c.String("bundle")
+	if bundle == "" {
+		bundle = "."
+	}
+	spec, err := oci.LoadBundle(bundle)
+	return err == nil && spec.Process != nil && spec.Process.Terminal
 }

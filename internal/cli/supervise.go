@@ -20,7 +20,7 @@ import (
 var superviseCommand = cli.Command{
 	Name:   "_supervise",
 	Hidden: true,
-	Flags:  []cli.Flag{cli.StringFlag{Name: "bundle"}},
+	Flags:  []cli.Flag{cli.StringFlag{Name: "bundle"}, cli.StringFlag{Name: "console-socket"}},
 	Action: func(c *cli.Context) error {
 		ready := os.NewFile(3, "ready")
 		report := func(err error) {
@@ -63,7 +63,8 @@ var superviseCommand = cli.Command{
 		}
 		status := supervisor.Run(ctx, supervisor.Options{
 			Store: store, ID: id, Bundle: c.String("bundle"), Spec: spec, Config: cfg, Accel: accel,
-			Stdio: sandbox.Stdio{Stdin: os.Stdin, Stdout: os.Stdout, Stderr: os.Stderr},
+			Stdio:         sandbox.Stdio{Stdin: os.Stdin, Stdout: os.Stdout, Stderr: os.Stderr},
+			ConsoleSocket: c.String("console-socket"),
 		}, report)
 		os.Exit(status)
 		return nil

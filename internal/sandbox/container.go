@@ -80,6 +80,9 @@ func (s *Sandbox) CreateContainer(ctx context.Context, cfg ContainerConfig) (_ *
 	// Hooks run on the host, at the points the spec names; the guest never
 	// sees host paths.
 	guestSpec.Hooks = nil
+	// A host network namespace path means nothing in the guest; the VM's
+	// own namespace holds the links mirrored from it.
+	guestSpec.Linux = guestNetworkNamespace(guestSpec.Linux)
 	b, err := json.Marshal(guestSpec)
 	if err != nil {
 		return nil, fmt.Errorf("container %s: spec: %w", cfg.ID, err)
@@ -174,6 +177,12 @@ func (c *Container) Start(ctx context.Context) error {
 		return fmt.Errorf("container %s: %w", c.id, err)
 	}
 	return nil
+}
+
+// ResizePty sets the window size of the terminal of the init (execID
+// empty) or of an exec process.
+func (c *Container) ResizePty(ctx context.Context, execID string, width, height uint32) error {
+	return c.sb.agent.ResizePty(ctx, c.id, execID, width, height)
 }
 
 // Signal signals the container's init, or all its processes.

@@ -23,6 +23,7 @@ import (
 	"github.com/hull-runtime/hull/internal/agentclient"
 	"github.com/hull-runtime/hull/internal/config"
 	"github.com/hull-runtime/hull/internal/image"
+	"github.com/hull-runtime/hull/internal/network"
 	"github.com/hull-runtime/hull/internal/storage"
 	"github.com/hull-runtime/hull/internal/vmm/qemu"
 )
@@ -45,6 +46,9 @@ type Options struct {
 	Hostname string
 	// Virtiofsd is virtiofsd's path; empty means storage.DefaultVirtiofsd.
 	Virtiofsd string
+	// NetNS is the path of the network namespace whose links the VM
+	// mirrors (see package network); empty means loopback only.
+	NetNS string
 }
 
 // SharedFSTag is the virtio-fs tag of the shared directory.
@@ -69,6 +73,7 @@ type Sandbox struct {
 	// without a shared directory.
 	shared  *storage.Shared
 	agent   *agentclient.Client
+	net     *network.Network // nil without a network namespace
 	channel string
 	timings Timings
 }
@@ -211,6 +216,12 @@ func Boot(ctx context.Context, opts Options) (_ *Sandbox, retErr error) {
 		}
 		vc.FS = []qemu.FSDevice{{Tag: SharedFSTag, Conn: s.fs.QEMUConn()}}
 	}
+	if opts.NetNS != "" {
+		if s.net, err = network.Setup(opts.NetNS); err != nil {
+			return nil, fmt.Errorf("sandbox %s: %w", opts.ID, err)
+		}
+		vc.Net = netDevices(s.net)
+	}
 	vm, err := qemu.Start(ctx, vc)
 	if err != nil {
 		return nil, err
@@ -257,12 +268,15 @@ func Boot(ctx context.Context, opts Options) (_ *Sandbox, retErr error) {
 	}
 
 	s.timings.AgentReady = time.Since(start)
-	if opts.SharedDir != "" || opts.Hostname != "" {
-		tag := ""
+	if opts.SharedDir != "" || opts.Hostname != "" || s.net != nil {
+		req := &agent.CreateSandboxRequest{Hostname: opts.Hostname}
 		if opts.SharedDir != "" {
-			tag = SharedFSTag
+			req.SharedFsTag = SharedFSTag
 		}
-		if err := s.agent.CreateSandbox(ctx, tag, opts.Hostname); err != nil {
+		if s.net != nil {
+			netRequest(s.net, req)
+		}
+		if err := s.agent.CreateSandboxWith(ctx, req); err != nil {
 			return nil, fmt.Errorf("sandbox %s: %w", opts.ID, err)
 		}
 	}
@@ -380,6 +394,10 @@ func (s *Sandbox) stop(ctx context.Context, grace time.Duration) error {
 	}
 	if s.shared != nil {
 		errs = append(errs, s.shared.Close())
+	}
+	// After QEMU: the taps go with it, then the namespace is put back.
+	if s.net != nil {
+		errs = append(errs, s.net.Close())
 	}
 	_ = os.Remove(s.runDir)
 	return errors.Join(errs...)

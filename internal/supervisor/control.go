@@ -29,6 +29,9 @@ type Request struct {
 	ExecID  string         `json:"execID,omitempty"`
 	Process *specs.Process `json:"process,omitempty"`
 	Detach  bool           `json:"detach,omitempty"`
+	// ConsoleSocket, for a Process with a terminal, is the unix socket
+	// that gets the terminal's master; no files come with the request.
+	ConsoleSocket string `json:"consoleSocket,omitempty"`
 }
 
 // Response answers a Request. An exec gets two: one when the process

@@ -27,6 +27,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/hull-runtime/hull/internal/config"
+	"github.com/hull-runtime/hull/internal/console"
 	"github.com/hull-runtime/hull/internal/sandbox"
 	"github.com/hull-runtime/hull/internal/state"
 	"github.com/hull-runtime/hull/internal/vmm/qemu"
@@ -41,6 +42,9 @@ type Options struct {
 	Config config.Config
 	Accel  qemu.Accel
 	Stdio  sandbox.Stdio
+	// ConsoleSocket, for a spec with process.terminal, is the unix socket
+	// that gets the master of the container's terminal; Stdio is unused.
+	ConsoleSocket string
 }
 
 // supervisor is one run; its fields are set before the control socket
@@ -50,6 +54,10 @@ type supervisor struct {
 	h    *state.Handle
 	sb   *sandbox.Sandbox
 	ctr  *sandbox.Container
+	// tty is the init's terminal (nil without one); it is the
+	// supervisor's controlling terminal, and winch gets its SIGWINCH.
+	tty   *terminal
+	winch chan os.Signal
 
 	mu         sync.Mutex
 	st         state.State // guarded by mu
@@ -69,8 +77,17 @@ func Run(ctx context.Context, opts Options, ready func(error)) int {
 		ready(err)
 		return 1
 	}
+	// The control socket listens before the container counts as created:
+	// the command that created it (`hull run`) calls it at once.
+	l, err := net.Listen("unix", filepath.Join(s.h.Dir(), state.SocketFile))
+	if err != nil {
+		s.teardown(context.WithoutCancel(ctx))
+		s.h.Remove()
+		ready(fmt.Errorf("control socket: %w", err))
+		return 1
+	}
 	ready(nil)
-	return s.serve(ctx)
+	return s.serve(ctx, l)
 }
 
 func (s *supervisor) create(ctx context.Context) (retErr error) {
@@ -93,6 +110,11 @@ func (s *supervisor) create(ctx context.Context) (retErr error) {
 	if err := h.Save(&s.st); err != nil {
 		return err
 	}
+	if s.opts.ConsoleSocket != "" {
+		if err := s.openTerminal(ctx); err != nil {
+			return err
+		}
+	}
 	dir := h.Dir()
 	shared := filepath.Join(dir, "shared")
 	if err := os.Mkdir(shared, 0o700); err != nil {
@@ -104,6 +126,7 @@ func (s *supervisor) create(ctx context.Context) (retErr error) {
 	s.sb, err = sandbox.Boot(ctx, sandbox.Options{
 		ID: sandboxID(s.opts.ID), Config: cfg, Accel: s.opts.Accel,
 		RunDir: filepath.Join(dir, "vm"), SharedDir: shared, Hostname: hostname,
+		NetNS: sandbox.NetworkNamespacePath(s.opts.Spec),
 	})
 	if err != nil {
 		return err
@@ -115,8 +138,48 @@ func (s *supervisor) create(ctx context.Context) (retErr error) {
 	if err != nil {
 		return err
 	}
+	if s.tty != nil {
+		s.tty.sync(ctx, s.ctr, "")
+	}
 	s.st.Status = state.Created
 	return h.Save(&s.st)
+}
+
+// openTerminal gives the init a terminal whose master goes to the console
+// socket, and makes its slave the supervisor's controlling terminal (the
+// supervisor leads its own session) so that a new window size set on the
+// master comes as SIGWINCH. Where that fails, the size is polled.
+func (s *supervisor) openTerminal(ctx context.Context) error {
+	t, err := openTerminal(s.opts.ConsoleSocket)
+	if err != nil {
+		return err
+	}
+	s.tty = t
+	s.opts.Stdio = t.stdio()
+	if err := console.SetControlling(t.slave); err != nil {
+		log.G(ctx).WithError(err).Info("terminal is not the controlling one; polling its size")
+		return nil
+	}
+	s.winch = make(chan os.Signal, 1)
+	signal.Notify(s.winch, syscall.SIGWINCH)
+	return nil
+}
+
+// watchSize passes the init's window size to the guest as it changes.
+func (s *supervisor) watchSize(ctx context.Context) {
+	if s.winch == nil {
+		s.tty.poll(ctx, s.ctr, "", s.exited)
+		return
+	}
+	for {
+		select {
+		case <-s.exited:
+			signal.Stop(s.winch)
+			return
+		case <-s.winch:
+			s.tty.sync(ctx, s.ctr, "")
+		}
+	}
 }
 
 // sandboxID derives a VM name from a container id, which may be longer
@@ -145,19 +208,16 @@ func sizeVM(cfg *config.Config, spec *specs.Spec) {
 	}
 }
 
-func (s *supervisor) serve(ctx context.Context) int {
-	l, err := net.Listen("unix", filepath.Join(s.h.Dir(), state.SocketFile))
-	if err != nil {
-		log.G(ctx).WithError(err).Error("control socket")
-		s.teardown(ctx)
-		return 1
-	}
+func (s *supervisor) serve(ctx context.Context, l net.Listener) int {
 	defer l.Close()
 	s.h.Unlock()
 	go s.accept(ctx, l)
 	sigs := make(chan os.Signal, 8)
 	signal.Notify(sigs, syscall.SIGTERM, syscall.SIGINT, syscall.SIGHUP, syscall.SIGQUIT, syscall.SIGUSR1, syscall.SIGUSR2)
 	go s.forward(ctx, sigs)
+	if s.tty != nil {
+		go s.watchSize(ctx)
+	}
 
 	vmGone := s.sb.Done()
 	select {
@@ -283,19 +343,44 @@ func (s *supervisor) exec(ctx context.Context, conn *net.UnixConn, enc *json.Enc
 		return fmt.Errorf("container %s is not running: %w", s.opts.ID, errdefs.ErrFailedPrecondition)
 	default:
 	}
-	if len(files) != 3 {
-		return fmt.Errorf("exec needs stdin, stdout and stderr, got %d files: %w", len(files), errdefs.ErrInvalidArgument)
+	var tty *terminal
+	var stdio sandbox.Stdio
+	if req.Process != nil && req.Process.Terminal {
+		if req.ConsoleSocket == "" {
+			return fmt.Errorf("exec with a terminal needs a console socket: %w", errdefs.ErrInvalidArgument)
+		}
+		t, err := openTerminal(req.ConsoleSocket)
+		if err != nil {
+			return err
+		}
+		defer t.close()
+		tty, stdio = t, t.stdio()
+	} else {
+		if len(files) != 3 {
+			return fmt.Errorf("exec needs stdin, stdout and stderr, got %d files: %w", len(files), errdefs.ErrInvalidArgument)
+		}
+		stdio = sandbox.Stdio{Stdin: files[0], Stdout: files[1], Stderr: files[2]}
 	}
-	stdio := sandbox.Stdio{Stdin: files[0], Stdout: files[1], Stderr: files[2], Terminal: req.Process != nil && req.Process.Terminal}
 	p, err := s.ctr.Exec(ctx, req.ExecID, req.Process, stdio)
 	if err != nil {
 		return err
+	}
+	if tty != nil {
+		tty.sync(ctx, s.ctr, req.ExecID)
+		stop := make(chan struct{})
+		defer close(stop)
+		go tty.poll(context.WithoutCancel(ctx), s.ctr, req.ExecID, stop)
 	}
 	enc.Encode(Response{Pid: p.Pid()})
 	conn.SetDeadline(time.Time{})
 	status, err := p.Wait(context.WithoutCancel(ctx))
 	if err != nil {
 		return err
+	}
+	if tty != nil {
+		// All output is on the slave: closing it lets the master's reader
+		// drain it and see the end before the exit status arrives.
+		tty.close()
 	}
 	enc.Encode(Response{Exited: true, ExitStatus: int(status)})
 	return nil
@@ -313,6 +398,9 @@ func (s *supervisor) do(ctx context.Context, req Request) error {
 			return err
 		}
 		s.started = true
+		if s.tty != nil {
+			s.tty.sync(ctx, s.ctr, "")
+		}
 		s.st.Status = state.Running
 		if err := s.h.Save(&s.st); err != nil {
 			return err
@@ -369,6 +457,9 @@ func (s *supervisor) teardown(ctx context.Context) {
 	}
 	if s.sb != nil {
 		errs = append(errs, s.sb.Destroy(ctx))
+	}
+	if s.tty != nil {
+		s.tty.close()
 	}
 	if err := errors.Join(errs...); err != nil {
 		log.G(ctx).WithError(err).Warn("teardown")

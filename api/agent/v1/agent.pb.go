@@ -119,7 +119,7 @@ func (x StreamHeader_Fd) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use StreamHeader_Fd.Descriptor instead.
 func (StreamHeader_Fd) EnumDescriptor() ([]byte, []int) {
-	return file_agent_v1_agent_proto_rawDescGZIP(), []int{29, 0}
+	return file_agent_v1_agent_proto_rawDescGZIP(), []int{31, 0}
 }
 
 type CheckRequest struct {
@@ -516,8 +516,13 @@ func (*DestroySandboxResponse) Descriptor() ([]byte, []int) {
 type CreateSandboxRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// virtio-fs tag of the shared directory, mounted at SharedMountPoint.
-	SharedFsTag   string `protobuf:"bytes,1,opt,name=shared_fs_tag,json=sharedFsTag,proto3" json:"shared_fs_tag,omitempty"`
-	Hostname      string `protobuf:"bytes,2,opt,name=hostname,proto3" json:"hostname,omitempty"`
+	SharedFsTag string `protobuf:"bytes,1,opt,name=shared_fs_tag,json=sharedFsTag,proto3" json:"shared_fs_tag,omitempty"`
+	Hostname    string `protobuf:"bytes,2,opt,name=hostname,proto3" json:"hostname,omitempty"`
+	// Network interfaces to configure, each a virtio-net device of the VM
+	// found by its MAC. Loopback is always brought up.
+	Interfaces []*Interface `protobuf:"bytes,3,rep,name=interfaces,proto3" json:"interfaces,omitempty"`
+	// Routes through those interfaces, added after their addresses.
+	Routes        []*Route `protobuf:"bytes,4,rep,name=routes,proto3" json:"routes,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -566,6 +571,167 @@ func (x *CreateSandboxRequest) GetHostname() string {
 	return ""
 }
 
+func (x *CreateSandboxRequest) GetInterfaces() []*Interface {
+	if x != nil {
+		return x.Interfaces
+	}
+	return nil
+}
+
+func (x *CreateSandboxRequest) GetRoutes() []*Route {
+	if x != nil {
+		return x.Routes
+	}
+	return nil
+}
+
+// Interface is a guest network interface as the container's network
+// namespace on the host had it.
+type Interface struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Name the link had on the host (eth0); the agent renames the guest
+	// link to it when no other link has that name.
+	Name string `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	// MAC of the virtio-net device, aa:bb:cc:dd:ee:ff.
+	Mac string `protobuf:"bytes,2,opt,name=mac,proto3" json:"mac,omitempty"`
+	Mtu uint32 `protobuf:"varint,3,opt,name=mtu,proto3" json:"mtu,omitempty"`
+	// Addresses in CIDR notation (10.0.0.2/24, fd00::2/64).
+	Addresses     []string `protobuf:"bytes,4,rep,name=addresses,proto3" json:"addresses,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Interface) Reset() {
+	*x = Interface{}
+	mi := &file_agent_v1_agent_proto_msgTypes[9]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Interface) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Interface) ProtoMessage() {}
+
+func (x *Interface) ProtoReflect() protoreflect.Message {
+	mi := &file_agent_v1_agent_proto_msgTypes[9]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Interface.ProtoReflect.Descriptor instead.
+func (*Interface) Descriptor() ([]byte, []int) {
+	return file_agent_v1_agent_proto_rawDescGZIP(), []int{9}
+}
+
+func (x *Interface) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *Interface) GetMac() string {
+	if x != nil {
+		return x.Mac
+	}
+	return ""
+}
+
+func (x *Interface) GetMtu() uint32 {
+	if x != nil {
+		return x.Mtu
+	}
+	return 0
+}
+
+func (x *Interface) GetAddresses() []string {
+	if x != nil {
+		return x.Addresses
+	}
+	return nil
+}
+
+// Route is a route of the guest's main table.
+type Route struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// Destination in CIDR notation; empty for the default route of the
+	// gateway's family.
+	Destination string `protobuf:"bytes,1,opt,name=destination,proto3" json:"destination,omitempty"`
+	// Gateway address; empty for a directly connected destination.
+	Gateway string `protobuf:"bytes,2,opt,name=gateway,proto3" json:"gateway,omitempty"`
+	// MAC of the interface (see Interface.mac) the route goes through.
+	InterfaceMac  string `protobuf:"bytes,3,opt,name=interface_mac,json=interfaceMac,proto3" json:"interface_mac,omitempty"`
+	Metric        uint32 `protobuf:"varint,4,opt,name=metric,proto3" json:"metric,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Route) Reset() {
+	*x = Route{}
+	mi := &file_agent_v1_agent_proto_msgTypes[10]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Route) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Route) ProtoMessage() {}
+
+func (x *Route) ProtoReflect() protoreflect.Message {
+	mi := &file_agent_v1_agent_proto_msgTypes[10]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Route.ProtoReflect.Descriptor instead.
+func (*Route) Descriptor() ([]byte, []int) {
+	return file_agent_v1_agent_proto_rawDescGZIP(), []int{10}
+}
+
+func (x *Route) GetDestination() string {
+	if x != nil {
+		return x.Destination
+	}
+	return ""
+}
+
+func (x *Route) GetGateway() string {
+	if x != nil {
+		return x.Gateway
+	}
+	return ""
+}
+
+func (x *Route) GetInterfaceMac() string {
+	if x != nil {
+		return x.InterfaceMac
+	}
+	return ""
+}
+
+func (x *Route) GetMetric() uint32 {
+	if x != nil {
+		return x.Metric
+	}
+	return 0
+}
+
 type CreateSandboxResponse struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	unknownFields protoimpl.UnknownFields
@@ -574,7 +740,7 @@ type CreateSandboxResponse struct {
 
 func (x *CreateSandboxResponse) Reset() {
 	*x = CreateSandboxResponse{}
-	mi := &file_agent_v1_agent_proto_msgTypes[9]
+	mi := &file_agent_v1_agent_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -586,7 +752,7 @@ func (x *CreateSandboxResponse) String() string {
 func (*CreateSandboxResponse) ProtoMessage() {}
 
 func (x *CreateSandboxResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_agent_v1_agent_proto_msgTypes[9]
+	mi := &file_agent_v1_agent_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -599,7 +765,7 @@ func (x *CreateSandboxResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateSandboxResponse.ProtoReflect.Descriptor instead.
 func (*CreateSandboxResponse) Descriptor() ([]byte, []int) {
-	return file_agent_v1_agent_proto_rawDescGZIP(), []int{9}
+	return file_agent_v1_agent_proto_rawDescGZIP(), []int{11}
 }
 
 // Stdio says which standard streams a process has. Each stream that exists
@@ -618,7 +784,7 @@ type Stdio struct {
 
 func (x *Stdio) Reset() {
 	*x = Stdio{}
-	mi := &file_agent_v1_agent_proto_msgTypes[10]
+	mi := &file_agent_v1_agent_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -630,7 +796,7 @@ func (x *Stdio) String() string {
 func (*Stdio) ProtoMessage() {}
 
 func (x *Stdio) ProtoReflect() protoreflect.Message {
-	mi := &file_agent_v1_agent_proto_msgTypes[10]
+	mi := &file_agent_v1_agent_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -643,7 +809,7 @@ func (x *Stdio) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Stdio.ProtoReflect.Descriptor instead.
 func (*Stdio) Descriptor() ([]byte, []int) {
-	return file_agent_v1_agent_proto_rawDescGZIP(), []int{10}
+	return file_agent_v1_agent_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *Stdio) GetTerminal() bool {
@@ -687,7 +853,7 @@ type CreateContainerRequest struct {
 
 func (x *CreateContainerRequest) Reset() {
 	*x = CreateContainerRequest{}
-	mi := &file_agent_v1_agent_proto_msgTypes[11]
+	mi := &file_agent_v1_agent_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -699,7 +865,7 @@ func (x *CreateContainerRequest) String() string {
 func (*CreateContainerRequest) ProtoMessage() {}
 
 func (x *CreateContainerRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_agent_v1_agent_proto_msgTypes[11]
+	mi := &file_agent_v1_agent_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -712,7 +878,7 @@ func (x *CreateContainerRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateContainerRequest.ProtoReflect.Descriptor instead.
 func (*CreateContainerRequest) Descriptor() ([]byte, []int) {
-	return file_agent_v1_agent_proto_rawDescGZIP(), []int{11}
+	return file_agent_v1_agent_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *CreateContainerRequest) GetContainerId() string {
@@ -746,7 +912,7 @@ type CreateContainerResponse struct {
 
 func (x *CreateContainerResponse) Reset() {
 	*x = CreateContainerResponse{}
-	mi := &file_agent_v1_agent_proto_msgTypes[12]
+	mi := &file_agent_v1_agent_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -758,7 +924,7 @@ func (x *CreateContainerResponse) String() string {
 func (*CreateContainerResponse) ProtoMessage() {}
 
 func (x *CreateContainerResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_agent_v1_agent_proto_msgTypes[12]
+	mi := &file_agent_v1_agent_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -771,7 +937,7 @@ func (x *CreateContainerResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateContainerResponse.ProtoReflect.Descriptor instead.
 func (*CreateContainerResponse) Descriptor() ([]byte, []int) {
-	return file_agent_v1_agent_proto_rawDescGZIP(), []int{12}
+	return file_agent_v1_agent_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *CreateContainerResponse) GetPid() uint32 {
@@ -790,7 +956,7 @@ type StartContainerRequest struct {
 
 func (x *StartContainerRequest) Reset() {
 	*x = StartContainerRequest{}
-	mi := &file_agent_v1_agent_proto_msgTypes[13]
+	mi := &file_agent_v1_agent_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -802,7 +968,7 @@ func (x *StartContainerRequest) String() string {
 func (*StartContainerRequest) ProtoMessage() {}
 
 func (x *StartContainerRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_agent_v1_agent_proto_msgTypes[13]
+	mi := &file_agent_v1_agent_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -815,7 +981,7 @@ func (x *StartContainerRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StartContainerRequest.ProtoReflect.Descriptor instead.
 func (*StartContainerRequest) Descriptor() ([]byte, []int) {
-	return file_agent_v1_agent_proto_rawDescGZIP(), []int{13}
+	return file_agent_v1_agent_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *StartContainerRequest) GetContainerId() string {
@@ -833,7 +999,7 @@ type StartContainerResponse struct {
 
 func (x *StartContainerResponse) Reset() {
 	*x = StartContainerResponse{}
-	mi := &file_agent_v1_agent_proto_msgTypes[14]
+	mi := &file_agent_v1_agent_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -845,7 +1011,7 @@ func (x *StartContainerResponse) String() string {
 func (*StartContainerResponse) ProtoMessage() {}
 
 func (x *StartContainerResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_agent_v1_agent_proto_msgTypes[14]
+	mi := &file_agent_v1_agent_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -858,7 +1024,7 @@ func (x *StartContainerResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StartContainerResponse.ProtoReflect.Descriptor instead.
 func (*StartContainerResponse) Descriptor() ([]byte, []int) {
-	return file_agent_v1_agent_proto_rawDescGZIP(), []int{14}
+	return file_agent_v1_agent_proto_rawDescGZIP(), []int{16}
 }
 
 type ExecProcessRequest struct {
@@ -874,7 +1040,7 @@ type ExecProcessRequest struct {
 
 func (x *ExecProcessRequest) Reset() {
 	*x = ExecProcessRequest{}
-	mi := &file_agent_v1_agent_proto_msgTypes[15]
+	mi := &file_agent_v1_agent_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -886,7 +1052,7 @@ func (x *ExecProcessRequest) String() string {
 func (*ExecProcessRequest) ProtoMessage() {}
 
 func (x *ExecProcessRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_agent_v1_agent_proto_msgTypes[15]
+	mi := &file_agent_v1_agent_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -899,7 +1065,7 @@ func (x *ExecProcessRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ExecProcessRequest.ProtoReflect.Descriptor instead.
 func (*ExecProcessRequest) Descriptor() ([]byte, []int) {
-	return file_agent_v1_agent_proto_rawDescGZIP(), []int{15}
+	return file_agent_v1_agent_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *ExecProcessRequest) GetContainerId() string {
@@ -939,7 +1105,7 @@ type ExecProcessResponse struct {
 
 func (x *ExecProcessResponse) Reset() {
 	*x = ExecProcessResponse{}
-	mi := &file_agent_v1_agent_proto_msgTypes[16]
+	mi := &file_agent_v1_agent_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -951,7 +1117,7 @@ func (x *ExecProcessResponse) String() string {
 func (*ExecProcessResponse) ProtoMessage() {}
 
 func (x *ExecProcessResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_agent_v1_agent_proto_msgTypes[16]
+	mi := &file_agent_v1_agent_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -964,7 +1130,7 @@ func (x *ExecProcessResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ExecProcessResponse.ProtoReflect.Descriptor instead.
 func (*ExecProcessResponse) Descriptor() ([]byte, []int) {
-	return file_agent_v1_agent_proto_rawDescGZIP(), []int{16}
+	return file_agent_v1_agent_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *ExecProcessResponse) GetPid() uint32 {
@@ -988,7 +1154,7 @@ type SignalProcessRequest struct {
 
 func (x *SignalProcessRequest) Reset() {
 	*x = SignalProcessRequest{}
-	mi := &file_agent_v1_agent_proto_msgTypes[17]
+	mi := &file_agent_v1_agent_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1000,7 +1166,7 @@ func (x *SignalProcessRequest) String() string {
 func (*SignalProcessRequest) ProtoMessage() {}
 
 func (x *SignalProcessRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_agent_v1_agent_proto_msgTypes[17]
+	mi := &file_agent_v1_agent_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1013,7 +1179,7 @@ func (x *SignalProcessRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SignalProcessRequest.ProtoReflect.Descriptor instead.
 func (*SignalProcessRequest) Descriptor() ([]byte, []int) {
-	return file_agent_v1_agent_proto_rawDescGZIP(), []int{17}
+	return file_agent_v1_agent_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *SignalProcessRequest) GetContainerId() string {
@@ -1052,7 +1218,7 @@ type SignalProcessResponse struct {
 
 func (x *SignalProcessResponse) Reset() {
 	*x = SignalProcessResponse{}
-	mi := &file_agent_v1_agent_proto_msgTypes[18]
+	mi := &file_agent_v1_agent_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1064,7 +1230,7 @@ func (x *SignalProcessResponse) String() string {
 func (*SignalProcessResponse) ProtoMessage() {}
 
 func (x *SignalProcessResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_agent_v1_agent_proto_msgTypes[18]
+	mi := &file_agent_v1_agent_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1077,7 +1243,7 @@ func (x *SignalProcessResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SignalProcessResponse.ProtoReflect.Descriptor instead.
 func (*SignalProcessResponse) Descriptor() ([]byte, []int) {
-	return file_agent_v1_agent_proto_rawDescGZIP(), []int{18}
+	return file_agent_v1_agent_proto_rawDescGZIP(), []int{20}
 }
 
 type WaitProcessRequest struct {
@@ -1090,7 +1256,7 @@ type WaitProcessRequest struct {
 
 func (x *WaitProcessRequest) Reset() {
 	*x = WaitProcessRequest{}
-	mi := &file_agent_v1_agent_proto_msgTypes[19]
+	mi := &file_agent_v1_agent_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1102,7 +1268,7 @@ func (x *WaitProcessRequest) String() string {
 func (*WaitProcessRequest) ProtoMessage() {}
 
 func (x *WaitProcessRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_agent_v1_agent_proto_msgTypes[19]
+	mi := &file_agent_v1_agent_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1115,7 +1281,7 @@ func (x *WaitProcessRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WaitProcessRequest.ProtoReflect.Descriptor instead.
 func (*WaitProcessRequest) Descriptor() ([]byte, []int) {
-	return file_agent_v1_agent_proto_rawDescGZIP(), []int{19}
+	return file_agent_v1_agent_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *WaitProcessRequest) GetContainerId() string {
@@ -1143,7 +1309,7 @@ type WaitProcessResponse struct {
 
 func (x *WaitProcessResponse) Reset() {
 	*x = WaitProcessResponse{}
-	mi := &file_agent_v1_agent_proto_msgTypes[20]
+	mi := &file_agent_v1_agent_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1155,7 +1321,7 @@ func (x *WaitProcessResponse) String() string {
 func (*WaitProcessResponse) ProtoMessage() {}
 
 func (x *WaitProcessResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_agent_v1_agent_proto_msgTypes[20]
+	mi := &file_agent_v1_agent_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1168,7 +1334,7 @@ func (x *WaitProcessResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WaitProcessResponse.ProtoReflect.Descriptor instead.
 func (*WaitProcessResponse) Descriptor() ([]byte, []int) {
-	return file_agent_v1_agent_proto_rawDescGZIP(), []int{20}
+	return file_agent_v1_agent_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *WaitProcessResponse) GetExitStatus() int32 {
@@ -1197,7 +1363,7 @@ type ResizePtyRequest struct {
 
 func (x *ResizePtyRequest) Reset() {
 	*x = ResizePtyRequest{}
-	mi := &file_agent_v1_agent_proto_msgTypes[21]
+	mi := &file_agent_v1_agent_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1209,7 +1375,7 @@ func (x *ResizePtyRequest) String() string {
 func (*ResizePtyRequest) ProtoMessage() {}
 
 func (x *ResizePtyRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_agent_v1_agent_proto_msgTypes[21]
+	mi := &file_agent_v1_agent_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1222,7 +1388,7 @@ func (x *ResizePtyRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ResizePtyRequest.ProtoReflect.Descriptor instead.
 func (*ResizePtyRequest) Descriptor() ([]byte, []int) {
-	return file_agent_v1_agent_proto_rawDescGZIP(), []int{21}
+	return file_agent_v1_agent_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *ResizePtyRequest) GetContainerId() string {
@@ -1261,7 +1427,7 @@ type ResizePtyResponse struct {
 
 func (x *ResizePtyResponse) Reset() {
 	*x = ResizePtyResponse{}
-	mi := &file_agent_v1_agent_proto_msgTypes[22]
+	mi := &file_agent_v1_agent_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1273,7 +1439,7 @@ func (x *ResizePtyResponse) String() string {
 func (*ResizePtyResponse) ProtoMessage() {}
 
 func (x *ResizePtyResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_agent_v1_agent_proto_msgTypes[22]
+	mi := &file_agent_v1_agent_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1286,7 +1452,7 @@ func (x *ResizePtyResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ResizePtyResponse.ProtoReflect.Descriptor instead.
 func (*ResizePtyResponse) Descriptor() ([]byte, []int) {
-	return file_agent_v1_agent_proto_rawDescGZIP(), []int{22}
+	return file_agent_v1_agent_proto_rawDescGZIP(), []int{24}
 }
 
 type CloseStdinRequest struct {
@@ -1299,7 +1465,7 @@ type CloseStdinRequest struct {
 
 func (x *CloseStdinRequest) Reset() {
 	*x = CloseStdinRequest{}
-	mi := &file_agent_v1_agent_proto_msgTypes[23]
+	mi := &file_agent_v1_agent_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1311,7 +1477,7 @@ func (x *CloseStdinRequest) String() string {
 func (*CloseStdinRequest) ProtoMessage() {}
 
 func (x *CloseStdinRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_agent_v1_agent_proto_msgTypes[23]
+	mi := &file_agent_v1_agent_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1324,7 +1490,7 @@ func (x *CloseStdinRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CloseStdinRequest.ProtoReflect.Descriptor instead.
 func (*CloseStdinRequest) Descriptor() ([]byte, []int) {
-	return file_agent_v1_agent_proto_rawDescGZIP(), []int{23}
+	return file_agent_v1_agent_proto_rawDescGZIP(), []int{25}
 }
 
 func (x *CloseStdinRequest) GetContainerId() string {
@@ -1349,7 +1515,7 @@ type CloseStdinResponse struct {
 
 func (x *CloseStdinResponse) Reset() {
 	*x = CloseStdinResponse{}
-	mi := &file_agent_v1_agent_proto_msgTypes[24]
+	mi := &file_agent_v1_agent_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1361,7 +1527,7 @@ func (x *CloseStdinResponse) String() string {
 func (*CloseStdinResponse) ProtoMessage() {}
 
 func (x *CloseStdinResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_agent_v1_agent_proto_msgTypes[24]
+	mi := &file_agent_v1_agent_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1374,7 +1540,7 @@ func (x *CloseStdinResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CloseStdinResponse.ProtoReflect.Descriptor instead.
 func (*CloseStdinResponse) Descriptor() ([]byte, []int) {
-	return file_agent_v1_agent_proto_rawDescGZIP(), []int{24}
+	return file_agent_v1_agent_proto_rawDescGZIP(), []int{26}
 }
 
 type ListProcessesRequest struct {
@@ -1386,7 +1552,7 @@ type ListProcessesRequest struct {
 
 func (x *ListProcessesRequest) Reset() {
 	*x = ListProcessesRequest{}
-	mi := &file_agent_v1_agent_proto_msgTypes[25]
+	mi := &file_agent_v1_agent_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1398,7 +1564,7 @@ func (x *ListProcessesRequest) String() string {
 func (*ListProcessesRequest) ProtoMessage() {}
 
 func (x *ListProcessesRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_agent_v1_agent_proto_msgTypes[25]
+	mi := &file_agent_v1_agent_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1411,7 +1577,7 @@ func (x *ListProcessesRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListProcessesRequest.ProtoReflect.Descriptor instead.
 func (*ListProcessesRequest) Descriptor() ([]byte, []int) {
-	return file_agent_v1_agent_proto_rawDescGZIP(), []int{25}
+	return file_agent_v1_agent_proto_rawDescGZIP(), []int{27}
 }
 
 func (x *ListProcessesRequest) GetContainerId() string {
@@ -1430,7 +1596,7 @@ type ListProcessesResponse struct {
 
 func (x *ListProcessesResponse) Reset() {
 	*x = ListProcessesResponse{}
-	mi := &file_agent_v1_agent_proto_msgTypes[26]
+	mi := &file_agent_v1_agent_proto_msgTypes[28]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1442,7 +1608,7 @@ func (x *ListProcessesResponse) String() string {
 func (*ListProcessesResponse) ProtoMessage() {}
 
 func (x *ListProcessesResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_agent_v1_agent_proto_msgTypes[26]
+	mi := &file_agent_v1_agent_proto_msgTypes[28]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1455,7 +1621,7 @@ func (x *ListProcessesResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListProcessesResponse.ProtoReflect.Descriptor instead.
 func (*ListProcessesResponse) Descriptor() ([]byte, []int) {
-	return file_agent_v1_agent_proto_rawDescGZIP(), []int{26}
+	return file_agent_v1_agent_proto_rawDescGZIP(), []int{28}
 }
 
 func (x *ListProcessesResponse) GetPids() []uint32 {
@@ -1475,7 +1641,7 @@ type RemoveContainerRequest struct {
 
 func (x *RemoveContainerRequest) Reset() {
 	*x = RemoveContainerRequest{}
-	mi := &file_agent_v1_agent_proto_msgTypes[27]
+	mi := &file_agent_v1_agent_proto_msgTypes[29]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1487,7 +1653,7 @@ func (x *RemoveContainerRequest) String() string {
 func (*RemoveContainerRequest) ProtoMessage() {}
 
 func (x *RemoveContainerRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_agent_v1_agent_proto_msgTypes[27]
+	mi := &file_agent_v1_agent_proto_msgTypes[29]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1500,7 +1666,7 @@ func (x *RemoveContainerRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RemoveContainerRequest.ProtoReflect.Descriptor instead.
 func (*RemoveContainerRequest) Descriptor() ([]byte, []int) {
-	return file_agent_v1_agent_proto_rawDescGZIP(), []int{27}
+	return file_agent_v1_agent_proto_rawDescGZIP(), []int{29}
 }
 
 func (x *RemoveContainerRequest) GetContainerId() string {
@@ -1525,7 +1691,7 @@ type RemoveContainerResponse struct {
 
 func (x *RemoveContainerResponse) Reset() {
 	*x = RemoveContainerResponse{}
-	mi := &file_agent_v1_agent_proto_msgTypes[28]
+	mi := &file_agent_v1_agent_proto_msgTypes[30]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1537,7 +1703,7 @@ func (x *RemoveContainerResponse) String() string {
 func (*RemoveContainerResponse) ProtoMessage() {}
 
 func (x *RemoveContainerResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_agent_v1_agent_proto_msgTypes[28]
+	mi := &file_agent_v1_agent_proto_msgTypes[30]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1550,7 +1716,7 @@ func (x *RemoveContainerResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RemoveContainerResponse.ProtoReflect.Descriptor instead.
 func (*RemoveContainerResponse) Descriptor() ([]byte, []int) {
-	return file_agent_v1_agent_proto_rawDescGZIP(), []int{28}
+	return file_agent_v1_agent_proto_rawDescGZIP(), []int{30}
 }
 
 // StreamHeader opens every stream of the IO session: the host opens one
@@ -1567,7 +1733,7 @@ type StreamHeader struct {
 
 func (x *StreamHeader) Reset() {
 	*x = StreamHeader{}
-	mi := &file_agent_v1_agent_proto_msgTypes[29]
+	mi := &file_agent_v1_agent_proto_msgTypes[31]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1579,7 +1745,7 @@ func (x *StreamHeader) String() string {
 func (*StreamHeader) ProtoMessage() {}
 
 func (x *StreamHeader) ProtoReflect() protoreflect.Message {
-	mi := &file_agent_v1_agent_proto_msgTypes[29]
+	mi := &file_agent_v1_agent_proto_msgTypes[31]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1592,7 +1758,7 @@ func (x *StreamHeader) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StreamHeader.ProtoReflect.Descriptor instead.
 func (*StreamHeader) Descriptor() ([]byte, []int) {
-	return file_agent_v1_agent_proto_rawDescGZIP(), []int{29}
+	return file_agent_v1_agent_proto_rawDescGZIP(), []int{31}
 }
 
 func (x *StreamHeader) GetContainerId() string {
@@ -1645,10 +1811,24 @@ const file_agent_v1_agent_proto_rawDesc = "" +
 	"\tuptime_ms\x18\a \x01(\x04R\buptimeMs\x12\x18\n" +
 	"\achannel\x18\b \x01(\tR\achannel\"\x17\n" +
 	"\x15DestroySandboxRequest\"\x18\n" +
-	"\x16DestroySandboxResponse\"V\n" +
+	"\x16DestroySandboxResponse\"\xbe\x01\n" +
 	"\x14CreateSandboxRequest\x12\"\n" +
 	"\rshared_fs_tag\x18\x01 \x01(\tR\vsharedFsTag\x12\x1a\n" +
-	"\bhostname\x18\x02 \x01(\tR\bhostname\"\x17\n" +
+	"\bhostname\x18\x02 \x01(\tR\bhostname\x128\n" +
+	"\n" +
+	"interfaces\x18\x03 \x03(\v2\x18.hull.agent.v1.InterfaceR\n" +
+	"interfaces\x12,\n" +
+	"\x06routes\x18\x04 \x03(\v2\x14.hull.agent.v1.RouteR\x06routes\"a\n" +
+	"\tInterface\x12\x12\n" +
+	"\x04name\x18\x01 \x01(\tR\x04name\x12\x10\n" +
+	"\x03mac\x18\x02 \x01(\tR\x03mac\x12\x10\n" +
+	"\x03mtu\x18\x03 \x01(\rR\x03mtu\x12\x1c\n" +
+	"\taddresses\x18\x04 \x03(\tR\taddresses\"\x80\x01\n" +
+	"\x05Route\x12 \n" +
+	"\vdestination\x18\x01 \x01(\tR\vdestination\x12\x18\n" +
+	"\agateway\x18\x02 \x01(\tR\agateway\x12#\n" +
+	"\rinterface_mac\x18\x03 \x01(\tR\finterfaceMac\x12\x16\n" +
+	"\x06metric\x18\x04 \x01(\rR\x06metric\"\x17\n" +
 	"\x15CreateSandboxResponse\"i\n" +
 	"\x05Stdio\x12\x1a\n" +
 	"\bterminal\x18\x01 \x01(\bR\bterminal\x12\x14\n" +
@@ -1742,7 +1922,7 @@ func file_agent_v1_agent_proto_rawDescGZIP() []byte {
 }
 
 var file_agent_v1_agent_proto_enumTypes = make([]protoimpl.EnumInfo, 2)
-var file_agent_v1_agent_proto_msgTypes = make([]protoimpl.MessageInfo, 30)
+var file_agent_v1_agent_proto_msgTypes = make([]protoimpl.MessageInfo, 32)
 var file_agent_v1_agent_proto_goTypes = []any{
 	(CheckResponse_Status)(0),       // 0: hull.agent.v1.CheckResponse.Status
 	(StreamHeader_Fd)(0),            // 1: hull.agent.v1.StreamHeader.Fd
@@ -1755,66 +1935,70 @@ var file_agent_v1_agent_proto_goTypes = []any{
 	(*DestroySandboxRequest)(nil),   // 8: hull.agent.v1.DestroySandboxRequest
 	(*DestroySandboxResponse)(nil),  // 9: hull.agent.v1.DestroySandboxResponse
 	(*CreateSandboxRequest)(nil),    // 10: hull.agent.v1.CreateSandboxRequest
-	(*CreateSandboxResponse)(nil),   // 11: hull.agent.v1.CreateSandboxResponse
-	(*Stdio)(nil),                   // 12: hull.agent.v1.Stdio
-	(*CreateContainerRequest)(nil),  // 13: hull.agent.v1.CreateContainerRequest
-	(*CreateContainerResponse)(nil), // 14: hull.agent.v1.CreateContainerResponse
-	(*StartContainerRequest)(nil),   // 15: hull.agent.v1.StartContainerRequest
-	(*StartContainerResponse)(nil),  // 16: hull.agent.v1.StartContainerResponse
-	(*ExecProcessRequest)(nil),      // 17: hull.agent.v1.ExecProcessRequest
-	(*ExecProcessResponse)(nil),     // 18: hull.agent.v1.ExecProcessResponse
-	(*SignalProcessRequest)(nil),    // 19: hull.agent.v1.SignalProcessRequest
-	(*SignalProcessResponse)(nil),   // 20: hull.agent.v1.SignalProcessResponse
-	(*WaitProcessRequest)(nil),      // 21: hull.agent.v1.WaitProcessRequest
-	(*WaitProcessResponse)(nil),     // 22: hull.agent.v1.WaitProcessResponse
-	(*ResizePtyRequest)(nil),        // 23: hull.agent.v1.ResizePtyRequest
-	(*ResizePtyResponse)(nil),       // 24: hull.agent.v1.ResizePtyResponse
-	(*CloseStdinRequest)(nil),       // 25: hull.agent.v1.CloseStdinRequest
-	(*CloseStdinResponse)(nil),      // 26: hull.agent.v1.CloseStdinResponse
-	(*ListProcessesRequest)(nil),    // 27: hull.agent.v1.ListProcessesRequest
-	(*ListProcessesResponse)(nil),   // 28: hull.agent.v1.ListProcessesResponse
-	(*RemoveContainerRequest)(nil),  // 29: hull.agent.v1.RemoveContainerRequest
-	(*RemoveContainerResponse)(nil), // 30: hull.agent.v1.RemoveContainerResponse
-	(*StreamHeader)(nil),            // 31: hull.agent.v1.StreamHeader
+	(*Interface)(nil),               // 11: hull.agent.v1.Interface
+	(*Route)(nil),                   // 12: hull.agent.v1.Route
+	(*CreateSandboxResponse)(nil),   // 13: hull.agent.v1.CreateSandboxResponse
+	(*Stdio)(nil),                   // 14: hull.agent.v1.Stdio
+	(*CreateContainerRequest)(nil),  // 15: hull.agent.v1.CreateContainerRequest
+	(*CreateContainerResponse)(nil), // 16: hull.agent.v1.CreateContainerResponse
+	(*StartContainerRequest)(nil),   // 17: hull.agent.v1.StartContainerRequest
+	(*StartContainerResponse)(nil),  // 18: hull.agent.v1.StartContainerResponse
+	(*ExecProcessRequest)(nil),      // 19: hull.agent.v1.ExecProcessRequest
+	(*ExecProcessResponse)(nil),     // 20: hull.agent.v1.ExecProcessResponse
+	(*SignalProcessRequest)(nil),    // 21: hull.agent.v1.SignalProcessRequest
+	(*SignalProcessResponse)(nil),   // 22: hull.agent.v1.SignalProcessResponse
+	(*WaitProcessRequest)(nil),      // 23: hull.agent.v1.WaitProcessRequest
+	(*WaitProcessResponse)(nil),     // 24: hull.agent.v1.WaitProcessResponse
+	(*ResizePtyRequest)(nil),        // 25: hull.agent.v1.ResizePtyRequest
+	(*ResizePtyResponse)(nil),       // 26: hull.agent.v1.ResizePtyResponse
+	(*CloseStdinRequest)(nil),       // 27: hull.agent.v1.CloseStdinRequest
+	(*CloseStdinResponse)(nil),      // 28: hull.agent.v1.CloseStdinResponse
+	(*ListProcessesRequest)(nil),    // 29: hull.agent.v1.ListProcessesRequest
+	(*ListProcessesResponse)(nil),   // 30: hull.agent.v1.ListProcessesResponse
+	(*RemoveContainerRequest)(nil),  // 31: hull.agent.v1.RemoveContainerRequest
+	(*RemoveContainerResponse)(nil), // 32: hull.agent.v1.RemoveContainerResponse
+	(*StreamHeader)(nil),            // 33: hull.agent.v1.StreamHeader
 }
 var file_agent_v1_agent_proto_depIdxs = []int32{
 	0,  // 0: hull.agent.v1.CheckResponse.status:type_name -> hull.agent.v1.CheckResponse.Status
-	12, // 1: hull.agent.v1.CreateContainerRequest.stdio:type_name -> hull.agent.v1.Stdio
-	12, // 2: hull.agent.v1.ExecProcessRequest.stdio:type_name -> hull.agent.v1.Stdio
-	1,  // 3: hull.agent.v1.StreamHeader.fd:type_name -> hull.agent.v1.StreamHeader.Fd
-	2,  // 4: hull.agent.v1.Agent.Check:input_type -> hull.agent.v1.CheckRequest
-	4,  // 5: hull.agent.v1.Agent.Version:input_type -> hull.agent.v1.VersionRequest
-	6,  // 6: hull.agent.v1.Agent.GetGuestDetails:input_type -> hull.agent.v1.GetGuestDetailsRequest
-	8,  // 7: hull.agent.v1.Agent.DestroySandbox:input_type -> hull.agent.v1.DestroySandboxRequest
-	10, // 8: hull.agent.v1.Agent.CreateSandbox:input_type -> hull.agent.v1.CreateSandboxRequest
-	13, // 9: hull.agent.v1.Agent.CreateContainer:input_type -> hull.agent.v1.CreateContainerRequest
-	15, // 10: hull.agent.v1.Agent.StartContainer:input_type -> hull.agent.v1.StartContainerRequest
-	17, // 11: hull.agent.v1.Agent.ExecProcess:input_type -> hull.agent.v1.ExecProcessRequest
-	19, // 12: hull.agent.v1.Agent.SignalProcess:input_type -> hull.agent.v1.SignalProcessRequest
-	21, // 13: hull.agent.v1.Agent.WaitProcess:input_type -> hull.agent.v1.WaitProcessRequest
-	23, // 14: hull.agent.v1.Agent.ResizePty:input_type -> hull.agent.v1.ResizePtyRequest
-	25, // 15: hull.agent.v1.Agent.CloseStdin:input_type -> hull.agent.v1.CloseStdinRequest
-	27, // 16: hull.agent.v1.Agent.ListProcesses:input_type -> hull.agent.v1.ListProcessesRequest
-	29, // 17: hull.agent.v1.Agent.RemoveContainer:input_type -> hull.agent.v1.RemoveContainerRequest
-	3,  // 18: hull.agent.v1.Agent.Check:output_type -> hull.agent.v1.CheckResponse
-	5,  // 19: hull.agent.v1.Agent.Version:output_type -> hull.agent.v1.VersionResponse
-	7,  // 20: hull.agent.v1.Agent.GetGuestDetails:output_type -> hull.agent.v1.GetGuestDetailsResponse
-	9,  // 21: hull.agent.v1.Agent.DestroySandbox:output_type -> hull.agent.v1.DestroySandboxResponse
-	11, // 22: hull.agent.v1.Agent.CreateSandbox:output_type -> hull.agent.v1.CreateSandboxResponse
-	14, // 23: hull.agent.v1.Agent.CreateContainer:output_type -> hull.agent.v1.CreateContainerResponse
-	16, // 24: hull.agent.v1.Agent.StartContainer:output_type -> hull.agent.v1.StartContainerResponse
-	18, // 25: hull.agent.v1.Agent.ExecProcess:output_type -> hull.agent.v1.ExecProcessResponse
-	20, // 26: hull.agent.v1.Agent.SignalProcess:output_type -> hull.agent.v1.SignalProcessResponse
-	22, // 27: hull.agent.v1.Agent.WaitProcess:output_type -> hull.agent.v1.WaitProcessResponse
-	24, // 28: hull.agent.v1.Agent.ResizePty:output_type -> hull.agent.v1.ResizePtyResponse
-	26, // 29: hull.agent.v1.Agent.CloseStdin:output_type -> hull.agent.v1.CloseStdinResponse
-	28, // 30: hull.agent.v1.Agent.ListProcesses:output_type -> hull.agent.v1.ListProcessesResponse
-	30, // 31: hull.agent.v1.Agent.RemoveContainer:output_type -> hull.agent.v1.RemoveContainerResponse
-	18, // [18:32] is the sub-list for method output_type
-	4,  // [4:18] is the sub-list for method input_type
-	4,  // [4:4] is the sub-list for extension type_name
-	4,  // [4:4] is the sub-list for extension extendee
-	0,  // [0:4] is the sub-list for field type_name
+	11, // 1: hull.agent.v1.CreateSandboxRequest.interfaces:type_name -> hull.agent.v1.Interface
+	12, // 2: hull.agent.v1.CreateSandboxRequest.routes:type_name -> hull.agent.v1.Route
+	14, // 3: hull.agent.v1.CreateContainerRequest.stdio:type_name -> hull.agent.v1.Stdio
+	14, // 4: hull.agent.v1.ExecProcessRequest.stdio:type_name -> hull.agent.v1.Stdio
+	1,  // 5: hull.agent.v1.StreamHeader.fd:type_name -> hull.agent.v1.StreamHeader.Fd
+	2,  // 6: hull.agent.v1.Agent.Check:input_type -> hull.agent.v1.CheckRequest
+	4,  // 7: hull.agent.v1.Agent.Version:input_type -> hull.agent.v1.VersionRequest
+	6,  // 8: hull.agent.v1.Agent.GetGuestDetails:input_type -> hull.agent.v1.GetGuestDetailsRequest
+	8,  // 9: hull.agent.v1.Agent.DestroySandbox:input_type -> hull.agent.v1.DestroySandboxRequest
+	10, // 10: hull.agent.v1.Agent.CreateSandbox:input_type -> hull.agent.v1.CreateSandboxRequest
+	15, // 11: hull.agent.v1.Agent.CreateContainer:input_type -> hull.agent.v1.CreateContainerRequest
+	17, // 12: hull.agent.v1.Agent.StartContainer:input_type -> hull.agent.v1.StartContainerRequest
+	19, // 13: hull.agent.v1.Agent.ExecProcess:input_type -> hull.agent.v1.ExecProcessRequest
+	21, // 14: hull.agent.v1.Agent.SignalProcess:input_type -> hull.agent.v1.SignalProcessRequest
+	23, // 15: hull.agent.v1.Agent.WaitProcess:input_type -> hull.agent.v1.WaitProcessRequest
+	25, // 16: hull.agent.v1.Agent.ResizePty:input_type -> hull.agent.v1.ResizePtyRequest
+	27, // 17: hull.agent.v1.Agent.CloseStdin:input_type -> hull.agent.v1.CloseStdinRequest
+	29, // 18: hull.agent.v1.Agent.ListProcesses:input_type -> hull.agent.v1.ListProcessesRequest
+	31, // 19: hull.agent.v1.Agent.RemoveContainer:input_type -> hull.agent.v1.RemoveContainerRequest
+	3,  // 20: hull.agent.v1.Agent.Check:output_type -> hull.agent.v1.CheckResponse
+	5,  // 21: hull.agent.v1.Agent.Version:output_type -> hull.agent.v1.VersionResponse
+	7,  // 22: hull.agent.v1.Agent.GetGuestDetails:output_type -> hull.agent.v1.GetGuestDetailsResponse
+	9,  // 23: hull.agent.v1.Agent.DestroySandbox:output_type -> hull.agent.v1.DestroySandboxResponse
+	13, // 24: hull.agent.v1.Agent.CreateSandbox:output_type -> hull.agent.v1.CreateSandboxResponse
+	16, // 25: hull.agent.v1.Agent.CreateContainer:output_type -> hull.agent.v1.CreateContainerResponse
+	18, // 26: hull.agent.v1.Agent.StartContainer:output_type -> hull.agent.v1.StartContainerResponse
+	20, // 27: hull.agent.v1.Agent.ExecProcess:output_type -> hull.agent.v1.ExecProcessResponse
+	22, // 28: hull.agent.v1.Agent.SignalProcess:output_type -> hull.agent.v1.SignalProcessResponse
+	24, // 29: hull.agent.v1.Agent.WaitProcess:output_type -> hull.agent.v1.WaitProcessResponse
+	26, // 30: hull.agent.v1.Agent.ResizePty:output_type -> hull.agent.v1.ResizePtyResponse
+	28, // 31: hull.agent.v1.Agent.CloseStdin:output_type -> hull.agent.v1.CloseStdinResponse
+	30, // 32: hull.agent.v1.Agent.ListProcesses:output_type -> hull.agent.v1.ListProcessesResponse
+	32, // 33: hull.agent.v1.Agent.RemoveContainer:output_type -> hull.agent.v1.RemoveContainerResponse
+	20, // [20:34] is the sub-list for method output_type
+	6,  // [6:20] is the sub-list for method input_type
+	6,  // [6:6] is the sub-list for extension type_name
+	6,  // [6:6] is the sub-list for extension extendee
+	0,  // [0:6] is the sub-list for field type_name
 }
 
 func init() { file_agent_v1_agent_proto_init() }
@@ -1828,7 +2012,7 @@ func file_agent_v1_agent_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_agent_v1_agent_proto_rawDesc), len(file_agent_v1_agent_proto_rawDesc)),
 			NumEnums:      2,
-			NumMessages:   30,
+			NumMessages:   32,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

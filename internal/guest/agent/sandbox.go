@@ -2,6 +2,7 @@ package agent
 
 import (
 	"context"
+	"fmt"
 	"os"
 	"regexp"
 	"sync"
@@ -11,6 +12,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	api "github.com/hull-runtime/hull/api/agent/v1"
+	"github.com/hull-runtime/hull/internal/guest/netconf"
 )
 
 var (
@@ -33,7 +35,11 @@ func (s *Service) CreateSandbox(ctx context.Context, r *api.CreateSandboxRequest
 	if r.Hostname != "" && !validHostname.MatchString(r.Hostname) {
 		return nil, status.Errorf(codes.InvalidArgument, "hostname %q", r.Hostname)
 	}
-	if _, err := s.modules(ctx); err != nil { // virtiofs must be loaded
+	netCfg, err := parseNetwork(r)
+	if err != nil {
+		return nil, status.Error(codes.InvalidArgument, err.Error())
+	}
+	if _, err := s.modules(ctx); err != nil { // virtiofs and virtio_net must be loaded
 		return nil, err
 	}
 	st := s.cfg.Sandbox
@@ -60,6 +66,30 @@ func (s *Service) CreateSandbox(ctx context.Context, r *api.CreateSandboxRequest
 			return nil, status.Errorf(codes.Internal, "hostname: %v", err)
 		}
 	}
+	// Containers share the VM's network namespace: loopback always, and
+	// the interfaces mirrored from the host's namespace when there are any.
+	if err := netconf.LoopbackUp(); err != nil {
+		return nil, status.Errorf(codes.Internal, "network: %v", err)
+	}
+	if err := netconf.Apply(netCfg); err != nil {
+		return nil, status.Errorf(codes.FailedPrecondition, "network: %v", err)
+	}
 	st.created = true
 	return &api.CreateSandboxResponse{}, nil
+}
+
+// parseNetwork validates the interfaces and routes of a request.
+func parseNetwork(r *api.CreateSandboxRequest) (*netconf.Config, error) {
+	if len(r.Interfaces) > netconf.MaxInterfaces || len(r.Routes) > netconf.MaxRoutes {
+		return nil, fmt.Errorf("%d interfaces and %d routes, at most %d and %d", len(r.Interfaces), len(r.Routes), netconf.MaxInterfaces, netconf.MaxRoutes)
+	}
+	ifaces := make([]netconf.RawInterface, 0, len(r.Interfaces))
+	for _, i := range r.Interfaces {
+		ifaces = append(ifaces, netconf.RawInterface{Name: i.GetName(), MAC: i.GetMac(), MTU: i.GetMtu(), Addresses: i.GetAddresses()})
+	}
+	routes := make([]netconf.RawRoute, 0, len(r.Routes))
+	for _, rt := range r.Routes {
+		routes = append(routes, netconf.RawRoute{Destination: rt.GetDestination(), Gateway: rt.GetGateway(), InterfaceMAC: rt.GetInterfaceMac(), Metric: rt.GetMetric()})
+	}
+	return netconf.Parse(ifaces, routes)
 }

@@ -11,7 +11,7 @@ import (
 const (
 	fdQMP     = 3
 	fdConsole = 4
-	fdPorts   = 5 // first virtio-serial port; the others, then the virtio-fs connections, follow
+	fdPorts   = 5 // first virtio-serial port; the others, the virtio-fs connections, then the taps follow
 )
 
 // device names differ between the virtio-mmio of microvm and the PCI of q35.
@@ -88,6 +88,13 @@ func (c *Config) Args() []string {
 		id := "fs" + strconv.Itoa(i)
 		add("-chardev", fmt.Sprintf("socket,id=%s,fd=%d", id, fdPorts+len(c.SerialPorts)+i))
 		add("-device", fmt.Sprintf("%s,chardev=%s,tag=%s", c.dev("vhost-user-fs"), id, f.Tag))
+	}
+	for i, n := range c.Net {
+		id := "net" + strconv.Itoa(i)
+		// No vhost: there is no /dev/vhost-net everywhere, and QEMU's own
+		// backend needs nothing from the host but the tap.
+		add("-netdev", fmt.Sprintf("tap,id=%s,fd=%d,vhost=off", id, fdPorts+len(c.SerialPorts)+len(c.FS)+i))
+		add("-device", fmt.Sprintf("%s,netdev=%s,mac=%s", c.dev("virtio-net"), id, n.MAC))
 	}
 	if c.Balloon {
 		add("-device", c.dev("virtio-balloon")+",free-page-reporting=on")

@@ -39,6 +39,10 @@ func TestArgsGolden(t *testing.T) {
 	q35.Accel = KVM
 	q35.VsockCID = 42
 	q35.FS = []FSDevice{{Tag: "hullfs", Conn: os.Stdin}}
+	q35.Net = []NetDevice{{TapFile: os.Stdin, MAC: "02:42:0a:c8:01:02"}}
+	withNet := baseConfig()
+	withNet.FS = []FSDevice{{Tag: "hullfs", Conn: os.Stdin}}
+	withNet.Net = []NetDevice{{TapFile: os.Stdin, MAC: "02:42:0a:c8:01:02"}, {TapFile: os.Stdin, MAC: "aa:00:00:00:00:01"}}
 	plain := baseConfig()
 	plain.SharedMemory = false
 	plain.Balloon = false
@@ -47,6 +51,7 @@ func TestArgsGolden(t *testing.T) {
 		"microvm-tcg": baseConfig(),
 		"q35-kvm":     q35,
 		"microvm-min": plain,
+		"microvm-net": withNet,
 	} {
 		t.Run(name, func(t *testing.T) {
 			if err := cfg.Validate(); err != nil {
@@ -90,6 +95,9 @@ func TestValidateNamesTheField(t *testing.T) {
 			c.FS = []FSDevice{{Tag: "t", Conn: os.Stdin}}
 		}, "shared memory"},
 		{"name with comma", func(c *Config) { c.Name = "a,b" }, "name"},
+		{"mac with comma", func(c *Config) { c.Net = []NetDevice{{TapFile: os.Stdin, MAC: "02:00:00:00:00:01,x=y"}} }, "MAC"},
+		{"multicast mac", func(c *Config) { c.Net = []NetDevice{{TapFile: os.Stdin, MAC: "01:00:5e:00:00:01"}} }, "MAC"},
+		{"net without tap", func(c *Config) { c.Net = []NetDevice{{MAC: "02:00:00:00:00:01"}} }, "no tap"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			c := baseConfig()

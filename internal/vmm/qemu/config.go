@@ -64,6 +64,8 @@ type Config struct {
 	Balloon bool
 	// FS are vhost-user-fs devices, each served by a virtiofsd socket.
 	FS []FSDevice
+	// Net are virtio-net devices, each backed by a tap QEMU inherits.
+	Net []NetDevice
 	// ConsoleLogMax bounds the console log: the guest writes it, and the host
 	// never lets a guest fill its disk. Zero means DefaultConsoleLogMax.
 	ConsoleLogMax int64
@@ -76,12 +78,22 @@ type FSDevice struct {
 	Conn *os.File
 }
 
+// NetDevice is a virtio-net device backed by a tap.
+type NetDevice struct {
+	// TapFile is an open tap (IFF_TAP|IFF_NO_PI|IFF_VNET_HDR); QEMU
+	// inherits it, and Start closes the caller's copy once QEMU has it.
+	TapFile *os.File
+	// MAC is the guest's MAC address, aa:bb:cc:dd:ee:ff.
+	MAC string
+}
+
 // DefaultConsoleLogMax is the console log bound when Config leaves it zero.
 const DefaultConsoleLogMax = 1 << 20
 
 var (
 	portName = regexp.MustCompile(`^[a-zA-Z0-9._-]{1,64}$`)
 	vmName   = regexp.MustCompile(`^[a-zA-Z0-9._-]{1,128}$`)
+	macAddr  = regexp.MustCompile(`^[0-9a-f]{2}(:[0-9a-f]{2}){5}$`)
 )
 
 // Validate reports the first field that cannot make a VM.
@@ -128,7 +140,24 @@ func (c *Config) Validate() error {
 			return bad("virtio-fs tag %q invalid or no connection", f.Tag)
 		}
 	}
+	for _, n := range c.Net {
+		// A multicast MAC (low bit of the first octet) cannot be a NIC's.
+		if !macAddr.MatchString(n.MAC) || isOddHex(n.MAC[1]) {
+			return bad("net device MAC %q must be a unicast aa:bb:cc:dd:ee:ff in lower case", n.MAC)
+		}
+		if n.TapFile == nil {
+			return bad("net device %s has no tap", n.MAC)
+		}
+	}
 	return nil
+}
+
+// isOddHex reports whether the hex digit c has its low bit set.
+func isOddHex(c byte) bool {
+	if c >= 'a' {
+		return (c-'a'+10)&1 != 0
+	}
+	return (c-'0')&1 != 0
 }
 
 func containsAny(s, chars string) bool {

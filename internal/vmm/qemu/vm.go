@@ -108,6 +108,9 @@ func Start(ctx context.Context, cfg Config) (_ *VM, retErr error) {
 	for _, f := range cfg.FS {
 		extra = append(extra, f.Conn)
 	}
+	for _, n := range cfg.Net {
+		extra = append(extra, n.TapFile)
+	}
 	qmpConn, consoleConn := hostConns[0], hostConns[1]
 	for i, name := range cfg.SerialPorts {
 		vm.ports[name] = hostConns[2+i]

@@ -1,0 +1,321 @@
+// Package network mirrors the links of a container's network namespace
+// into its VM. For each link with a MAC address (the veth that CNI,
+// netavark or a test put there) it creates a tap in the same namespace,
+// redirects the ingress of each to the egress of the other with tc
+// (ingress qdisc, u32 match-all filter, mirred redirect), and moves the
+// link's addresses and routes to the guest: it records them, removes the
+// addresses from the link (the guest owns the IP now), and puts everything
+// back as it was when the sandbox goes away, so that CNI DEL finds what it
+// made.
+//
+// Everything read from the namespace is bounded and validated: the
+// namespace belongs to whoever made it, not to hull.
+package network
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/containerd/errdefs"
+	"github.com/vishvananda/netlink"
+	"github.com/vishvananda/netns"
+	"golang.org/x/sys/unix"
+)
+
+// Bounds on what is taken from a namespace.
+const (
+	MaxInterfaces = 8
+	MaxAddresses  = 32 // per interface
+	MaxRoutes     = 64
+	// netlinkTimeout bounds each netlink request.
+	netlinkTimeout = 5 * time.Second
+)
+
+// tapSuffix ends the name of every tap hull makes: "tap<N>_hull".
+const tapSuffix = "_hull"
+
+// Interface is a link of the namespace as the guest must see it.
+type Interface struct {
+	// Name is the link's name in the namespace, a hint for the guest.
+	Name string
+	MAC  net.HardwareAddr
+	MTU  int
+	// Addrs are the addresses moved to the guest.
+	Addrs []*net.IPNet
+	// Tap is the tap that mirrors the link; QEMU gets its fd.
+	Tap     *os.File
+	TapName string
+
+	linkIndex int
+	tapIndex  int
+	saved     []netlink.Addr // the addresses as they were on the link
+}
+
+// Route is a route of the namespace through one of the mirrored links.
+type Route struct {
+	// Dst is nil for a default route.
+	Dst *net.IPNet
+	// Gw is nil for a route to a directly connected network.
+	Gw     net.IP
+	Iface  *Interface
+	Metric int
+	IPv6   bool
+}
+
+// Network is what Setup did in one namespace; Close undoes it.
+type Network struct {
+	path   string
+	ns     netns.NsHandle
+	h      *netlink.Handle
+	Ifaces []*Interface
+	Routes []Route
+
+	saved     []netlink.Route // every route through a mirrored link, as it was
+	qdiscs    []int           // link indexes with hull's ingress qdisc
+	flushed   bool
+	closeErrs []error
+}
+
+// Setup mirrors the links of the network namespace at path. On error
+// nothing of what it did is left.
+func Setup(path string) (_ *Network, retErr error) {
+	ns, err := netns.GetFromPath(path)
+	if err != nil {
+		if errors.Is(err, os.ErrNotExist) {
+			return nil, fmt.Errorf("network namespace %s: %w", path, errdefs.ErrNotFound)
+		}
+		return nil, fmt.Errorf("network namespace %s: %w: %w", path, err, errdefs.ErrInvalidArgument)
+	}
+	if t, err := unix.IoctlRetInt(int(ns), unix.NS_GET_NSTYPE); err != nil || t != unix.CLONE_NEWNET {
+		ns.Close()
+		return nil, fmt.Errorf("%s is not a network namespace: %w", path, errdefs.ErrInvalidArgument)
+	}
+	h, err := netlink.NewHandleAt(ns, unix.NETLINK_ROUTE)
+	if err != nil {
+		ns.Close()
+		return nil, fmt.Errorf("network namespace %s: netlink: %w", path, err)
+	}
+	n := &Network{path: path, ns: ns, h: h}
+	defer func() {
+		if retErr != nil {
+			n.Close()
+		}
+	}()
+	if err := h.SetSocketTimeout(netlinkTimeout); err != nil {
+		return nil, n.errorf("netlink timeout: %w", err)
+	}
+	if err := n.scan(); err != nil {
+		return nil, err
+	}
+	for i, it := range n.Ifaces {
+		if err := n.mirror(i, it); err != nil {
+			return nil, err
+		}
+	}
+	// Last: once the addresses are gone, the namespace no longer answers
+	// for the guest (ARP, ICMP) and the routes through the link are gone
+	// with them; Close restores both.
+	n.flushed = true
+	for _, it := range n.Ifaces {
+		for _, a := range it.saved {
+			if err := n.h.AddrDel(&netlink.Dummy{LinkAttrs: netlink.LinkAttrs{Index: it.linkIndex}}, &a); err != nil && !errors.Is(err, unix.EADDRNOTAVAIL) {
+				return nil, n.errorf("removing %s from %s: %w", a.IPNet, it.Name, err)
+			}
+		}
+	}
+	return n, nil
+}
+
+func (n *Network) errorf(format string, args ...any) error {
+	return fmt.Errorf("network namespace %s: %s", n.path, fmt.Errorf(format, args...))
+}
+
+// scan records the links, addresses and routes to mirror.
+func (n *Network) scan() error {
+	links, err := n.h.LinkList()
+	if err != nil {
+		return n.errorf("listing links: %w", err)
+	}
+	byIndex := map[int]*Interface{}
+	for _, l := range links {
+		a := l.Attrs()
+		if a.Flags&net.FlagLoopback != 0 || len(a.HardwareAddr) != 6 || l.Type() == "tuntap" || strings.HasSuffix(a.Name, tapSuffix) {
+			continue
+		}
+		if len(n.Ifaces) == MaxInterfaces {
+			return n.errorf("more than %d links: %w", MaxInterfaces, errdefs.ErrInvalidArgument)
+		}
+		if a.MTU < 68 || a.MTU > 65535 {
+			return n.errorf("link %s has MTU %d: %w", a.Name, a.MTU, errdefs.ErrInvalidArgument)
+		}
+		it := &Interface{Name: a.Name, MAC: a.HardwareAddr, MTU: a.MTU, linkIndex: a.Index,
+			TapName: "tap" + strconv.Itoa(len(n.Ifaces)) + tapSuffix}
+		addrs, err := n.h.AddrList(l, netlink.FAMILY_ALL)
+		if err != nil {
+			return n.errorf("addresses of %s: %w", a.Name, err)
+		}
+		for _, ad := range addrs {
+			// Link-local addresses stay: the kernel makes them, and the
+			// guest makes its own from the same MAC.
+			if ad.IP.IsLinkLocalUnicast() || ad.Scope == int(netlink.SCOPE_HOST) {
+				continue
+			}
+			if len(it.Addrs) == MaxAddresses {
+				return n.errorf("more than %d addresses on %s: %w", MaxAddresses, a.Name, errdefs.ErrInvalidArgument)
+			}
+			it.saved = append(it.saved, ad)
+			it.Addrs = append(it.Addrs, &net.IPNet{IP: ad.IP, Mask: ad.Mask})
+		}
+		n.Ifaces = append(n.Ifaces, it)
+		byIndex[a.Index] = it
+	}
+	routes, err := n.h.RouteList(nil, netlink.FAMILY_ALL)
+	if err != nil {
+		return n.errorf("listing routes: %w", err)
+	}
+	for _, r := range routes {
+		it, ok := byIndex[r.LinkIndex]
+		if !ok || r.Table != unix.RT_TABLE_MAIN {
+			continue
+		}
+		n.saved = append(n.saved, r)
+		// Routes the kernel made for an address the guest makes too, and
+		// the link-local and multicast ones every IPv6 link has.
+		if r.Protocol == unix.RTPROT_KERNEL || (r.Dst != nil && (r.Dst.IP.IsLinkLocalUnicast() || r.Dst.IP.IsMulticast())) {
+			continue
+		}
+		if len(n.Routes) == MaxRoutes {
+			return n.errorf("more than %d routes: %w", MaxRoutes, errdefs.ErrInvalidArgument)
+		}
+		if len(r.MultiPath) > 0 {
+			return n.errorf("multipath route %s is not supported: %w", r, errdefs.ErrNotImplemented)
+		}
+		dst := r.Dst
+		if dst != nil {
+			if ones, _ := dst.Mask.Size(); ones == 0 {
+				dst = nil
+			}
+		}
+		n.Routes = append(n.Routes, Route{Dst: dst, Gw: r.Gw, Iface: it, Metric: r.Priority, IPv6: r.Family == unix.AF_INET6})
+	}
+	return nil
+}
+
+// mirror makes the tap of one link and the redirects between them.
+func (n *Network) mirror(i int, it *Interface) error {
+	tap, err := n.openTap(it.TapName)
+	if err != nil {
+		return err
+	}
+	it.Tap = tap
+	l, err := n.h.LinkByName(it.TapName)
+	if err != nil {
+		return n.errorf("tap %s: %w", it.TapName, err)
+	}
+	it.tapIndex = l.Attrs().Index
+	if err := n.h.LinkSetMTU(l, it.MTU); err != nil {
+		return n.errorf("tap %s mtu %d: %w", it.TapName, it.MTU, err)
+	}
+	if err := n.h.LinkSetUp(l); err != nil {
+		return n.errorf("tap %s up: %w", it.TapName, err)
+	}
+	for _, pair := range [][2]int{{it.linkIndex, it.tapIndex}, {it.tapIndex, it.linkIndex}} {
+		if err := n.redirect(pair[0], pair[1]); err != nil {
+			return n.errorf("redirect between %s and %s: %w", it.Name, it.TapName, err)
+		}
+	}
+	return nil
+}
+
+var ingressParent = netlink.MakeHandle(0xffff, 0)
+
+// redirect sends everything that enters link from to the egress of link to.
+func (n *Network) redirect(from, to int) error {
+	q := &netlink.Ingress{QdiscAttrs: netlink.QdiscAttrs{LinkIndex: from, Parent: netlink.HANDLE_INGRESS, Handle: ingressParent}}
+	if err := n.h.QdiscAdd(q); err != nil {
+		return fmt.Errorf("ingress qdisc: %w", err)
+	}
+	n.qdiscs = append(n.qdiscs, from)
+	// cls_matchall is not everywhere; u32 with one all-zero key matches
+	// every packet too.
+	f := &netlink.U32{
+		FilterAttrs: netlink.FilterAttrs{LinkIndex: from, Parent: ingressParent, Priority: 1, Protocol: unix.ETH_P_ALL},
+		Sel:         &netlink.TcU32Sel{Flags: tcU32Terminal, Nkeys: 1, Keys: []netlink.TcU32Key{{Mask: 0, Val: 0, Off: 0}}},
+		Actions:     []netlink.Action{netlink.NewMirredAction(to)},
+	}
+	if err := n.h.FilterAdd(f); err != nil {
+		return fmt.Errorf("u32 mirred filter: %w", err)
+	}
+	return nil
+}
+
+// tcU32Terminal is TC_U32_TERMINAL of linux/pkt_cls.h.
+const tcU32Terminal = 1
+
+// Close undoes Setup: removes the filters and qdiscs and the taps, and
+// restores the addresses and routes. It is bounded (each netlink request
+// has a timeout) and safe to call more than once. The taps must no longer
+// be in use (QEMU has exited).
+func (n *Network) Close() error {
+	if n.h == nil {
+		return nil
+	}
+	var errs []error
+	for _, it := range n.Ifaces {
+		if it.Tap != nil {
+			it.Tap.Close() // closed already if QEMU inherited it
+			it.Tap = nil
+		}
+	}
+	for _, idx := range n.qdiscs {
+		q := &netlink.Ingress{QdiscAttrs: netlink.QdiscAttrs{LinkIndex: idx, Parent: netlink.HANDLE_INGRESS, Handle: ingressParent}}
+		if err := n.h.QdiscDel(q); err != nil && !errors.Is(err, unix.ENODEV) && !errors.Is(err, unix.ENOENT) && !errors.Is(err, unix.EINVAL) {
+			errs = append(errs, fmt.Errorf("ingress qdisc of link %d: %w", idx, err))
+		}
+	}
+	n.qdiscs = nil
+	for _, it := range n.Ifaces {
+		// A tap goes away with its last fd; one still there is deleted.
+		if l, err := n.h.LinkByName(it.TapName); err == nil && l.Type() == "tuntap" {
+			if err := n.h.LinkDel(l); err != nil && !errors.Is(err, unix.ENODEV) {
+				errs = append(errs, fmt.Errorf("tap %s: %w", it.TapName, err))
+			}
+		}
+	}
+	if n.flushed {
+		for _, it := range n.Ifaces {
+			link := &netlink.Dummy{LinkAttrs: netlink.LinkAttrs{Index: it.linkIndex}}
+			for _, a := range it.saved {
+				a := a
+				a.Label = "" // the kernel gives the link's name again
+				if a.Broadcast == nil && a.IP.To4() != nil {
+					a.Broadcast = net.IPv4zero // none, as before (netlink would make one up)
+				}
+				if err := n.h.AddrReplace(link, &a); err != nil {
+					errs = append(errs, fmt.Errorf("restoring %s on %s: %w", a.IPNet, it.Name, err))
+				}
+			}
+		}
+		for _, r := range n.saved {
+			if r.Protocol == unix.RTPROT_KERNEL {
+				continue // back with its address
+			}
+			if err := n.h.RouteReplace(&r); err != nil {
+				errs = append(errs, fmt.Errorf("restoring route %s: %w", r, err))
+			}
+		}
+		n.flushed = false
+	}
+	n.h.Close()
+	n.h = nil
+	n.ns.Close()
+	if err := errors.Join(errs...); err != nil {
+		return n.errorf("cleanup: %w", err)
+	}
+	return nil
+}
