@@ -14,10 +14,14 @@ import (
 	"time"
 
 	"github.com/containerd/errdefs"
+	"github.com/containerd/log"
+	specs "github.com/opencontainers/runtime-spec/specs-go"
 	"github.com/urfave/cli"
 	"golang.org/x/sys/unix"
 
+	"github.com/hull-runtime/hull/internal/oci"
 	"github.com/hull-runtime/hull/internal/state"
+	"github.com/hull-runtime/hull/internal/supervisor"
 )
 
 var deleteCommand = cli.Command{
@@ -50,7 +54,18 @@ var deleteCommand = cli.Command{
 			return err
 		}
 		defer h.Unlock()
-		return cleanup(h, st)
+		if err := cleanup(h, st); err != nil {
+			return err
+		}
+		// poststop hooks run once the container is gone; their failure is
+		// reported but does not bring the container back.
+		if spec, err := oci.LoadBundle(st.Bundle); err == nil {
+			hs := specs.State{Version: specs.Version, ID: st.ID, Status: specs.StateStopped, Bundle: st.Bundle, Annotations: st.Annotations}
+			if err := supervisor.RunPoststop(commandContext(), spec, hs); err != nil {
+				log.G(commandContext()).WithError(err).Warn("poststop hook")
+			}
+		}
+		return nil
 	},
 }
 

@@ -115,6 +115,16 @@ func (s *supervisor) create(ctx context.Context) (retErr error) {
 			return err
 		}
 	}
+	// prestart (deprecated) and createRuntime hooks run before the VM
+	// boots: they may prepare the network namespace the VM mirrors.
+	if hooks := s.opts.Spec.Hooks; hooks != nil {
+		if err := runHooks(ctx, "prestart", hooks.Prestart, s.hookState()); err != nil {
+			return err
+		}
+		if err := runHooks(ctx, "createRuntime", hooks.CreateRuntime, s.hookState()); err != nil {
+			return err
+		}
+	}
 	dir := h.Dir()
 	shared := filepath.Join(dir, "shared")
 	if err := os.Mkdir(shared, 0o700); err != nil {
@@ -141,8 +151,22 @@ func (s *supervisor) create(ctx context.Context) (retErr error) {
 	if s.tty != nil {
 		s.tty.sync(ctx, s.ctr, "")
 	}
+	if hooks := s.opts.Spec.Hooks; hooks != nil {
+		if err := runHooks(ctx, "createContainer", hooks.CreateContainer, s.hookState()); err != nil {
+			return err
+		}
+	}
 	s.st.Status = state.Created
 	return h.Save(&s.st)
+}
+
+// hookState is the state hooks get on stdin. Called with mu held or
+// before the control socket serves.
+func (s *supervisor) hookState() specs.State {
+	return specs.State{
+		Version: specs.Version, ID: s.opts.ID, Status: specs.ContainerState(s.st.Status),
+		Pid: os.Getpid(), Bundle: s.opts.Bundle, Annotations: s.opts.Spec.Annotations,
+	}
 }
 
 // openTerminal gives the init a terminal whose master goes to the console
@@ -394,6 +418,12 @@ func (s *supervisor) do(ctx context.Context, req Request) error {
 		if s.started {
 			return fmt.Errorf("container %s is not created but %s: %w", s.opts.ID, s.st.Status, errdefs.ErrFailedPrecondition)
 		}
+		var hooks *specs.Hooks = s.opts.Spec.Hooks
+		if hooks != nil {
+			if err := runHooks(ctx, "startContainer", hooks.StartContainer, s.hookState()); err != nil {
+				return err
+			}
+		}
 		if err := s.ctr.Start(ctx); err != nil {
 			return err
 		}
@@ -404,6 +434,12 @@ func (s *supervisor) do(ctx context.Context, req Request) error {
 		s.st.Status = state.Running
 		if err := s.h.Save(&s.st); err != nil {
 			return err
+		}
+		// A poststart hook that fails is logged; the container runs on.
+		if hooks != nil {
+			if err := runHooks(ctx, "poststart", hooks.Poststart, s.hookState()); err != nil {
+				log.G(ctx).WithError(err).Warn("poststart hook")
+			}
 		}
 		go s.wait(context.WithoutCancel(ctx))
 		return nil

@@ -1,0 +1,64 @@
+package integration
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	specs "github.com/opencontainers/runtime-spec/specs-go"
+)
+
+// Hooks run on the host, in the order and with the state the runtime spec
+// gives, and a failing createRuntime hook fails create with nothing left.
+func TestHooks(t *testing.T) {
+	e := newCLIEnv(t)
+	bundle := busyboxBundle(t)
+	log := filepath.Join(t.TempDir(), "hooks.log")
+	hook := func(name string) specs.Hook {
+		// Each hook appends its name and the status from its stdin state.
+		return specs.Hook{Path: "/bin/sh", Args: []string{"sh", "-c",
+			`st=$(cat | sed -n 's/.*"status":"\([a-z]*\)".*/\1/p'); echo "` + name + ` $st" >> ` + log}}
+	}
+	s := busyboxSpec("sleep", "1000")
+	s.Hooks = &specs.Hooks{
+		Prestart:        []specs.Hook{hook("prestart")},
+		CreateRuntime:   []specs.Hook{hook("createRuntime")},
+		CreateContainer: []specs.Hook{hook("createContainer")},
+		StartContainer:  []specs.Hook{hook("startContainer")},
+		Poststart:       []specs.Hook{hook("poststart")},
+		Poststop:        []specs.Hook{hook("poststop")},
+	}
+	writeSpec(t, bundle, s)
+	if _, errOut, code := e.hull("create", "--bundle", bundle, "hooked"); code != 0 {
+		t.Fatalf("create: %s", errOut)
+	}
+	if _, errOut, code := e.hull("start", "hooked"); code != 0 {
+		t.Fatalf("start: %s", errOut)
+	}
+	if _, errOut, code := e.hull("kill", "hooked", "KILL"); code != 0 {
+		t.Fatalf("kill: %s", errOut)
+	}
+	deadline := time.Now().Add(30 * time.Second)
+	for e.state("hooked")["status"] != "stopped" && time.Now().Before(deadline) {
+		time.Sleep(100 * time.Millisecond)
+	}
+	if _, errOut, code := e.hull("delete", "hooked"); code != 0 {
+		t.Fatalf("delete: %s", errOut)
+	}
+	b, _ := os.ReadFile(log)
+	want := "prestart creating\ncreateRuntime creating\ncreateContainer creating\nstartContainer created\npoststart running\npoststop stopped\n"
+	if string(b) != want {
+		t.Errorf("hooks ran as\n%s\nwant\n%s", b, want)
+	}
+
+	bad := busyboxBundle(t)
+	s = busyboxSpec("true")
+	s.Hooks = &specs.Hooks{CreateRuntime: []specs.Hook{{Path: "/bin/sh", Args: []string{"sh", "-c", "echo no network for you >&2; exit 1"}}}}
+	writeSpec(t, bad, s)
+	_, errOut, code := e.hull("create", "--bundle", bad, "refused")
+	if code == 0 || !strings.Contains(errOut, "createRuntime hook 0") || !strings.Contains(errOut, "no network for you") {
+		t.Errorf("failing hook: exit %d, %q", code, errOut)
+	}
+}
