@@ -4,8 +4,11 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"encoding/json"
+	"errors"
 	"fmt"
+	"io"
 	"os"
+	"os/exec"
 	"strconv"
 	"strings"
 
@@ -35,6 +38,7 @@ var execCommand = cli.Command{
 		cli.StringFlag{Name: "console-socket", Usage: "unix socket that receives the pty master"},
 		cli.BoolFlag{Name: "no-new-privs", Usage: "set no_new_privileges"},
 		cli.StringSliceFlag{Name: "cap, c", Usage: "add a capability"},
+		cli.IntFlag{Name: "hull-standin-fd", Hidden: true, Usage: "internal: this process stands for a detached exec"},
 	},
 	SkipArgReorder: true,
 	Action: func(c *cli.Context) error {
@@ -53,9 +57,32 @@ var execCommand = cli.Command{
 		if err != nil {
 			return err
 		}
+		standin := c.Int("hull-standin-fd")
+		detached := c.Bool("detach") || standin > 0
+		if c.Bool("detach") && standin == 0 {
+			if p.Terminal {
+				if _, err := checkConsoleSocket(true, c.String("console-socket")); err != nil {
+					return err
+				}
+			}
+			return detachExec(c)
+		}
+		report := func(error) {}
+		if standin > 0 {
+			ready := os.NewFile(uintptr(standin), "ready")
+			report = func(err error) {
+				if err != nil {
+					fmt.Fprintf(ready, "%v\n", err)
+				} else {
+					fmt.Fprintln(ready, "ok")
+				}
+				ready.Close()
+				report = func(error) {}
+			}
+		}
 		var b [6]byte
 		rand.Read(b[:])
-		req := supervisor.Request{ExecID: "exec-" + hex.EncodeToString(b[:]), Process: p, Detach: c.Bool("detach")}
+		req := supervisor.Request{ExecID: "exec-" + hex.EncodeToString(b[:]), Process: p}
 		files := []*os.File{os.Stdin, os.Stdout, os.Stderr}
 		if p.Terminal {
 			// The terminal's master goes to the console socket, or, in
@@ -63,7 +90,7 @@ var execCommand = cli.Command{
 			// the process the caller's terminal.
 			files = nil
 			socket := c.String("console-socket")
-			if socket == "" && !req.Detach {
+			if socket == "" && !detached {
 				tty, err := newForegroundTTY()
 				if err != nil {
 					return err
@@ -86,11 +113,15 @@ var execCommand = cli.Command{
 		}
 		ctx, cancel := controlContext()
 		defer cancel()
-		status, err := supervisor.Exec(ctx, store.Dir(id), req, files, func(pid uint32) {
-			if f := c.String("pid-file"); f != "" {
-				writePidFile(f, int(pid))
+		status, err := supervisor.Exec(ctx, store.Dir(id), req, files, func(uint32) {
+			// This process stands for the exec'd one on the host: it exits
+			// with its status. The guest pid would mean nothing here.
+			if f := c.String("pid-file"); f != "" && standin == 0 {
+				writePidFile(f, os.Getpid())
 			}
+			report(nil)
 		})
+		report(err)
 		if err != nil {
 			return err
 		}
@@ -99,6 +130,56 @@ var execCommand = cli.Command{
 		}
 		return nil
 	},
+}
+
+// detachExec runs the exec in a stand-in process (this command without
+// -d) and returns once the process runs. The stand-in's pid goes to
+// --pid-file: it exits with the process's exit status, so a parent that
+// waits on that pid (conmon is a subreaper and adopts it) gets the status,
+// as it would from the process itself under runc.
+func detachExec(c *cli.Context) error {
+	r, w, err := os.Pipe()
+	if err != nil {
+		return err
+	}
+	defer r.Close()
+	var args []string
+	for _, a := range os.Args[1:] {
+		if a == "-d" || a == "--detach" || a == "-detach" || a == "--detach=true" {
+			continue
+		}
+		args = append(args, a)
+	}
+	// The hidden flag goes right after the verb: flags end at the id.
+	for i, a := range args {
+		if a == "exec" {
+			args = append(args[:i+1], append([]string{"--hull-standin-fd=3"}, args[i+1:]...)...)
+			break
+		}
+	}
+	cmd := exec.Command("/proc/self/exe", args...)
+	cmd.Stdin, cmd.Stdout, cmd.Stderr = os.Stdin, os.Stdout, os.Stderr
+	cmd.ExtraFiles = []*os.File{w}
+	if err := cmd.Start(); err != nil {
+		w.Close()
+		return fmt.Errorf("exec: starting the stand-in: %w", err)
+	}
+	w.Close()
+	msg, _ := io.ReadAll(io.LimitReader(r, 64<<10))
+	if s := strings.TrimSpace(string(msg)); s != "ok" {
+		cmd.Wait()
+		if s == "" {
+			s = "exec: the stand-in exited without a word"
+		}
+		return errors.New(s)
+	}
+	if f := c.String("pid-file"); f != "" {
+		if err := writePidFile(f, cmd.Process.Pid); err != nil {
+			cmd.Process.Kill()
+			return err
+		}
+	}
+	return cmd.Process.Release()
 }
 
 // execProcess builds the process from -p or from the container's own

@@ -119,6 +119,10 @@ func TestPodmanDetached(t *testing.T) {
 	if !strings.Contains(out, "started") {
 		t.Errorf("podman logs: %q", out)
 	}
+	out, code = p.run("exec", "bg", "sh", "-c", "echo in-exec; exit 4")
+	if code != 4 || !strings.Contains(out, "in-exec") {
+		t.Errorf("podman exec: exit %d: %q", code, out)
+	}
 	if out, code := p.run("stop", "-t", "1", "bg"); code != 0 {
 		t.Errorf("podman stop: %s", out)
 	}
