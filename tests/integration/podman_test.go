@@ -2,6 +2,7 @@ package integration
 
 import (
 	"context"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -16,6 +17,9 @@ type podmanEnv struct {
 	t    *testing.T
 	dir  string
 	conf string
+	// netns, when set, is the network namespace podman runs in: its
+	// bridge, iptables rules and forwarding sysctl stay out of the host's.
+	netns string
 }
 
 func newPodman(t *testing.T) *podmanEnv {
@@ -67,7 +71,12 @@ func (p *podmanEnv) run(args ...string) (string, int) {
 	defer cancel()
 	full := append([]string{"--root", filepath.Join(p.dir, "root"), "--runroot", filepath.Join(p.dir, "runroot"),
 		"--storage-driver", "vfs", "--tmpdir", filepath.Join(p.dir, "tmp")}, args...)
-	cmd := exec.CommandContext(ctx, "podman", full...)
+	full = append([]string{"--cni-config-dir", filepath.Join(p.dir, "cni")}, full...)
+	name, argv := "podman", full
+	if p.netns != "" {
+		name, argv = "ip", append([]string{"netns", "exec", p.netns, "podman"}, full...)
+	}
+	cmd := exec.CommandContext(ctx, name, argv...)
 	cmd.Env = append(os.Environ(), "CONTAINERS_CONF="+p.conf)
 	out, err := cmd.CombinedOutput()
 	code := 0
@@ -128,5 +137,46 @@ func TestPodmanDetached(t *testing.T) {
 	}
 	if out, code := p.run("rm", "bg"); code != 0 {
 		t.Errorf("podman rm: %s", out)
+	}
+}
+
+// Port publishing (-p) on a podman network, with podman in a network
+// namespace of the test's: the CNI bridge and portmap plugins work there,
+// and the container's veth is mirrored into its VM.
+func TestPodmanPortPublish(t *testing.T) {
+	p := newPodman(t)
+	ns := fmt.Sprintf("hullpm%d", os.Getpid()%10000)
+	if out, err := exec.Command("ip", "netns", "add", ns).CombinedOutput(); err != nil {
+		t.Fatalf("ip netns add: %v: %s", err, out)
+	}
+	t.Cleanup(func() {
+		p.run("rm", "-af")
+		exec.Command("ip", "netns", "del", ns).Run()
+	})
+	exec.Command("ip", "netns", "exec", ns, "ip", "link", "set", "lo", "up").Run()
+	p.netns = ns
+	if out, code := p.run("network", "create", "--subnet", "10.89.7.0/24", "hullnet"); code != 0 {
+		t.Fatalf("podman network create: %s", out)
+	}
+	www := t.TempDir()
+	os.WriteFile(filepath.Join(www, "index.html"), []byte("served from a VM\n"), 0o644)
+	if out, code := p.run("run", "-d", "--name", "web", "--network", "hullnet", "-p", "8080:80", "-v", www+":/www:ro",
+		"localhost/busybox", "busybox", "httpd", "-f", "-p", "80", "-h", "/www"); code != 0 {
+		t.Fatalf("podman run -p: %s", out)
+	}
+	var body []byte
+	var err error
+	deadline := time.Now().Add(30 * time.Second)
+	for time.Now().Before(deadline) {
+		if body, err = httpGet(ns, "127.0.0.1:8080", "/"); err == nil && strings.Contains(string(body), "served from a VM") {
+			break
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	if !strings.Contains(string(body), "served from a VM") {
+		t.Fatalf("GET through the published port: %v: %q", err, body)
+	}
+	if out, code := p.run("rm", "-f", "web"); code != 0 {
+		t.Errorf("podman rm -f: %s", out)
 	}
 }

@@ -146,6 +146,9 @@ func (e *Engine) Create(ctx context.Context, id string, specJSON []byte, stdio S
 	if spec.Process.Terminal != stdio.Terminal {
 		return 0, fmt.Errorf("stdio.terminal is %v but process.terminal %v: %w", stdio.Terminal, spec.Process.Terminal, errdefs.ErrInvalidArgument)
 	}
+	if err := e.applyVMNetSysctls(spec); err != nil {
+		return 0, err
+	}
 
 	e.mu.Lock()
 	if _, ok := e.containers[id]; ok {
