@@ -68,6 +68,9 @@ func run(n int, hullBin, runcBin, imageDir, cacheDir string, mib int) error {
 	cfg := config.Default()
 	cfg.Image.Dir = imageDir
 	cfg.Runtime.Root = filepath.Join(work, "floor-root")
+	if err := os.MkdirAll(cfg.Runtime.Root, 0o700); err != nil {
+		return err
+	}
 	bin, err := qemu.LookBinary(cfg.Hypervisor.Path)
 	if err != nil {
 		return err
@@ -216,7 +219,17 @@ func (b *bench) idleMemory() error {
 	if err != nil {
 		return err
 	}
-	if out, err := b.hullCmd("run", "-d", "--bundle", bundle, "idle").CombinedOutput(); err != nil {
+	// The detached container keeps its stdio: give it files, not pipes
+	// that would never reach EOF.
+	errFile, err := os.CreateTemp(b.work, "idle-stderr-")
+	if err != nil {
+		return err
+	}
+	defer errFile.Close()
+	cmd := b.hullCmd("run", "-d", "--bundle", bundle, "idle")
+	cmd.Stderr = errFile
+	if err := cmd.Run(); err != nil {
+		out, _ := os.ReadFile(errFile.Name())
 		return fmt.Errorf("hull run -d: %v: %s", err, out)
 	}
 	defer b.hullCmd("delete", "--force", "idle").Run()
