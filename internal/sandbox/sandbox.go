@@ -136,7 +136,7 @@ func kernelParams(cfg config.Config) []string {
 // checking the guest image against its manifest.
 func VMConfig(opts Options) (qemu.Config, error) {
 	cfg := opts.Config
-	kernel, initrd, _, err := image.Verify(cfg.Image.Dir)
+	kernel, initrd, _, err := image.VerifyCached(cfg.Image.Dir, cfg.Runtime.Root)
 	if err != nil {
 		return qemu.Config{}, fmt.Errorf("guest image: %w", err)
 	}

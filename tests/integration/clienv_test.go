@@ -8,6 +8,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/hull-runtime/hull/internal/image"
 	"github.com/hull-runtime/hull/internal/oci"
 )
 
@@ -38,7 +39,9 @@ func (e *cliEnv) assertClean() {
 	e.t.Helper()
 	ents, _ := os.ReadDir(e.root)
 	for _, d := range ents {
-		e.t.Errorf("state left: %s", filepath.Join(e.root, d.Name()))
+		if d.Name() != image.VerifiedCacheFile {
+			e.t.Errorf("state left: %s", filepath.Join(e.root, d.Name()))
+		}
 	}
 	mounts, _ := os.ReadFile("/proc/mounts")
 	if strings.Contains(string(mounts), e.root) {
