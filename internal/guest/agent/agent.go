@@ -86,10 +86,9 @@ type agent struct {
 	// reaper reaps every child; the container engine tells it which it
 	// waits for itself.
 	reaper *initsys.Reaper
-	// switched is the guest uptime when the switch to the tmpfs root
-	// began; 0 if there was none.
-	switched    time.Duration
-	switchStats initsys.SwitchStats
+	// switched is the guest uptime when the agent left the initial rootfs,
+	// and switchTook how long that took, for the boot log.
+	switched, switchTook time.Duration
 
 	// flush tells when the next answer has been written.
 	flush   writeBarrier
@@ -202,8 +201,7 @@ func (a *agent) boot() []cmdline.Param {
 	a.log.SetLevel(level)
 	a.log.Infof("hull-agent %s (API %d) starting as pid %d", a.version, api.APIVersion, os.Getpid())
 	if a.switched > 0 {
-		a.log.Infof("switched to a tmpfs root at %s: moved %d files, %d KiB, in %s", seconds(a.switched),
-			a.switchStats.Files, a.switchStats.Bytes>>10, ms(a.start-a.switched))
+		a.log.Infof("left the initial rootfs at %s in %s", seconds(a.switched), ms(a.switchTook))
 	}
 	for _, err := range []error{setupErr, levelErr} {
 		if err != nil {

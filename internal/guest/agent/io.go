@@ -18,19 +18,17 @@ import (
 // waits for them.
 const ioPortTimeout = 30 * time.Second
 
-// switchRoot moves the agent from the initramfs onto a tmpfs root, which
-// pivot_root (the container engine's) needs, unless it already runs there.
-// On success it does not return: the agent starts again on the new root.
-// Failure is written to the console, not fatal: the agent serves, but
-// containers cannot be created.
+// switchRoot moves the agent off the initial rootfs, which pivot_root
+// (the container engine's) needs. Failure is written to the console, not
+// fatal: the agent serves, but containers cannot be created.
 func (a *agent) switchRoot() {
-	if st, ok := initsys.Switched(); ok {
-		a.switched = st.Began
-		a.switchStats = st
+	began := uptime()
+	if err := initsys.SwitchRoot(); err != nil {
+		fmt.Fprintf(os.Stderr, "hull-agent: %v\n", err)
 		return
 	}
-	_, err := initsys.SwitchRoot(a.start)
-	fmt.Fprintf(os.Stderr, "hull-agent: %v\n", err)
+	a.switched = began
+	a.switchTook = uptime() - began
 }
 
 // listenIO serves the IO session: on the IO virtio-serial port, once it
