@@ -1,15 +1,12 @@
 package cli
 
 import (
-	"bufio"
 	"bytes"
 	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
-	"sort"
 	"strconv"
-	"strings"
 	"syscall"
 	"time"
 
@@ -17,10 +14,10 @@ import (
 	"github.com/containerd/log"
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 	"github.com/urfave/cli"
-	"golang.org/x/sys/unix"
 
 	"github.com/hull-runtime/hull/internal/oci"
 	"github.com/hull-runtime/hull/internal/state"
+	"github.com/hull-runtime/hull/internal/storage"
 	"github.com/hull-runtime/hull/internal/supervisor"
 )
 
@@ -88,7 +85,7 @@ func cleanup(h *state.Handle, st *state.State) error {
 			_ = syscall.Kill(pid, syscall.SIGKILL)
 		}
 	}
-	if err := unmountUnder(dir); err != nil {
+	if err := storage.UnmountUnder(dir); err != nil {
 		return err
 	}
 	for _, f := range []string{"vm/console.log"} {
@@ -105,32 +102,6 @@ func cleanup(h *state.Handle, st *state.State) error {
 func cmdlineMentions(pid int, s string) bool {
 	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/cmdline")
 	return err == nil && bytes.Contains(b, []byte(filepath.Base(s)))
-}
-
-// unmountUnder unmounts every mount below dir, deepest first, never
-// following links.
-func unmountUnder(dir string) error {
-	f, err := os.Open("/proc/self/mountinfo")
-	if err != nil {
-		return err
-	}
-	defer f.Close()
-	var points []string
-	sc := bufio.NewScanner(f)
-	for sc.Scan() {
-		fields := strings.Fields(sc.Text())
-		if len(fields) > 4 && strings.HasPrefix(fields[4], dir+"/") {
-			points = append(points, fields[4])
-		}
-	}
-	sort.Slice(points, func(i, j int) bool { return len(points[i]) > len(points[j]) })
-	var errs []error
-	for _, p := range points {
-		if err := unix.Unmount(p, unix.MNT_DETACH|unix.UMOUNT_NOFOLLOW); err != nil && !errors.Is(err, unix.EINVAL) && !errors.Is(err, unix.ENOENT) {
-			errs = append(errs, fmt.Errorf("unmount %s: %w", p, err))
-		}
-	}
-	return errors.Join(errs...)
 }
 
 // removeEmptyTree removes directories and empty files hull made under

@@ -42,11 +42,7 @@ var execCommand = cli.Command{
 	},
 	SkipArgReorder: true,
 	Action: func(c *cli.Context) error {
-		store, id, err := openContainer(c)
-		if err != nil {
-			return err
-		}
-		st, err := store.Read(id)
+		store, id, st, err := readContainer(c)
 		if err != nil {
 			return err
 		}

@@ -18,11 +18,7 @@ var psCommand = cli.Command{
 	ArgsUsage: "<container-id>",
 	Flags:     []cli.Flag{cli.StringFlag{Name: "format, f", Value: "table", Usage: "table or json"}},
 	Action: func(c *cli.Context) error {
-		store, id, err := openContainer(c)
-		if err != nil {
-			return err
-		}
-		st, err := store.Read(id)
+		store, id, st, err := readContainer(c)
 		if err != nil {
 			return err
 		}

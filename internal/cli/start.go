@@ -15,11 +15,7 @@ var startCommand = cli.Command{
 	Usage:     "run the process of a created container",
 	ArgsUsage: "<container-id>",
 	Action: func(c *cli.Context) error {
-		store, id, err := openContainer(c)
-		if err != nil {
-			return err
-		}
-		st, err := store.Read(id)
+		store, id, st, err := readContainer(c)
 		if err != nil {
 			return err
 		}
@@ -30,6 +26,17 @@ var startCommand = cli.Command{
 		defer cancel()
 		return supervisor.Call(ctx, store.Dir(id), supervisor.Request{Op: "start"})
 	},
+}
+
+// readContainer returns the store, the id named on the command line and
+// the container's state.
+func readContainer(c *cli.Context) (*state.Store, string, *state.State, error) {
+	store, id, err := openContainer(c)
+	if err != nil {
+		return nil, "", nil, err
+	}
+	st, err := store.Read(id)
+	return store, id, st, err
 }
 
 // openContainer returns the store and the id named on the command line.

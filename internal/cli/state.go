@@ -44,11 +44,7 @@ var stateCommand = cli.Command{
 	Usage:     "print the state of a container as OCI state JSON",
 	ArgsUsage: "<container-id>",
 	Action: func(c *cli.Context) error {
-		store, id, err := openContainer(c)
-		if err != nil {
-			return err
-		}
-		st, err := store.Read(id)
+		_, _, st, err := readContainer(c)
 		if err != nil {
 			return err
 		}
