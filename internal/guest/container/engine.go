@@ -149,6 +149,7 @@ func (e *Engine) Create(ctx context.Context, id string, specJSON []byte, stdio S
 	if err := e.applyVMNetSysctls(spec); err != nil {
 		return 0, err
 	}
+	allowStatx(spec)
 
 	e.mu.Lock()
 	if _, ok := e.containers[id]; ok {

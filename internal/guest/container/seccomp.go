@@ -1,0 +1,31 @@
+package container
+
+import (
+	"slices"
+
+	specs "github.com/opencontainers/runtime-spec/specs-go"
+)
+
+// allowStatx lets statx through a seccomp profile that does not name it.
+// libcontainer calls statx in the container's init after the filter is in
+// place (to close inherited fds it needs mount ids), so a profile written
+// before statx existed (runtime-tools' own, older Docker ones) fails every
+// container at create with ENOSYS. statx tells nothing that stat and
+// fstatat, which every profile allows, do not; a profile that names statx
+// itself, allowing or denying it, is left as it is.
+func allowStatx(s *specs.Spec) bool {
+	if s.Linux == nil || s.Linux.Seccomp == nil {
+		return false
+	}
+	sc := s.Linux.Seccomp
+	if sc.DefaultAction == specs.ActAllow || sc.DefaultAction == specs.ActLog {
+		return false
+	}
+	for _, r := range sc.Syscalls {
+		if slices.Contains(r.Names, "statx") {
+			return false
+		}
+	}
+	sc.Syscalls = append(sc.Syscalls, specs.LinuxSyscall{Names: []string{"statx"}, Action: specs.ActAllow})
+	return true
+}
