@@ -77,6 +77,7 @@ func PrepareContainer(shared *Shared, id, bundle string, spec *specs.Spec) (_ *C
 			return nil, nil, fmt.Errorf("mount %d (%s on %s): %w", i, m.Source, m.Destination, err)
 		}
 		guest.Mounts[i].Source = filepath.Join(guestDir, name)
+		guest.Mounts[i].Options = bindOptions(m.Options)
 	}
 	return c, &guest, nil
 }
@@ -130,6 +131,30 @@ func makeMountpoints(rootfs, bundle string, mounts []specs.Mount) error {
 		}
 	}
 	return nil
+}
+
+// bindFlags are the options a bind mount can take: mount flags and
+// propagation. File system options (mode=, size=) mean nothing to a bind,
+// and the guest's libcontainer refuses them where runc 1.1 ignored them.
+var bindFlags = map[string]bool{
+	"ro": true, "rw": true, "bind": true, "rbind": true, "nosuid": true, "suid": true, "nodev": true, "dev": true,
+	"noexec": true, "exec": true, "sync": true, "async": true, "dirsync": true, "remount": true, "mand": true, "nomand": true,
+	"atime": true, "noatime": true, "diratime": true, "nodiratime": true, "relatime": true, "norelatime": true,
+	"strictatime": true, "nostrictatime": true, "nosymfollow": true, "symfollow": true,
+	"private": true, "rprivate": true, "shared": true, "rshared": true, "slave": true, "rslave": true,
+	"unbindable": true, "runbindable": true, "rro": true, "rrw": true, "rnosuid": true, "rsuid": true,
+	"rnodev": true, "rdev": true, "rnoexec": true, "rexec": true, "rnoatime": true, "ratime": true,
+	"rrelatime": true, "rnorelatime": true, "rstrictatime": true, "rnostrictatime": true, "tmpcopyup": true,
+}
+
+func bindOptions(opts []string) []string {
+	var out []string
+	for _, o := range opts {
+		if bindFlags[o] {
+			out = append(out, o)
+		}
+	}
+	return out
 }
 
 func isBind(m specs.Mount) bool {

@@ -20,6 +20,8 @@ func TestSizeVM(t *testing.T) {
 		{"2.5 cpus round up", &specs.LinuxResources{CPU: &specs.LinuxCPU{Quota: i64(250000), Period: u64(100000)}}, 3, 256},
 		{"unlimited quota", &specs.LinuxResources{CPU: &specs.LinuxCPU{Quota: i64(-1), Period: u64(100000)}}, 1, 256},
 		{"memory limit on top of the default", &specs.LinuxResources{Memory: &specs.LinuxMemory{Limit: i64(512 << 20)}}, 1, 768},
+		{"cpuset 0-2,5 needs six", &specs.LinuxResources{CPU: &specs.LinuxCPU{Cpus: "0-2,5"}}, 6, 256},
+		{"unreadable cpuset ignored", &specs.LinuxResources{CPU: &specs.LinuxCPU{Cpus: "x"}}, 1, 256},
 		{"tiny quota still one cpu", &specs.LinuxResources{CPU: &specs.LinuxCPU{Quota: i64(1000), Period: u64(100000)}}, 1, 256},
 	} {
 		t.Run(tc.name, func(t *testing.T) {

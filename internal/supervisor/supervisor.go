@@ -17,7 +17,10 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"strconv"
+	"strings"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -64,7 +67,9 @@ type supervisor struct {
 	started    bool        // guarded by mu
 	exited     chan struct{}
 	finishOnce sync.Once
-	status     int // valid once exited is closed
+	finishing  atomic.Bool    // set once the container's end is being handled
+	handlers   sync.WaitGroup // control requests being answered
+	status     int            // valid once exited is closed
 }
 
 // Run boots the sandbox and creates the container, then calls ready with
@@ -227,9 +232,33 @@ func sizeVM(cfg *config.Config, spec *specs.Spec) {
 		cpus := int((uint64(*r.CPU.Quota) + *r.CPU.Period - 1) / *r.CPU.Period)
 		cfg.Hypervisor.VCPUs = max(cpus, 1)
 	}
+	// A cpuset names CPUs by number: the VM needs that many.
+	if r.CPU != nil && r.CPU.Cpus != "" {
+		if n := highestCPU(r.CPU.Cpus) + 1; n > cfg.Hypervisor.VCPUs && n <= 256 {
+			cfg.Hypervisor.VCPUs = n
+		}
+	}
 	if r.Memory != nil && r.Memory.Limit != nil && *r.Memory.Limit > 0 {
 		cfg.Hypervisor.MemoryMiB += int(*r.Memory.Limit >> 20)
 	}
+}
+
+// highestCPU returns the highest CPU number of a cpuset list ("0-3,6"),
+// or -1 for a list it cannot read.
+func highestCPU(list string) int {
+	high := -1
+	for _, part := range strings.Split(list, ",") {
+		lo, hi, isRange := strings.Cut(strings.TrimSpace(part), "-")
+		if !isRange {
+			hi = lo
+		}
+		n, err := strconv.Atoi(hi)
+		if err != nil || n < 0 {
+			return -1
+		}
+		high = max(high, n)
+	}
+	return high
 }
 
 func (s *supervisor) serve(ctx context.Context, l net.Listener) int {
@@ -247,10 +276,23 @@ func (s *supervisor) serve(ctx context.Context, l net.Listener) int {
 	select {
 	case <-s.exited:
 	case <-vmGone:
-		log.G(ctx).Error("the sandbox VM exited under the container")
+		if !s.finishing.Load() {
+			log.G(ctx).Error("the sandbox VM exited under the container")
+		}
 		s.finish(ctx, 128+int(syscall.SIGKILL))
 	}
 	signal.Stop(sigs)
+	// Answers in flight (a start whose process exited at once) still go
+	// out before the process that stands for the container exits.
+	done := make(chan struct{})
+	go func() {
+		s.handlers.Wait()
+		close(done)
+	}()
+	select {
+	case <-done:
+	case <-time.After(2 * time.Second):
+	}
 	return s.status
 }
 
@@ -280,7 +322,11 @@ func (s *supervisor) accept(ctx context.Context, l net.Listener) {
 		if err != nil {
 			return
 		}
-		go s.handle(ctx, conn)
+		s.handlers.Add(1)
+		go func() {
+			defer s.handlers.Done()
+			s.handle(ctx, conn)
+		}()
 	}
 }
 
@@ -472,6 +518,7 @@ func (s *supervisor) wait(ctx context.Context) {
 
 // finish tears the sandbox down, records the exit status and releases Run.
 func (s *supervisor) finish(ctx context.Context, status int) {
+	s.finishing.Store(true)
 	s.finishOnce.Do(func() {
 		s.teardown(ctx)
 		s.mu.Lock()

@@ -150,6 +150,7 @@ func (e *Engine) Create(ctx context.Context, id string, specJSON []byte, stdio S
 		return 0, err
 	}
 	allowStatx(spec)
+	fifoDevices(spec)
 
 	e.mu.Lock()
 	if _, ok := e.containers[id]; ok {

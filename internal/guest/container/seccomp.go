@@ -29,3 +29,17 @@ func allowStatx(s *specs.Spec) bool {
 	sc.Syscalls = append(sc.Syscalls, specs.LinuxSyscall{Names: []string{"statx"}, Action: specs.ActAllow})
 	return true
 }
+
+// fifoDevices clears the device numbers of FIFOs in linux.devices: a FIFO
+// has none, and libcontainer checks that the node it made has the numbers
+// the spec gives, which runc 1.1 did not.
+func fifoDevices(s *specs.Spec) {
+	if s.Linux == nil {
+		return
+	}
+	for i := range s.Linux.Devices {
+		if s.Linux.Devices[i].Type == "p" {
+			s.Linux.Devices[i].Major, s.Linux.Devices[i].Minor = 0, 0
+		}
+	}
+}

@@ -26,3 +26,14 @@ func TestAllowStatx(t *testing.T) {
 		t.Error("changed a spec without seccomp")
 	}
 }
+
+func TestFifoDevices(t *testing.T) {
+	s := &specs.Spec{Linux: &specs.Linux{Devices: []specs.LinuxDevice{
+		{Path: "/dev/f", Type: "p", Major: 8, Minor: 666},
+		{Path: "/dev/c", Type: "c", Major: 1, Minor: 3},
+	}}}
+	fifoDevices(s)
+	if d := s.Linux.Devices; d[0].Major != 0 || d[0].Minor != 0 || d[1].Major != 1 || d[1].Minor != 3 {
+		t.Fatalf("devices %+v", d)
+	}
+}
