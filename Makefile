@@ -64,7 +64,7 @@ proto:
 		api/agent/v1/agent.proto
 
 bench-boot: build
-	$(GO) run ./bench/boot -hull-agent $(CURDIR)/bin/hull-agent -image $(IMAGE_DIR) -cache $(CACHE_DIR)
+	$(GO) run ./bench/boot -image $(IMAGE_DIR) -cache $(CACHE_DIR)
 
 bench-run: install
 	$(GO) run ./bench/run -hull $(BINDIR)/hull -image $(IMAGE_DIR) -cache $(CACHE_DIR)
@@ -75,9 +75,10 @@ clean:
 # OCI runtime-tools validation (v0.9.0) against runc and hull on this host;
 # writes docs/runtime-tools.md (verdicts and logs: $(CACHE_DIR)/runtime-tools).
 # HULL defaults to the installed CLI, which matches the installed image;
-# RUNTIME_TOOLS_FLAGS=-s adds a diagnostic hull run with statx allowed.
+# -s (default) adds a diagnostic hull run with statx allowed in the bundles'
+# seccomp profiles; RUNTIME_TOOLS_FLAGS= leaves it out.
 HULL ?= $(BINDIR)/hull
-RUNTIME_TOOLS_FLAGS ?=
+RUNTIME_TOOLS_FLAGS ?= -s
 .PHONY: runtime-tools
 runtime-tools:
 	./tests/runtime-tools/compare.sh -H $(HULL) -w $(CACHE_DIR)/runtime-tools \
