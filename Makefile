@@ -75,10 +75,10 @@ clean:
 # OCI runtime-tools validation (v0.9.0) against runc and hull on this host;
 # writes docs/runtime-tools.md (verdicts and logs: $(CACHE_DIR)/runtime-tools).
 # HULL defaults to the installed CLI, which matches the installed image;
-# -s (default) adds a diagnostic hull run with statx allowed in the bundles'
-# seccomp profiles; RUNTIME_TOOLS_FLAGS= leaves it out.
+# RUNTIME_TOOLS_FLAGS=-s adds a diagnostic hull run with statx allowed in
+# the bundles' seccomp profiles (hull's agent now does that itself).
 HULL ?= $(BINDIR)/hull
-RUNTIME_TOOLS_FLAGS ?= -s
+RUNTIME_TOOLS_FLAGS ?=
 .PHONY: runtime-tools
 runtime-tools:
 	./tests/runtime-tools/compare.sh -H $(HULL) -w $(CACHE_DIR)/runtime-tools \
