@@ -155,8 +155,9 @@ func TestPodmanPortPublish(t *testing.T) {
 		exec.Command("ip", "netns", "del", ns).Run()
 		// podman run under `ip netns exec` mounts its containers'
 		// namespace files in that command's private mount namespace and
-		// leaves the file in /run/netns behind when it removes one (seen
-		// with any runtime that gets that far); the test removes them.
+		// leaves the file in /run/netns behind when it removes one (the
+		// bind mount was never visible outside that namespace; hull does
+		// not touch /run/netns); the test removes them.
 		for n := range netnsNames() {
 			if !before[n] {
 				t.Logf("removing network namespace %s that podman left", n)
