@@ -60,7 +60,7 @@ type Hypervisor struct {
 
 // Image says where the guest image is.
 type Image struct {
-	// Dir holds vmlinuz, initramfs.img and manifest.json, as written by
+	// Dir holds the kernel, initramfs.img and manifest.json, as written by
 	// `hull image build`.
 	Dir string `toml:"dir"`
 }
