@@ -32,10 +32,14 @@ var deleteCommand = cli.Command{
 			return err
 		}
 		st, err := store.Read(id)
-		if err != nil {
-			if errdefs.IsNotFound(err) && c.Bool("force") {
+		if errdefs.IsNotFound(err) && c.Bool("force") {
+			// No state, but maybe what a crash left behind.
+			if _, serr := os.Stat(store.Dir(id)); serr != nil {
 				return nil
 			}
+			st, err = &state.State{ID: id, Status: state.Stopped}, nil
+		}
+		if err != nil {
 			return err
 		}
 		if st.Status != state.Stopped {
@@ -46,12 +50,7 @@ var deleteCommand = cli.Command{
 			// signal); what they leave is cleaned below.
 			killAndWait(st.Supervisor, st.SupervisorStart)
 		}
-		h, err := store.Lock(id)
-		if err != nil {
-			return err
-		}
-		defer h.Unlock()
-		if err := cleanup(h, st); err != nil {
+		if err := forceCleanup(store, st); err != nil {
 			return err
 		}
 		// poststop hooks run once the container is gone; their failure is
@@ -64,6 +63,17 @@ var deleteCommand = cli.Command{
 		}
 		return nil
 	},
+}
+
+// forceCleanup removes what is left of a container whose supervisor is
+// gone.
+func forceCleanup(store *state.Store, st *state.State) error {
+	h, err := store.Lock(st.ID)
+	if err != nil {
+		return err
+	}
+	defer h.Unlock()
+	return cleanup(h, st)
 }
 
 func killAndWait(pid int, start uint64) {

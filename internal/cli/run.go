@@ -41,8 +41,16 @@ var runCommand = cli.Command{
 			cancel()
 		}
 		if err != nil {
+			// The container never ran: the supervisor goes, and what it
+			// leaves (VM processes die with it) is removed as by delete
+			// --force.
 			sup.Process.Signal(syscall.SIGKILL)
 			sup.Wait()
+			if store != nil {
+				if st, rerr := store.Read(id); rerr == nil {
+					forceCleanup(store, st)
+				}
+			}
 			return err
 		}
 		if c.Bool("detach") {

@@ -201,13 +201,16 @@ func (h *Handle) Unlock() { h.lock.Close() }
 // else (a mount, say) is not removed and the error says why.
 func (h *Handle) Remove() error {
 	dir := h.Dir()
-	for _, name := range []string{stateFile, SocketFile, lockFile} {
-		_ = os.Remove(filepath.Join(dir, name))
-	}
+	_ = os.Remove(filepath.Join(dir, SocketFile))
 	for _, sub := range []string{"vm", "shared"} {
 		if err := os.Remove(filepath.Join(dir, sub)); err != nil && !errors.Is(err, os.ErrNotExist) {
 			return fmt.Errorf("container %s: %w", h.id, err)
 		}
+	}
+	// The state goes last: while anything else is left, the container
+	// stays listed, and delete --force can find it again.
+	for _, name := range []string{stateFile, lockFile} {
+		_ = os.Remove(filepath.Join(dir, name))
 	}
 	h.lock.Close()
 	if err := os.Remove(dir); err != nil && !errors.Is(err, os.ErrNotExist) {

@@ -145,3 +145,22 @@ func TestCLIDuplicateID(t *testing.T) {
 		t.Fatalf("delete --force: %s", errOut)
 	}
 }
+
+// A supervisor that died while its state file was already gone (a crash
+// in the middle of a delete): delete --force still finds the directory and
+// removes the mounts, processes and files left in it.
+func TestForceDeleteWithoutState(t *testing.T) {
+	e := newCLIEnv(t)
+	st := startSleeper(t, e, "halfgone")
+	if err := syscall.Kill(st.Supervisor, syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	waitGone(t, "supervisor", st.Supervisor)
+	if err := os.Remove(filepath.Join(e.root, "halfgone", "state.json")); err != nil {
+		t.Fatal(err)
+	}
+	if _, errOut, code := e.hull("delete", "--force", "halfgone"); code != 0 {
+		t.Fatalf("delete --force: %s", errOut)
+	}
+	waitGone(t, "qemu", st.QEMU)
+}
