@@ -13,6 +13,7 @@ import (
 	"syscall"
 
 	"github.com/containerd/errdefs"
+	specs "github.com/opencontainers/runtime-spec/specs-go"
 	"github.com/urfave/cli"
 
 	"github.com/hull-runtime/hull/internal/oci"
@@ -79,6 +80,15 @@ func spawnSupervisor(c *cli.Context, consoleSocket string) (*exec.Cmd, error) {
 	spec, err := oci.LoadBundle(bundle)
 	if err != nil {
 		return nil, err
+	}
+	// A VM cannot join the host's namespaces; only a network namespace's
+	// path is used, and that by mirroring it into the VM.
+	if spec.Linux != nil {
+		for _, ns := range spec.Linux.Namespaces {
+			if ns.Path != "" && ns.Type != specs.NetworkNamespace {
+				return nil, fmt.Errorf("linux.namespaces: %s namespace path %s: a container in its own VM cannot join a host namespace: %w", ns.Type, ns.Path, errdefs.ErrNotImplemented)
+			}
+		}
 	}
 	// The cheap checks of the bundle come before a VM boots for it.
 	if _, err := storage.ResolveInBundle(bundle, spec.Root.Path); err != nil {

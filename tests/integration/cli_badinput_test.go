@@ -2,6 +2,8 @@ package integration
 
 import (
 	"os"
+
+	specs "github.com/opencontainers/runtime-spec/specs-go"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -39,6 +41,12 @@ func TestCLIBadInput(t *testing.T) {
 			return []string{"create", "--bundle", b, "bad4"}
 		}, "outside the bundle"},
 		{"invalid id", func(b string) []string { return []string{"create", "--bundle", good, "../x"} }, "invalid container id"},
+		{"host namespace path", func(b string) []string {
+			s := busyboxSpec("true")
+			s.Linux.Namespaces = append(s.Linux.Namespaces, specs.LinuxNamespace{Type: specs.IPCNamespace, Path: "/proc/1/ns/ipc"})
+			writeSpec(t, b, s)
+			return []string{"create", "--bundle", b, "bad5"}
+		}, "cannot join a host namespace"},
 		{"unknown signal", func(b string) []string { return []string{"kill", "nobody", "SIGBOGUS"} }, "unknown signal"},
 		{"kill unknown id", func(b string) []string { return []string{"kill", "nobody", "KILL"} }, "does not exist"},
 		{"delete unknown id", func(b string) []string { return []string{"delete", "nobody"} }, "does not exist"},
