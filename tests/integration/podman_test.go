@@ -7,6 +7,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 )
@@ -200,4 +201,42 @@ func netnsNames() map[string]bool {
 		names[e.Name()] = true
 	}
 	return names
+}
+
+// podman run -it in a terminal: conmon hands hull a console socket, and the
+// container's shell talks to the caller's terminal.
+func TestPodmanInteractive(t *testing.T) {
+	p := newPodman(t)
+	master, slave := openPty(t)
+	setSize(t, master, 24, 80)
+	out := readTTY(master)
+	args := append([]string{"--root", filepath.Join(p.dir, "root"), "--runroot", filepath.Join(p.dir, "runroot"),
+		"--storage-driver", "vfs", "--tmpdir", filepath.Join(p.dir, "tmp"), "--cni-config-dir", filepath.Join(p.dir, "cni")},
+		"run", "-it", "--rm", "--network", "none", "localhost/busybox", "sh")
+	cmd := exec.Command("podman", args...)
+	cmd.Env = append(os.Environ(), "CONTAINERS_CONF="+p.conf)
+	cmd.Stdin, cmd.Stdout, cmd.Stderr = slave, slave, slave
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true, Setctty: true, Ctty: 0}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- cmd.Wait() }()
+	// Type until the shell answers: it reads only once it runs.
+	if !out.waitFor(t, "answer-42", 90*time.Second, func() { master.Write([]byte("echo answer-$((6*7))\n")) }) {
+		cmd.Process.Kill()
+		<-done
+		t.Fatalf("no answer from the shell; terminal: %q", out.String())
+	}
+	master.Write([]byte("exit 5\n"))
+	select {
+	case <-done:
+	case <-time.After(60 * time.Second):
+		cmd.Process.Kill()
+		<-done
+		t.Fatalf("podman run -it did not end; terminal: %q", out.String())
+	}
+	if code := cmd.ProcessState.ExitCode(); code != 5 {
+		t.Errorf("exit status %d, want 5; terminal: %q", code, out.String())
+	}
 }
