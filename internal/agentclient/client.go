@@ -28,12 +28,18 @@ type Client struct {
 	tc      *ttrpc.Client
 	api     agent.AgentService
 	timeout time.Duration // bound of each call that has no shorter deadline
+
+	// oomTurn is held by the one WaitOOMEvent that asks the agent, and
+	// oomSeq, which only that call reads and writes, is the number of the
+	// last OOM event it returned.
+	oomTurn chan struct{}
+	oomSeq  uint64
 }
 
 // New wraps conn. timeout bounds every call.
 func New(conn net.Conn, timeout time.Duration) *Client {
 	tc := ttrpc.NewClient(conn)
-	return &Client{conn: conn, tc: tc, api: agent.NewAgentClient(tc), timeout: timeout}
+	return &Client{conn: conn, tc: tc, api: agent.NewAgentClient(tc), timeout: timeout, oomTurn: make(chan struct{}, 1)}
 }
 
 // Close closes the connection; calls in flight fail.

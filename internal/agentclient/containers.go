@@ -7,6 +7,7 @@ import (
 
 	"github.com/containerd/errdefs"
 	"github.com/containerd/errdefs/pkg/errgrpc"
+	"google.golang.org/grpc/status"
 
 	agent "github.com/hull-runtime/hull/api/agent/v1"
 )
@@ -16,7 +17,12 @@ const maxPids = 1 << 16
 
 // native turns the agent's RPC status into hull's error vocabulary, so that
 // callers test errors with errdefs, whatever channel they came through.
+// Errors that are no status (the caller's context, a closed connection)
+// are kept as they are.
 func native(call string, err error) error {
+	if _, ok := status.FromError(err); !ok {
+		return fmt.Errorf("agent %s: %w", call, err)
+	}
 	return fmt.Errorf("agent %s: %w", call, errgrpc.ToNative(err))
 }
 

@@ -119,7 +119,7 @@ func (x StreamHeader_Fd) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use StreamHeader_Fd.Descriptor instead.
 func (StreamHeader_Fd) EnumDescriptor() ([]byte, []int) {
-	return file_agent_v1_agent_proto_rawDescGZIP(), []int{31, 0}
+	return file_agent_v1_agent_proto_rawDescGZIP(), []int{45, 0}
 }
 
 type CheckRequest struct {
@@ -1719,6 +1719,865 @@ func (*RemoveContainerResponse) Descriptor() ([]byte, []int) {
 	return file_agent_v1_agent_proto_rawDescGZIP(), []int{30}
 }
 
+type PauseContainerRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	ContainerId   string                 `protobuf:"bytes,1,opt,name=container_id,json=containerId,proto3" json:"container_id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *PauseContainerRequest) Reset() {
+	*x = PauseContainerRequest{}
+	mi := &file_agent_v1_agent_proto_msgTypes[31]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *PauseContainerRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*PauseContainerRequest) ProtoMessage() {}
+
+func (x *PauseContainerRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_agent_v1_agent_proto_msgTypes[31]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use PauseContainerRequest.ProtoReflect.Descriptor instead.
+func (*PauseContainerRequest) Descriptor() ([]byte, []int) {
+	return file_agent_v1_agent_proto_rawDescGZIP(), []int{31}
+}
+
+func (x *PauseContainerRequest) GetContainerId() string {
+	if x != nil {
+		return x.ContainerId
+	}
+	return ""
+}
+
+type PauseContainerResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *PauseContainerResponse) Reset() {
+	*x = PauseContainerResponse{}
+	mi := &file_agent_v1_agent_proto_msgTypes[32]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *PauseContainerResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*PauseContainerResponse) ProtoMessage() {}
+
+func (x *PauseContainerResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_agent_v1_agent_proto_msgTypes[32]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use PauseContainerResponse.ProtoReflect.Descriptor instead.
+func (*PauseContainerResponse) Descriptor() ([]byte, []int) {
+	return file_agent_v1_agent_proto_rawDescGZIP(), []int{32}
+}
+
+type ResumeContainerRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	ContainerId   string                 `protobuf:"bytes,1,opt,name=container_id,json=containerId,proto3" json:"container_id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ResumeContainerRequest) Reset() {
+	*x = ResumeContainerRequest{}
+	mi := &file_agent_v1_agent_proto_msgTypes[33]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ResumeContainerRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ResumeContainerRequest) ProtoMessage() {}
+
+func (x *ResumeContainerRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_agent_v1_agent_proto_msgTypes[33]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ResumeContainerRequest.ProtoReflect.Descriptor instead.
+func (*ResumeContainerRequest) Descriptor() ([]byte, []int) {
+	return file_agent_v1_agent_proto_rawDescGZIP(), []int{33}
+}
+
+func (x *ResumeContainerRequest) GetContainerId() string {
+	if x != nil {
+		return x.ContainerId
+	}
+	return ""
+}
+
+type ResumeContainerResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ResumeContainerResponse) Reset() {
+	*x = ResumeContainerResponse{}
+	mi := &file_agent_v1_agent_proto_msgTypes[34]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ResumeContainerResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ResumeContainerResponse) ProtoMessage() {}
+
+func (x *ResumeContainerResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_agent_v1_agent_proto_msgTypes[34]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ResumeContainerResponse.ProtoReflect.Descriptor instead.
+func (*ResumeContainerResponse) Descriptor() ([]byte, []int) {
+	return file_agent_v1_agent_proto_rawDescGZIP(), []int{34}
+}
+
+type UpdateContainerRequest struct {
+	state       protoimpl.MessageState `protogen:"open.v1"`
+	ContainerId string                 `protobuf:"bytes,1,opt,name=container_id,json=containerId,proto3" json:"container_id,omitempty"`
+	// The new limits: the JSON of an OCI LinuxResources object (the
+	// "linux.resources" of config.json), at most 64 KiB. As with `runc
+	// update`, what it leaves out keeps its value; devices are not changed.
+	Resources     []byte `protobuf:"bytes,2,opt,name=resources,proto3" json:"resources,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *UpdateContainerRequest) Reset() {
+	*x = UpdateContainerRequest{}
+	mi := &file_agent_v1_agent_proto_msgTypes[35]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *UpdateContainerRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*UpdateContainerRequest) ProtoMessage() {}
+
+func (x *UpdateContainerRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_agent_v1_agent_proto_msgTypes[35]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use UpdateContainerRequest.ProtoReflect.Descriptor instead.
+func (*UpdateContainerRequest) Descriptor() ([]byte, []int) {
+	return file_agent_v1_agent_proto_rawDescGZIP(), []int{35}
+}
+
+func (x *UpdateContainerRequest) GetContainerId() string {
+	if x != nil {
+		return x.ContainerId
+	}
+	return ""
+}
+
+func (x *UpdateContainerRequest) GetResources() []byte {
+	if x != nil {
+		return x.Resources
+	}
+	return nil
+}
+
+type UpdateContainerResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *UpdateContainerResponse) Reset() {
+	*x = UpdateContainerResponse{}
+	mi := &file_agent_v1_agent_proto_msgTypes[36]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *UpdateContainerResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*UpdateContainerResponse) ProtoMessage() {}
+
+func (x *UpdateContainerResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_agent_v1_agent_proto_msgTypes[36]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use UpdateContainerResponse.ProtoReflect.Descriptor instead.
+func (*UpdateContainerResponse) Descriptor() ([]byte, []int) {
+	return file_agent_v1_agent_proto_rawDescGZIP(), []int{36}
+}
+
+type StatsContainerRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	ContainerId   string                 `protobuf:"bytes,1,opt,name=container_id,json=containerId,proto3" json:"container_id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *StatsContainerRequest) Reset() {
+	*x = StatsContainerRequest{}
+	mi := &file_agent_v1_agent_proto_msgTypes[37]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *StatsContainerRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*StatsContainerRequest) ProtoMessage() {}
+
+func (x *StatsContainerRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_agent_v1_agent_proto_msgTypes[37]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use StatsContainerRequest.ProtoReflect.Descriptor instead.
+func (*StatsContainerRequest) Descriptor() ([]byte, []int) {
+	return file_agent_v1_agent_proto_rawDescGZIP(), []int{37}
+}
+
+func (x *StatsContainerRequest) GetContainerId() string {
+	if x != nil {
+		return x.ContainerId
+	}
+	return ""
+}
+
+// StatsContainerResponse is what the cgroup of a container counts. Fields
+// are named in cgroup v2 terms, which is what the guest mounts; with
+// cgroup v1 (test mode on a v1 host) each is the v1 counterpart noted.
+type StatsContainerResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The cgroup version the numbers come from: 2 in a hull guest.
+	CgroupVersion uint32       `protobuf:"varint,1,opt,name=cgroup_version,json=cgroupVersion,proto3" json:"cgroup_version,omitempty"`
+	Cpu           *CpuStats    `protobuf:"bytes,2,opt,name=cpu,proto3" json:"cpu,omitempty"`
+	Memory        *MemoryStats `protobuf:"bytes,3,opt,name=memory,proto3" json:"memory,omitempty"`
+	Pids          *PidsStats   `protobuf:"bytes,4,opt,name=pids,proto3" json:"pids,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *StatsContainerResponse) Reset() {
+	*x = StatsContainerResponse{}
+	mi := &file_agent_v1_agent_proto_msgTypes[38]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *StatsContainerResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*StatsContainerResponse) ProtoMessage() {}
+
+func (x *StatsContainerResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_agent_v1_agent_proto_msgTypes[38]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use StatsContainerResponse.ProtoReflect.Descriptor instead.
+func (*StatsContainerResponse) Descriptor() ([]byte, []int) {
+	return file_agent_v1_agent_proto_rawDescGZIP(), []int{38}
+}
+
+func (x *StatsContainerResponse) GetCgroupVersion() uint32 {
+	if x != nil {
+		return x.CgroupVersion
+	}
+	return 0
+}
+
+func (x *StatsContainerResponse) GetCpu() *CpuStats {
+	if x != nil {
+		return x.Cpu
+	}
+	return nil
+}
+
+func (x *StatsContainerResponse) GetMemory() *MemoryStats {
+	if x != nil {
+		return x.Memory
+	}
+	return nil
+}
+
+func (x *StatsContainerResponse) GetPids() *PidsStats {
+	if x != nil {
+		return x.Pids
+	}
+	return nil
+}
+
+type CpuStats struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// CPU time of the container's processes, in nanoseconds: cpu.stat
+	// usage_usec, user_usec and system_usec times 1000 (v1:
+	// cpuacct.usage and cpuacct.stat).
+	UsageTotalNs  uint64 `protobuf:"varint,1,opt,name=usage_total_ns,json=usageTotalNs,proto3" json:"usage_total_ns,omitempty"`
+	UsageUserNs   uint64 `protobuf:"varint,2,opt,name=usage_user_ns,json=usageUserNs,proto3" json:"usage_user_ns,omitempty"`
+	UsageSystemNs uint64 `protobuf:"varint,3,opt,name=usage_system_ns,json=usageSystemNs,proto3" json:"usage_system_ns,omitempty"`
+	// CFS bandwidth control (cpu.stat nr_periods, nr_throttled and
+	// throttled_usec times 1000); zero while the container has no quota.
+	NrPeriods       uint64 `protobuf:"varint,4,opt,name=nr_periods,json=nrPeriods,proto3" json:"nr_periods,omitempty"`
+	NrThrottled     uint64 `protobuf:"varint,5,opt,name=nr_throttled,json=nrThrottled,proto3" json:"nr_throttled,omitempty"`
+	ThrottledTimeNs uint64 `protobuf:"varint,6,opt,name=throttled_time_ns,json=throttledTimeNs,proto3" json:"throttled_time_ns,omitempty"`
+	unknownFields   protoimpl.UnknownFields
+	sizeCache       protoimpl.SizeCache
+}
+
+func (x *CpuStats) Reset() {
+	*x = CpuStats{}
+	mi := &file_agent_v1_agent_proto_msgTypes[39]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CpuStats) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CpuStats) ProtoMessage() {}
+
+func (x *CpuStats) ProtoReflect() protoreflect.Message {
+	mi := &file_agent_v1_agent_proto_msgTypes[39]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CpuStats.ProtoReflect.Descriptor instead.
+func (*CpuStats) Descriptor() ([]byte, []int) {
+	return file_agent_v1_agent_proto_rawDescGZIP(), []int{39}
+}
+
+func (x *CpuStats) GetUsageTotalNs() uint64 {
+	if x != nil {
+		return x.UsageTotalNs
+	}
+	return 0
+}
+
+func (x *CpuStats) GetUsageUserNs() uint64 {
+	if x != nil {
+		return x.UsageUserNs
+	}
+	return 0
+}
+
+func (x *CpuStats) GetUsageSystemNs() uint64 {
+	if x != nil {
+		return x.UsageSystemNs
+	}
+	return 0
+}
+
+func (x *CpuStats) GetNrPeriods() uint64 {
+	if x != nil {
+		return x.NrPeriods
+	}
+	return 0
+}
+
+func (x *CpuStats) GetNrThrottled() uint64 {
+	if x != nil {
+		return x.NrThrottled
+	}
+	return 0
+}
+
+func (x *CpuStats) GetThrottledTimeNs() uint64 {
+	if x != nil {
+		return x.ThrottledTimeNs
+	}
+	return 0
+}
+
+type MemoryStats struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// memory.current (v1: memory.usage_in_bytes).
+	UsageBytes uint64 `protobuf:"varint,1,opt,name=usage_bytes,json=usageBytes,proto3" json:"usage_bytes,omitempty"`
+	// memory.max (v1: memory.limit_in_bytes); 0 when unlimited.
+	LimitBytes uint64 `protobuf:"varint,2,opt,name=limit_bytes,json=limitBytes,proto3" json:"limit_bytes,omitempty"`
+	// memory.peak, 0 before kernel 5.19 (v1: memory.max_usage_in_bytes).
+	MaxUsageBytes uint64 `protobuf:"varint,3,opt,name=max_usage_bytes,json=maxUsageBytes,proto3" json:"max_usage_bytes,omitempty"`
+	// Swap in use, memory not included: memory.swap.current (v1:
+	// memory.memsw.usage_in_bytes less usage_bytes).
+	SwapUsageBytes uint64 `protobuf:"varint,4,opt,name=swap_usage_bytes,json=swapUsageBytes,proto3" json:"swap_usage_bytes,omitempty"`
+	// memory.swap.max (v1: memory.memsw.limit_in_bytes less limit_bytes);
+	// 0 when unlimited or without swap accounting.
+	SwapLimitBytes uint64 `protobuf:"varint,5,opt,name=swap_limit_bytes,json=swapLimitBytes,proto3" json:"swap_limit_bytes,omitempty"`
+	// The working set as the kubelet computes it: usage_bytes less
+	// inactive_file_bytes, at least 0.
+	WorkingSetBytes uint64 `protobuf:"varint,6,opt,name=working_set_bytes,json=workingSetBytes,proto3" json:"working_set_bytes,omitempty"`
+	// From memory.stat: anon (v1: total_rss), file (v1: total_cache),
+	// inactive_file, active_file, pgfault and pgmajfault (v1: total_*).
+	AnonBytes         uint64 `protobuf:"varint,7,opt,name=anon_bytes,json=anonBytes,proto3" json:"anon_bytes,omitempty"`
+	FileBytes         uint64 `protobuf:"varint,8,opt,name=file_bytes,json=fileBytes,proto3" json:"file_bytes,omitempty"`
+	InactiveFileBytes uint64 `protobuf:"varint,9,opt,name=inactive_file_bytes,json=inactiveFileBytes,proto3" json:"inactive_file_bytes,omitempty"`
+	ActiveFileBytes   uint64 `protobuf:"varint,10,opt,name=active_file_bytes,json=activeFileBytes,proto3" json:"active_file_bytes,omitempty"`
+	Pgfault           uint64 `protobuf:"varint,11,opt,name=pgfault,proto3" json:"pgfault,omitempty"`
+	Pgmajfault        uint64 `protobuf:"varint,12,opt,name=pgmajfault,proto3" json:"pgmajfault,omitempty"`
+	// memory.events (v1: oom_kill from memory.oom_control, max from
+	// memory.failcnt, the rest 0).
+	Events *MemoryEvents `protobuf:"bytes,13,opt,name=events,proto3" json:"events,omitempty"`
+	// Every memory.stat entry as the guest kernel names it (v1 names
+	// with cgroup v1), for what the fields above do not carry.
+	Stat          map[string]uint64 `protobuf:"bytes,14,rep,name=stat,proto3" json:"stat,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"varint,2,opt,name=value"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *MemoryStats) Reset() {
+	*x = MemoryStats{}
+	mi := &file_agent_v1_agent_proto_msgTypes[40]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *MemoryStats) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*MemoryStats) ProtoMessage() {}
+
+func (x *MemoryStats) ProtoReflect() protoreflect.Message {
+	mi := &file_agent_v1_agent_proto_msgTypes[40]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use MemoryStats.ProtoReflect.Descriptor instead.
+func (*MemoryStats) Descriptor() ([]byte, []int) {
+	return file_agent_v1_agent_proto_rawDescGZIP(), []int{40}
+}
+
+func (x *MemoryStats) GetUsageBytes() uint64 {
+	if x != nil {
+		return x.UsageBytes
+	}
+	return 0
+}
+
+func (x *MemoryStats) GetLimitBytes() uint64 {
+	if x != nil {
+		return x.LimitBytes
+	}
+	return 0
+}
+
+func (x *MemoryStats) GetMaxUsageBytes() uint64 {
+	if x != nil {
+		return x.MaxUsageBytes
+	}
+	return 0
+}
+
+func (x *MemoryStats) GetSwapUsageBytes() uint64 {
+	if x != nil {
+		return x.SwapUsageBytes
+	}
+	return 0
+}
+
+func (x *MemoryStats) GetSwapLimitBytes() uint64 {
+	if x != nil {
+		return x.SwapLimitBytes
+	}
+	return 0
+}
+
+func (x *MemoryStats) GetWorkingSetBytes() uint64 {
+	if x != nil {
+		return x.WorkingSetBytes
+	}
+	return 0
+}
+
+func (x *MemoryStats) GetAnonBytes() uint64 {
+	if x != nil {
+		return x.AnonBytes
+	}
+	return 0
+}
+
+func (x *MemoryStats) GetFileBytes() uint64 {
+	if x != nil {
+		return x.FileBytes
+	}
+	return 0
+}
+
+func (x *MemoryStats) GetInactiveFileBytes() uint64 {
+	if x != nil {
+		return x.InactiveFileBytes
+	}
+	return 0
+}
+
+func (x *MemoryStats) GetActiveFileBytes() uint64 {
+	if x != nil {
+		return x.ActiveFileBytes
+	}
+	return 0
+}
+
+func (x *MemoryStats) GetPgfault() uint64 {
+	if x != nil {
+		return x.Pgfault
+	}
+	return 0
+}
+
+func (x *MemoryStats) GetPgmajfault() uint64 {
+	if x != nil {
+		return x.Pgmajfault
+	}
+	return 0
+}
+
+func (x *MemoryStats) GetEvents() *MemoryEvents {
+	if x != nil {
+		return x.Events
+	}
+	return nil
+}
+
+func (x *MemoryStats) GetStat() map[string]uint64 {
+	if x != nil {
+		return x.Stat
+	}
+	return nil
+}
+
+// MemoryEvents counts, since the cgroup was created, the times its memory
+// went over memory.low, memory.high and memory.max, the OOM situations and
+// the processes the OOM killer killed.
+type MemoryEvents struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Low           uint64                 `protobuf:"varint,1,opt,name=low,proto3" json:"low,omitempty"`
+	High          uint64                 `protobuf:"varint,2,opt,name=high,proto3" json:"high,omitempty"`
+	Max           uint64                 `protobuf:"varint,3,opt,name=max,proto3" json:"max,omitempty"`
+	Oom           uint64                 `protobuf:"varint,4,opt,name=oom,proto3" json:"oom,omitempty"`
+	OomKill       uint64                 `protobuf:"varint,5,opt,name=oom_kill,json=oomKill,proto3" json:"oom_kill,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *MemoryEvents) Reset() {
+	*x = MemoryEvents{}
+	mi := &file_agent_v1_agent_proto_msgTypes[41]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *MemoryEvents) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*MemoryEvents) ProtoMessage() {}
+
+func (x *MemoryEvents) ProtoReflect() protoreflect.Message {
+	mi := &file_agent_v1_agent_proto_msgTypes[41]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use MemoryEvents.ProtoReflect.Descriptor instead.
+func (*MemoryEvents) Descriptor() ([]byte, []int) {
+	return file_agent_v1_agent_proto_rawDescGZIP(), []int{41}
+}
+
+func (x *MemoryEvents) GetLow() uint64 {
+	if x != nil {
+		return x.Low
+	}
+	return 0
+}
+
+func (x *MemoryEvents) GetHigh() uint64 {
+	if x != nil {
+		return x.High
+	}
+	return 0
+}
+
+func (x *MemoryEvents) GetMax() uint64 {
+	if x != nil {
+		return x.Max
+	}
+	return 0
+}
+
+func (x *MemoryEvents) GetOom() uint64 {
+	if x != nil {
+		return x.Oom
+	}
+	return 0
+}
+
+func (x *MemoryEvents) GetOomKill() uint64 {
+	if x != nil {
+		return x.OomKill
+	}
+	return 0
+}
+
+type PidsStats struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// pids.current and pids.max; limit 0 means no limit.
+	Current       uint64 `protobuf:"varint,1,opt,name=current,proto3" json:"current,omitempty"`
+	Limit         uint64 `protobuf:"varint,2,opt,name=limit,proto3" json:"limit,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *PidsStats) Reset() {
+	*x = PidsStats{}
+	mi := &file_agent_v1_agent_proto_msgTypes[42]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *PidsStats) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*PidsStats) ProtoMessage() {}
+
+func (x *PidsStats) ProtoReflect() protoreflect.Message {
+	mi := &file_agent_v1_agent_proto_msgTypes[42]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use PidsStats.ProtoReflect.Descriptor instead.
+func (*PidsStats) Descriptor() ([]byte, []int) {
+	return file_agent_v1_agent_proto_rawDescGZIP(), []int{42}
+}
+
+func (x *PidsStats) GetCurrent() uint64 {
+	if x != nil {
+		return x.Current
+	}
+	return 0
+}
+
+func (x *PidsStats) GetLimit() uint64 {
+	if x != nil {
+		return x.Limit
+	}
+	return 0
+}
+
+// GetOOMEventRequest asks for the next OOM event after the one the caller
+// last got. The agent keeps the most recent events (older ones are
+// dropped when many come at once) and numbers them from 1; a call answers
+// with the first kept event numbered above after_seq, waiting for one if
+// there is none. It waits at most about a minute and then answers with no
+// event, so that calls the host has given up on end: the host asks again.
+// Delivery does not consume an event, so that one answered to a call the
+// host no longer waits for is not lost.
+type GetOOMEventRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// seq of the last event the caller got; 0 for none.
+	AfterSeq      uint64 `protobuf:"varint,1,opt,name=after_seq,json=afterSeq,proto3" json:"after_seq,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GetOOMEventRequest) Reset() {
+	*x = GetOOMEventRequest{}
+	mi := &file_agent_v1_agent_proto_msgTypes[43]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetOOMEventRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetOOMEventRequest) ProtoMessage() {}
+
+func (x *GetOOMEventRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_agent_v1_agent_proto_msgTypes[43]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetOOMEventRequest.ProtoReflect.Descriptor instead.
+func (*GetOOMEventRequest) Descriptor() ([]byte, []int) {
+	return file_agent_v1_agent_proto_rawDescGZIP(), []int{43}
+}
+
+func (x *GetOOMEventRequest) GetAfterSeq() uint64 {
+	if x != nil {
+		return x.AfterSeq
+	}
+	return 0
+}
+
+type GetOOMEventResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// The container in which the OOM killer killed a process; empty when
+	// the wait ended without an event.
+	ContainerId string `protobuf:"bytes,1,opt,name=container_id,json=containerId,proto3" json:"container_id,omitempty"`
+	// The event's number, to pass as after_seq next; 0 without an event.
+	Seq           uint64 `protobuf:"varint,2,opt,name=seq,proto3" json:"seq,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GetOOMEventResponse) Reset() {
+	*x = GetOOMEventResponse{}
+	mi := &file_agent_v1_agent_proto_msgTypes[44]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetOOMEventResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetOOMEventResponse) ProtoMessage() {}
+
+func (x *GetOOMEventResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_agent_v1_agent_proto_msgTypes[44]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetOOMEventResponse.ProtoReflect.Descriptor instead.
+func (*GetOOMEventResponse) Descriptor() ([]byte, []int) {
+	return file_agent_v1_agent_proto_rawDescGZIP(), []int{44}
+}
+
+func (x *GetOOMEventResponse) GetContainerId() string {
+	if x != nil {
+		return x.ContainerId
+	}
+	return ""
+}
+
+func (x *GetOOMEventResponse) GetSeq() uint64 {
+	if x != nil {
+		return x.Seq
+	}
+	return 0
+}
+
 // StreamHeader opens every stream of the IO session: the host opens one
 // stream per standard stream of a process and writes this header, as a
 // 4-byte big-endian length and the message, before any data.
@@ -1733,7 +2592,7 @@ type StreamHeader struct {
 
 func (x *StreamHeader) Reset() {
 	*x = StreamHeader{}
-	mi := &file_agent_v1_agent_proto_msgTypes[31]
+	mi := &file_agent_v1_agent_proto_msgTypes[45]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1745,7 +2604,7 @@ func (x *StreamHeader) String() string {
 func (*StreamHeader) ProtoMessage() {}
 
 func (x *StreamHeader) ProtoReflect() protoreflect.Message {
-	mi := &file_agent_v1_agent_proto_msgTypes[31]
+	mi := &file_agent_v1_agent_proto_msgTypes[45]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1758,7 +2617,7 @@ func (x *StreamHeader) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StreamHeader.ProtoReflect.Descriptor instead.
 func (*StreamHeader) Descriptor() ([]byte, []int) {
-	return file_agent_v1_agent_proto_rawDescGZIP(), []int{31}
+	return file_agent_v1_agent_proto_rawDescGZIP(), []int{45}
 }
 
 func (x *StreamHeader) GetContainerId() string {
@@ -1881,7 +2740,71 @@ const file_agent_v1_agent_proto_rawDesc = "" +
 	"\x16RemoveContainerRequest\x12!\n" +
 	"\fcontainer_id\x18\x01 \x01(\tR\vcontainerId\x12\x14\n" +
 	"\x05force\x18\x02 \x01(\bR\x05force\"\x19\n" +
-	"\x17RemoveContainerResponse\"\xa3\x01\n" +
+	"\x17RemoveContainerResponse\":\n" +
+	"\x15PauseContainerRequest\x12!\n" +
+	"\fcontainer_id\x18\x01 \x01(\tR\vcontainerId\"\x18\n" +
+	"\x16PauseContainerResponse\";\n" +
+	"\x16ResumeContainerRequest\x12!\n" +
+	"\fcontainer_id\x18\x01 \x01(\tR\vcontainerId\"\x19\n" +
+	"\x17ResumeContainerResponse\"Y\n" +
+	"\x16UpdateContainerRequest\x12!\n" +
+	"\fcontainer_id\x18\x01 \x01(\tR\vcontainerId\x12\x1c\n" +
+	"\tresources\x18\x02 \x01(\fR\tresources\"\x19\n" +
+	"\x17UpdateContainerResponse\":\n" +
+	"\x15StatsContainerRequest\x12!\n" +
+	"\fcontainer_id\x18\x01 \x01(\tR\vcontainerId\"\xcc\x01\n" +
+	"\x16StatsContainerResponse\x12%\n" +
+	"\x0ecgroup_version\x18\x01 \x01(\rR\rcgroupVersion\x12)\n" +
+	"\x03cpu\x18\x02 \x01(\v2\x17.hull.agent.v1.CpuStatsR\x03cpu\x122\n" +
+	"\x06memory\x18\x03 \x01(\v2\x1a.hull.agent.v1.MemoryStatsR\x06memory\x12,\n" +
+	"\x04pids\x18\x04 \x01(\v2\x18.hull.agent.v1.PidsStatsR\x04pids\"\xea\x01\n" +
+	"\bCpuStats\x12$\n" +
+	"\x0eusage_total_ns\x18\x01 \x01(\x04R\fusageTotalNs\x12\"\n" +
+	"\rusage_user_ns\x18\x02 \x01(\x04R\vusageUserNs\x12&\n" +
+	"\x0fusage_system_ns\x18\x03 \x01(\x04R\rusageSystemNs\x12\x1d\n" +
+	"\n" +
+	"nr_periods\x18\x04 \x01(\x04R\tnrPeriods\x12!\n" +
+	"\fnr_throttled\x18\x05 \x01(\x04R\vnrThrottled\x12*\n" +
+	"\x11throttled_time_ns\x18\x06 \x01(\x04R\x0fthrottledTimeNs\"\xf3\x04\n" +
+	"\vMemoryStats\x12\x1f\n" +
+	"\vusage_bytes\x18\x01 \x01(\x04R\n" +
+	"usageBytes\x12\x1f\n" +
+	"\vlimit_bytes\x18\x02 \x01(\x04R\n" +
+	"limitBytes\x12&\n" +
+	"\x0fmax_usage_bytes\x18\x03 \x01(\x04R\rmaxUsageBytes\x12(\n" +
+	"\x10swap_usage_bytes\x18\x04 \x01(\x04R\x0eswapUsageBytes\x12(\n" +
+	"\x10swap_limit_bytes\x18\x05 \x01(\x04R\x0eswapLimitBytes\x12*\n" +
+	"\x11working_set_bytes\x18\x06 \x01(\x04R\x0fworkingSetBytes\x12\x1d\n" +
+	"\n" +
+	"anon_bytes\x18\a \x01(\x04R\tanonBytes\x12\x1d\n" +
+	"\n" +
+	"file_bytes\x18\b \x01(\x04R\tfileBytes\x12.\n" +
+	"\x13inactive_file_bytes\x18\t \x01(\x04R\x11inactiveFileBytes\x12*\n" +
+	"\x11active_file_bytes\x18\n" +
+	" \x01(\x04R\x0factiveFileBytes\x12\x18\n" +
+	"\apgfault\x18\v \x01(\x04R\apgfault\x12\x1e\n" +
+	"\n" +
+	"pgmajfault\x18\f \x01(\x04R\n" +
+	"pgmajfault\x123\n" +
+	"\x06events\x18\r \x01(\v2\x1b.hull.agent.v1.MemoryEventsR\x06events\x128\n" +
+	"\x04stat\x18\x0e \x03(\v2$.hull.agent.v1.MemoryStats.StatEntryR\x04stat\x1a7\n" +
+	"\tStatEntry\x12\x10\n" +
+	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
+	"\x05value\x18\x02 \x01(\x04R\x05value:\x028\x01\"s\n" +
+	"\fMemoryEvents\x12\x10\n" +
+	"\x03low\x18\x01 \x01(\x04R\x03low\x12\x12\n" +
+	"\x04high\x18\x02 \x01(\x04R\x04high\x12\x10\n" +
+	"\x03max\x18\x03 \x01(\x04R\x03max\x12\x10\n" +
+	"\x03oom\x18\x04 \x01(\x04R\x03oom\x12\x19\n" +
+	"\boom_kill\x18\x05 \x01(\x04R\aoomKill\";\n" +
+	"\tPidsStats\x12\x18\n" +
+	"\acurrent\x18\x01 \x01(\x04R\acurrent\x12\x14\n" +
+	"\x05limit\x18\x02 \x01(\x04R\x05limit\"1\n" +
+	"\x12GetOOMEventRequest\x12\x1b\n" +
+	"\tafter_seq\x18\x01 \x01(\x04R\bafterSeq\"J\n" +
+	"\x13GetOOMEventResponse\x12!\n" +
+	"\fcontainer_id\x18\x01 \x01(\tR\vcontainerId\x12\x10\n" +
+	"\x03seq\x18\x02 \x01(\x04R\x03seq\"\xa3\x01\n" +
 	"\fStreamHeader\x12!\n" +
 	"\fcontainer_id\x18\x01 \x01(\tR\vcontainerId\x12\x17\n" +
 	"\aexec_id\x18\x02 \x01(\tR\x06execId\x12.\n" +
@@ -1891,7 +2814,7 @@ const file_agent_v1_agent_proto_rawDesc = "" +
 	"\n" +
 	"\x06STDOUT\x10\x01\x12\n" +
 	"\n" +
-	"\x06STDERR\x10\x022\xdc\t\n" +
+	"\x06STDERR\x10\x022\xb4\r\n" +
 	"\x05Agent\x12B\n" +
 	"\x05Check\x12\x1b.hull.agent.v1.CheckRequest\x1a\x1c.hull.agent.v1.CheckResponse\x12H\n" +
 	"\aVersion\x12\x1d.hull.agent.v1.VersionRequest\x1a\x1e.hull.agent.v1.VersionResponse\x12`\n" +
@@ -1907,7 +2830,12 @@ const file_agent_v1_agent_proto_rawDesc = "" +
 	"\n" +
 	"CloseStdin\x12 .hull.agent.v1.CloseStdinRequest\x1a!.hull.agent.v1.CloseStdinResponse\x12Z\n" +
 	"\rListProcesses\x12#.hull.agent.v1.ListProcessesRequest\x1a$.hull.agent.v1.ListProcessesResponse\x12`\n" +
-	"\x0fRemoveContainer\x12%.hull.agent.v1.RemoveContainerRequest\x1a&.hull.agent.v1.RemoveContainerResponseB1Z/github.com/hull-runtime/hull/api/agent/v1;agentb\x06proto3"
+	"\x0fRemoveContainer\x12%.hull.agent.v1.RemoveContainerRequest\x1a&.hull.agent.v1.RemoveContainerResponse\x12]\n" +
+	"\x0ePauseContainer\x12$.hull.agent.v1.PauseContainerRequest\x1a%.hull.agent.v1.PauseContainerResponse\x12`\n" +
+	"\x0fResumeContainer\x12%.hull.agent.v1.ResumeContainerRequest\x1a&.hull.agent.v1.ResumeContainerResponse\x12`\n" +
+	"\x0fUpdateContainer\x12%.hull.agent.v1.UpdateContainerRequest\x1a&.hull.agent.v1.UpdateContainerResponse\x12]\n" +
+	"\x0eStatsContainer\x12$.hull.agent.v1.StatsContainerRequest\x1a%.hull.agent.v1.StatsContainerResponse\x12T\n" +
+	"\vGetOOMEvent\x12!.hull.agent.v1.GetOOMEventRequest\x1a\".hull.agent.v1.GetOOMEventResponseB1Z/github.com/hull-runtime/hull/api/agent/v1;agentb\x06proto3"
 
 var (
 	file_agent_v1_agent_proto_rawDescOnce sync.Once
@@ -1922,7 +2850,7 @@ func file_agent_v1_agent_proto_rawDescGZIP() []byte {
 }
 
 var file_agent_v1_agent_proto_enumTypes = make([]protoimpl.EnumInfo, 2)
-var file_agent_v1_agent_proto_msgTypes = make([]protoimpl.MessageInfo, 32)
+var file_agent_v1_agent_proto_msgTypes = make([]protoimpl.MessageInfo, 47)
 var file_agent_v1_agent_proto_goTypes = []any{
 	(CheckResponse_Status)(0),       // 0: hull.agent.v1.CheckResponse.Status
 	(StreamHeader_Fd)(0),            // 1: hull.agent.v1.StreamHeader.Fd
@@ -1957,7 +2885,22 @@ var file_agent_v1_agent_proto_goTypes = []any{
 	(*ListProcessesResponse)(nil),   // 30: hull.agent.v1.ListProcessesResponse
 	(*RemoveContainerRequest)(nil),  // 31: hull.agent.v1.RemoveContainerRequest
 	(*RemoveContainerResponse)(nil), // 32: hull.agent.v1.RemoveContainerResponse
-	(*StreamHeader)(nil),            // 33: hull.agent.v1.StreamHeader
+	(*PauseContainerRequest)(nil),   // 33: hull.agent.v1.PauseContainerRequest
+	(*PauseContainerResponse)(nil),  // 34: hull.agent.v1.PauseContainerResponse
+	(*ResumeContainerRequest)(nil),  // 35: hull.agent.v1.ResumeContainerRequest
+	(*ResumeContainerResponse)(nil), // 36: hull.agent.v1.ResumeContainerResponse
+	(*UpdateContainerRequest)(nil),  // 37: hull.agent.v1.UpdateContainerRequest
+	(*UpdateContainerResponse)(nil), // 38: hull.agent.v1.UpdateContainerResponse
+	(*StatsContainerRequest)(nil),   // 39: hull.agent.v1.StatsContainerRequest
+	(*StatsContainerResponse)(nil),  // 40: hull.agent.v1.StatsContainerResponse
+	(*CpuStats)(nil),                // 41: hull.agent.v1.CpuStats
+	(*MemoryStats)(nil),             // 42: hull.agent.v1.MemoryStats
+	(*MemoryEvents)(nil),            // 43: hull.agent.v1.MemoryEvents
+	(*PidsStats)(nil),               // 44: hull.agent.v1.PidsStats
+	(*GetOOMEventRequest)(nil),      // 45: hull.agent.v1.GetOOMEventRequest
+	(*GetOOMEventResponse)(nil),     // 46: hull.agent.v1.GetOOMEventResponse
+	(*StreamHeader)(nil),            // 47: hull.agent.v1.StreamHeader
+	nil,                             // 48: hull.agent.v1.MemoryStats.StatEntry
 }
 var file_agent_v1_agent_proto_depIdxs = []int32{
 	0,  // 0: hull.agent.v1.CheckResponse.status:type_name -> hull.agent.v1.CheckResponse.Status
@@ -1965,40 +2908,55 @@ var file_agent_v1_agent_proto_depIdxs = []int32{
 	12, // 2: hull.agent.v1.CreateSandboxRequest.routes:type_name -> hull.agent.v1.Route
 	14, // 3: hull.agent.v1.CreateContainerRequest.stdio:type_name -> hull.agent.v1.Stdio
 	14, // 4: hull.agent.v1.ExecProcessRequest.stdio:type_name -> hull.agent.v1.Stdio
-	1,  // 5: hull.agent.v1.StreamHeader.fd:type_name -> hull.agent.v1.StreamHeader.Fd
-	2,  // 6: hull.agent.v1.Agent.Check:input_type -> hull.agent.v1.CheckRequest
-	4,  // 7: hull.agent.v1.Agent.Version:input_type -> hull.agent.v1.VersionRequest
-	6,  // 8: hull.agent.v1.Agent.GetGuestDetails:input_type -> hull.agent.v1.GetGuestDetailsRequest
-	8,  // 9: hull.agent.v1.Agent.DestroySandbox:input_type -> hull.agent.v1.DestroySandboxRequest
-	10, // 10: hull.agent.v1.Agent.CreateSandbox:input_type -> hull.agent.v1.CreateSandboxRequest
-	15, // 11: hull.agent.v1.Agent.CreateContainer:input_type -> hull.agent.v1.CreateContainerRequest
-	17, // 12: hull.agent.v1.Agent.StartContainer:input_type -> hull.agent.v1.StartContainerRequest
-	19, // 13: hull.agent.v1.Agent.ExecProcess:input_type -> hull.agent.v1.ExecProcessRequest
-	21, // 14: hull.agent.v1.Agent.SignalProcess:input_type -> hull.agent.v1.SignalProcessRequest
-	23, // 15: hull.agent.v1.Agent.WaitProcess:input_type -> hull.agent.v1.WaitProcessRequest
-	25, // 16: hull.agent.v1.Agent.ResizePty:input_type -> hull.agent.v1.ResizePtyRequest
-	27, // 17: hull.agent.v1.Agent.CloseStdin:input_type -> hull.agent.v1.CloseStdinRequest
-	29, // 18: hull.agent.v1.Agent.ListProcesses:input_type -> hull.agent.v1.ListProcessesRequest
-	31, // 19: hull.agent.v1.Agent.RemoveContainer:input_type -> hull.agent.v1.RemoveContainerRequest
-	3,  // 20: hull.agent.v1.Agent.Check:output_type -> hull.agent.v1.CheckResponse
-	5,  // 21: hull.agent.v1.Agent.Version:output_type -> hull.agent.v1.VersionResponse
-	7,  // 22: hull.agent.v1.Agent.GetGuestDetails:output_type -> hull.agent.v1.GetGuestDetailsResponse
-	9,  // 23: hull.agent.v1.Agent.DestroySandbox:output_type -> hull.agent.v1.DestroySandboxResponse
-	13, // 24: hull.agent.v1.Agent.CreateSandbox:output_type -> hull.agent.v1.CreateSandboxResponse
-	16, // 25: hull.agent.v1.Agent.CreateContainer:output_type -> hull.agent.v1.CreateContainerResponse
-	18, // 26: hull.agent.v1.Agent.StartContainer:output_type -> hull.agent.v1.StartContainerResponse
-	20, // 27: hull.agent.v1.Agent.ExecProcess:output_type -> hull.agent.v1.ExecProcessResponse
-	22, // 28: hull.agent.v1.Agent.SignalProcess:output_type -> hull.agent.v1.SignalProcessResponse
-	24, // 29: hull.agent.v1.Agent.WaitProcess:output_type -> hull.agent.v1.WaitProcessResponse
-	26, // 30: hull.agent.v1.Agent.ResizePty:output_type -> hull.agent.v1.ResizePtyResponse
-	28, // 31: hull.agent.v1.Agent.CloseStdin:output_type -> hull.agent.v1.CloseStdinResponse
-	30, // 32: hull.agent.v1.Agent.ListProcesses:output_type -> hull.agent.v1.ListProcessesResponse
-	32, // 33: hull.agent.v1.Agent.RemoveContainer:output_type -> hull.agent.v1.RemoveContainerResponse
-	20, // [20:34] is the sub-list for method output_type
-	6,  // [6:20] is the sub-list for method input_type
-	6,  // [6:6] is the sub-list for extension type_name
-	6,  // [6:6] is the sub-list for extension extendee
-	0,  // [0:6] is the sub-list for field type_name
+	41, // 5: hull.agent.v1.StatsContainerResponse.cpu:type_name -> hull.agent.v1.CpuStats
+	42, // 6: hull.agent.v1.StatsContainerResponse.memory:type_name -> hull.agent.v1.MemoryStats
+	44, // 7: hull.agent.v1.StatsContainerResponse.pids:type_name -> hull.agent.v1.PidsStats
+	43, // 8: hull.agent.v1.MemoryStats.events:type_name -> hull.agent.v1.MemoryEvents
+	48, // 9: hull.agent.v1.MemoryStats.stat:type_name -> hull.agent.v1.MemoryStats.StatEntry
+	1,  // 10: hull.agent.v1.StreamHeader.fd:type_name -> hull.agent.v1.StreamHeader.Fd
+	2,  // 11: hull.agent.v1.Agent.Check:input_type -> hull.agent.v1.CheckRequest
+	4,  // 12: hull.agent.v1.Agent.Version:input_type -> hull.agent.v1.VersionRequest
+	6,  // 13: hull.agent.v1.Agent.GetGuestDetails:input_type -> hull.agent.v1.GetGuestDetailsRequest
+	8,  // 14: hull.agent.v1.Agent.DestroySandbox:input_type -> hull.agent.v1.DestroySandboxRequest
+	10, // 15: hull.agent.v1.Agent.CreateSandbox:input_type -> hull.agent.v1.CreateSandboxRequest
+	15, // 16: hull.agent.v1.Agent.CreateContainer:input_type -> hull.agent.v1.CreateContainerRequest
+	17, // 17: hull.agent.v1.Agent.StartContainer:input_type -> hull.agent.v1.StartContainerRequest
+	19, // 18: hull.agent.v1.Agent.ExecProcess:input_type -> hull.agent.v1.ExecProcessRequest
+	21, // 19: hull.agent.v1.Agent.SignalProcess:input_type -> hull.agent.v1.SignalProcessRequest
+	23, // 20: hull.agent.v1.Agent.WaitProcess:input_type -> hull.agent.v1.WaitProcessRequest
+	25, // 21: hull.agent.v1.Agent.ResizePty:input_type -> hull.agent.v1.ResizePtyRequest
+	27, // 22: hull.agent.v1.Agent.CloseStdin:input_type -> hull.agent.v1.CloseStdinRequest
+	29, // 23: hull.agent.v1.Agent.ListProcesses:input_type -> hull.agent.v1.ListProcessesRequest
+	31, // 24: hull.agent.v1.Agent.RemoveContainer:input_type -> hull.agent.v1.RemoveContainerRequest
+	33, // 25: hull.agent.v1.Agent.PauseContainer:input_type -> hull.agent.v1.PauseContainerRequest
+	35, // 26: hull.agent.v1.Agent.ResumeContainer:input_type -> hull.agent.v1.ResumeContainerRequest
+	37, // 27: hull.agent.v1.Agent.UpdateContainer:input_type -> hull.agent.v1.UpdateContainerRequest
+	39, // 28: hull.agent.v1.Agent.StatsContainer:input_type -> hull.agent.v1.StatsContainerRequest
+	45, // 29: hull.agent.v1.Agent.GetOOMEvent:input_type -> hull.agent.v1.GetOOMEventRequest
+	3,  // 30: hull.agent.v1.Agent.Check:output_type -> hull.agent.v1.CheckResponse
+	5,  // 31: hull.agent.v1.Agent.Version:output_type -> hull.agent.v1.VersionResponse
+	7,  // 32: hull.agent.v1.Agent.GetGuestDetails:output_type -> hull.agent.v1.GetGuestDetailsResponse
+	9,  // 33: hull.agent.v1.Agent.DestroySandbox:output_type -> hull.agent.v1.DestroySandboxResponse
+	13, // 34: hull.agent.v1.Agent.CreateSandbox:output_type -> hull.agent.v1.CreateSandboxResponse
+	16, // 35: hull.agent.v1.Agent.CreateContainer:output_type -> hull.agent.v1.CreateContainerResponse
+	18, // 36: hull.agent.v1.Agent.StartContainer:output_type -> hull.agent.v1.StartContainerResponse
+	20, // 37: hull.agent.v1.Agent.ExecProcess:output_type -> hull.agent.v1.ExecProcessResponse
+	22, // 38: hull.agent.v1.Agent.SignalProcess:output_type -> hull.agent.v1.SignalProcessResponse
+	24, // 39: hull.agent.v1.Agent.WaitProcess:output_type -> hull.agent.v1.WaitProcessResponse
+	26, // 40: hull.agent.v1.Agent.ResizePty:output_type -> hull.agent.v1.ResizePtyResponse
+	28, // 41: hull.agent.v1.Agent.CloseStdin:output_type -> hull.agent.v1.CloseStdinResponse
+	30, // 42: hull.agent.v1.Agent.ListProcesses:output_type -> hull.agent.v1.ListProcessesResponse
+	32, // 43: hull.agent.v1.Agent.RemoveContainer:output_type -> hull.agent.v1.RemoveContainerResponse
+	34, // 44: hull.agent.v1.Agent.PauseContainer:output_type -> hull.agent.v1.PauseContainerResponse
+	36, // 45: hull.agent.v1.Agent.ResumeContainer:output_type -> hull.agent.v1.ResumeContainerResponse
+	38, // 46: hull.agent.v1.Agent.UpdateContainer:output_type -> hull.agent.v1.UpdateContainerResponse
+	40, // 47: hull.agent.v1.Agent.StatsContainer:output_type -> hull.agent.v1.StatsContainerResponse
+	46, // 48: hull.agent.v1.Agent.GetOOMEvent:output_type -> hull.agent.v1.GetOOMEventResponse
+	30, // [30:49] is the sub-list for method output_type
+	11, // [11:30] is the sub-list for method input_type
+	11, // [11:11] is the sub-list for extension type_name
+	11, // [11:11] is the sub-list for extension extendee
+	0,  // [0:11] is the sub-list for field type_name
 }
 
 func init() { file_agent_v1_agent_proto_init() }
@@ -2012,7 +2970,7 @@ func file_agent_v1_agent_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_agent_v1_agent_proto_rawDesc), len(file_agent_v1_agent_proto_rawDesc)),
 			NumEnums:      2,
-			NumMessages:   32,
+			NumMessages:   47,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

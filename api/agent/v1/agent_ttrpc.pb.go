@@ -22,6 +22,11 @@ type AgentService interface {
 	CloseStdin(context.Context, *CloseStdinRequest) (*CloseStdinResponse, error)
 	ListProcesses(context.Context, *ListProcessesRequest) (*ListProcessesResponse, error)
 	RemoveContainer(context.Context, *RemoveContainerRequest) (*RemoveContainerResponse, error)
+	PauseContainer(context.Context, *PauseContainerRequest) (*PauseContainerResponse, error)
+	ResumeContainer(context.Context, *ResumeContainerRequest) (*ResumeContainerResponse, error)
+	UpdateContainer(context.Context, *UpdateContainerRequest) (*UpdateContainerResponse, error)
+	StatsContainer(context.Context, *StatsContainerRequest) (*StatsContainerResponse, error)
+	GetOOMEvent(context.Context, *GetOOMEventRequest) (*GetOOMEventResponse, error)
 }
 
 func RegisterAgentService(srv *ttrpc.Server, svc AgentService) {
@@ -124,6 +129,41 @@ func RegisterAgentService(srv *ttrpc.Server, svc AgentService) {
 					return nil, err
 				}
 				return svc.RemoveContainer(ctx, &req)
+			},
+			"PauseContainer": func(ctx context.Context, unmarshal func(interface{}) error) (interface{}, error) {
+				var req PauseContainerRequest
+				if err := unmarshal(&req); err != nil {
+					return nil, err
+				}
+				return svc.PauseContainer(ctx, &req)
+			},
+			"ResumeContainer": func(ctx context.Context, unmarshal func(interface{}) error) (interface{}, error) {
+				var req ResumeContainerRequest
+				if err := unmarshal(&req); err != nil {
+					return nil, err
+				}
+				return svc.ResumeContainer(ctx, &req)
+			},
+			"UpdateContainer": func(ctx context.Context, unmarshal func(interface{}) error) (interface{}, error) {
+				var req UpdateContainerRequest
+				if err := unmarshal(&req); err != nil {
+					return nil, err
+				}
+				return svc.UpdateContainer(ctx, &req)
+			},
+			"StatsContainer": func(ctx context.Context, unmarshal func(interface{}) error) (interface{}, error) {
+				var req StatsContainerRequest
+				if err := unmarshal(&req); err != nil {
+					return nil, err
+				}
+				return svc.StatsContainer(ctx, &req)
+			},
+			"GetOOMEvent": func(ctx context.Context, unmarshal func(interface{}) error) (interface{}, error) {
+				var req GetOOMEventRequest
+				if err := unmarshal(&req); err != nil {
+					return nil, err
+				}
+				return svc.GetOOMEvent(ctx, &req)
 			},
 		},
 	})
@@ -246,6 +286,46 @@ func (c *agentClient) ListProcesses(ctx context.Context, req *ListProcessesReque
 func (c *agentClient) RemoveContainer(ctx context.Context, req *RemoveContainerRequest) (*RemoveContainerResponse, error) {
 	var resp RemoveContainerResponse
 	if err := c.client.Call(ctx, "hull.agent.v1.Agent", "RemoveContainer", req, &resp); err != nil {
+		return nil, err
+	}
+	return &resp, nil
+}
+
+func (c *agentClient) PauseContainer(ctx context.Context, req *PauseContainerRequest) (*PauseContainerResponse, error) {
+	var resp PauseContainerResponse
+	if err := c.client.Call(ctx, "hull.agent.v1.Agent", "PauseContainer", req, &resp); err != nil {
+		return nil, err
+	}
+	return &resp, nil
+}
+
+func (c *agentClient) ResumeContainer(ctx context.Context, req *ResumeContainerRequest) (*ResumeContainerResponse, error) {
+	var resp ResumeContainerResponse
+	if err := c.client.Call(ctx, "hull.agent.v1.Agent", "ResumeContainer", req, &resp); err != nil {
+		return nil, err
+	}
+	return &resp, nil
+}
+
+func (c *agentClient) UpdateContainer(ctx context.Context, req *UpdateContainerRequest) (*UpdateContainerResponse, error) {
+	var resp UpdateContainerResponse
+	if err := c.client.Call(ctx, "hull.agent.v1.Agent", "UpdateContainer", req, &resp); err != nil {
+		return nil, err
+	}
+	return &resp, nil
+}
+
+func (c *agentClient) StatsContainer(ctx context.Context, req *StatsContainerRequest) (*StatsContainerResponse, error) {
+	var resp StatsContainerResponse
+	if err := c.client.Call(ctx, "hull.agent.v1.Agent", "StatsContainer", req, &resp); err != nil {
+		return nil, err
+	}
+	return &resp, nil
+}
+
+func (c *agentClient) GetOOMEvent(ctx context.Context, req *GetOOMEventRequest) (*GetOOMEventResponse, error) {
+	var resp GetOOMEventResponse
+	if err := c.client.Call(ctx, "hull.agent.v1.Agent", "GetOOMEvent", req, &resp); err != nil {
 		return nil, err
 	}
 	return &resp, nil

@@ -47,6 +47,8 @@ type e2e struct {
 	sess     *yamux.Session
 	ctx      context.Context
 	agentPid int
+	// apiSock is where the agent serves the API.
+	apiSock string
 }
 
 func setupE2E(t *testing.T) *e2e {
@@ -87,6 +89,7 @@ func setupE2E(t *testing.T) *e2e {
 	}
 
 	apiSock, ioSock := filepath.Join(dir, "api.sock"), filepath.Join(dir, "io.sock")
+	e.apiSock = apiSock
 	e.agent = exec.Command(bin)
 	e.agent.Env = append(os.Environ(),
 		agent.TestSocketEnv+"="+apiSock, agent.TestIOSocketEnv+"="+ioSock,
@@ -146,6 +149,12 @@ func (e *e2e) checkClean() {
 
 // spec returns a spec for a container running args.
 func (e *e2e) spec(id string, args ...string) []byte {
+	return e.specWith(id, nil, args...)
+}
+
+// specWith returns a spec for a container running args, changed by mod
+// when not nil.
+func (e *e2e) specWith(id string, mod func(*specs.Spec), args ...string) []byte {
 	s := specconv.Example()
 	s.Root.Path = e.rootfs
 	s.Process.Terminal = false
@@ -154,6 +163,9 @@ func (e *e2e) spec(id string, args ...string) []byte {
 	s.Linux.CgroupsPath = cgroupParent + "/" + id
 	// A hook the guest must not run: hooks are the host's.
 	s.Hooks = &specs.Hooks{CreateRuntime: []specs.Hook{{Path: "/no/such/hook"}}}
+	if mod != nil {
+		mod(s)
+	}
 	b, err := json.Marshal(s)
 	must(e.t, err)
 	return b

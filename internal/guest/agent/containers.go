@@ -3,6 +3,7 @@ package agent
 import (
 	"context"
 	"errors"
+	"time"
 
 	"github.com/containerd/errdefs"
 	"golang.org/x/sys/unix"
@@ -142,6 +143,79 @@ func (s *Service) RemoveContainer(ctx context.Context, r *api.RemoveContainerReq
 		return nil, toStatus(err)
 	}
 	return &api.RemoveContainerResponse{}, nil
+}
+
+// PauseContainer freezes a running container.
+func (s *Service) PauseContainer(ctx context.Context, r *api.PauseContainerRequest) (*api.PauseContainerResponse, error) {
+	e, err := s.engine(ctx)
+	if err != nil {
+		return nil, err
+	}
+	if err := e.Pause(r.ContainerId); err != nil {
+		return nil, toStatus(err)
+	}
+	return &api.PauseContainerResponse{}, nil
+}
+
+// ResumeContainer thaws a paused container.
+func (s *Service) ResumeContainer(ctx context.Context, r *api.ResumeContainerRequest) (*api.ResumeContainerResponse, error) {
+	e, err := s.engine(ctx)
+	if err != nil {
+		return nil, err
+	}
+	if err := e.Resume(r.ContainerId); err != nil {
+		return nil, toStatus(err)
+	}
+	return &api.ResumeContainerResponse{}, nil
+}
+
+// UpdateContainer changes a container's cgroup limits.
+func (s *Service) UpdateContainer(ctx context.Context, r *api.UpdateContainerRequest) (*api.UpdateContainerResponse, error) {
+	e, err := s.engine(ctx)
+	if err != nil {
+		return nil, err
+	}
+	if err := e.Update(r.ContainerId, r.Resources); err != nil {
+		return nil, toStatus(err)
+	}
+	return &api.UpdateContainerResponse{}, nil
+}
+
+// StatsContainer reports a container's cgroup statistics.
+func (s *Service) StatsContainer(ctx context.Context, r *api.StatsContainerRequest) (*api.StatsContainerResponse, error) {
+	e, err := s.engine(ctx)
+	if err != nil {
+		return nil, err
+	}
+	resp, err := e.Stats(r.ContainerId)
+	if err != nil {
+		return nil, toStatus(err)
+	}
+	return resp, nil
+}
+
+// oomPoll bounds the wait of one GetOOMEvent. ttRPC does not tell the
+// agent that the host stopped waiting, so a call the host gave up on
+// ends only with an event or with this bound.
+var oomPoll = time.Minute
+
+// GetOOMEvent answers with the next OOM event after r.AfterSeq, or with
+// none after oomPoll.
+func (s *Service) GetOOMEvent(ctx context.Context, r *api.GetOOMEventRequest) (*api.GetOOMEventResponse, error) {
+	e, err := s.engine(ctx)
+	if err != nil {
+		return nil, err
+	}
+	pollCtx, cancel := context.WithTimeout(ctx, oomPoll)
+	defer cancel()
+	ev, err := e.WaitOOM(pollCtx, r.AfterSeq)
+	if err != nil {
+		if ctx.Err() != nil {
+			return nil, status.FromContextError(ctx.Err()).Err()
+		}
+		return &api.GetOOMEventResponse{}, nil
+	}
+	return &api.GetOOMEventResponse{ContainerId: ev.ContainerID, Seq: ev.Seq}, nil
 }
 
 // toStatus turns an engine error into the status the host sees, with the

@@ -4,12 +4,14 @@ import (
 	"context"
 	"fmt"
 	"testing"
+	"time"
 
 	"github.com/containerd/errdefs"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
 	api "github.com/hull-runtime/hull/api/agent/v1"
+	"github.com/hull-runtime/hull/internal/guest/container"
 )
 
 func TestToStatus(t *testing.T) {
@@ -33,5 +35,27 @@ func TestNoEngine(t *testing.T) {
 	_, err := svc.CreateContainer(context.Background(), &api.CreateContainerRequest{ContainerId: "c"})
 	if status.Code(err) != codes.Unimplemented {
 		t.Errorf("CreateContainer without engine: %v", err)
+	}
+}
+
+// GetOOMEvent ends its wait without an event after oomPoll, and with the
+// caller's error when the caller's context ends first.
+func TestGetOOMEventPoll(t *testing.T) {
+	defer func(d time.Duration) { oomPoll = d }(oomPoll)
+	oomPoll = 50 * time.Millisecond
+	svc := NewService(ServiceConfig{Engine: container.NewEngine(container.Config{StateRoot: t.TempDir()})})
+	start := time.Now()
+	r, err := svc.GetOOMEvent(context.Background(), &api.GetOOMEventRequest{})
+	if err != nil || r.ContainerId != "" || r.Seq != 0 {
+		t.Errorf("GetOOMEvent without events = %v, %v", r, err)
+	}
+	if d := time.Since(start); d < oomPoll {
+		t.Errorf("answered after %s, before the poll's end", d)
+	}
+	oomPoll = time.Hour
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Millisecond)
+	defer cancel()
+	if _, err := svc.GetOOMEvent(ctx, &api.GetOOMEventRequest{}); status.Code(err) != codes.DeadlineExceeded {
+		t.Errorf("GetOOMEvent past the caller's deadline: %v", err)
 	}
 }

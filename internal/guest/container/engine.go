@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"github.com/containerd/errdefs"
+	"github.com/opencontainers/cgroups"
 	"github.com/opencontainers/runc/libcontainer"
 	"github.com/opencontainers/runc/libcontainer/specconv"
 	"github.com/sirupsen/logrus"
@@ -55,7 +56,10 @@ type Config struct {
 	// StreamTimeout bounds the wait for a process's streams
 	// (DefaultStreamTimeout when 0).
 	StreamTimeout time.Duration
-	Log           *logrus.Entry
+	// OOMEvents is how many OOM events the engine keeps
+	// (DefaultOOMEvents when 0).
+	OOMEvents int
+	Log       *logrus.Entry
 }
 
 // Engine holds the containers of the sandbox.
@@ -66,6 +70,9 @@ type Engine struct {
 	// containers maps ids to containers; a nil value reserves the id of a
 	// container being created. Guarded by mu.
 	containers map[string]*Container
+
+	// oom records the OOM kills in the containers.
+	oom *OOMEvents
 }
 
 // NewEngine returns an engine with no containers.
@@ -82,7 +89,7 @@ func NewEngine(cfg Config) *Engine {
 	if cfg.Log == nil {
 		cfg.Log = logrus.NewEntry(logrus.StandardLogger())
 	}
-	return &Engine{cfg: cfg, containers: make(map[string]*Container)}
+	return &Engine{cfg: cfg, containers: make(map[string]*Container), oom: NewOOMEvents(cfg.OOMEvents)}
 }
 
 // Container is a created container. Its processes live as long as it.
@@ -91,6 +98,16 @@ type Container struct {
 	id   string
 	lc   *libcontainer.Container
 	init *Process
+	// cgroupV2 tells the cgroup version; memCgroup is the cgroup
+	// directory with the memory controller.
+	cgroupV2  bool
+	memCgroup string
+	// oom follows the container's OOM kills; nil if it could not.
+	oom *oomWatch
+
+	// cgMu serializes the calls that change the cgroup (update, pause,
+	// resume), so that an update applies to the config of the last.
+	cgMu sync.Mutex
 
 	mu       sync.Mutex
 	started  bool                // guarded by mu
@@ -202,6 +219,18 @@ func (e *Engine) Create(ctx context.Context, id string, specJSON []byte, stdio S
 		return 0, fmt.Errorf("starting the init of container %q: %w", id, err)
 	}
 	c := &Container{id: id, lc: lc, init: p, execs: make(map[string]*Process)}
+	c.cgroupV2 = cgroups.IsCgroup2UnifiedMode()
+	if st, err := lc.State(); err != nil {
+		log.WithError(err).Warn("container state")
+	} else if c.cgroupV2 {
+		c.memCgroup = st.CgroupPaths[""]
+	} else {
+		c.memCgroup = st.CgroupPaths["memory"]
+	}
+	c.oom, err = watchOOM(c.memCgroup, c.cgroupV2, func() { e.oom.Add(id) }, log)
+	if err != nil {
+		log.WithError(err).Warn("no OOM events for this container")
+	}
 	e.mu.Lock()
 	e.containers[id] = c
 	e.mu.Unlock()
@@ -306,6 +335,11 @@ func (e *Engine) Exec(ctx context.Context, id, execID string, processJSON []byte
 	case c.removing || !c.started || c.init.hasExited():
 		c.mu.Unlock()
 		return 0, fmt.Errorf("container %q is not running: %w", id, errdefs.ErrFailedPrecondition)
+	case c.paused():
+		// The process would freeze as it joins the cgroup, and its start
+		// with it.
+		c.mu.Unlock()
+		return 0, fmt.Errorf("container %q is paused: %w", id, errdefs.ErrFailedPrecondition)
 	case exists:
 		c.mu.Unlock()
 		return 0, fmt.Errorf("exec %q of container %q: %w", execID, id, errdefs.ErrAlreadyExists)
@@ -489,6 +523,12 @@ func (e *Engine) Remove(ctx context.Context, id string, force bool) (retErr erro
 	if err := c.signalAll(unix.SIGKILL); err != nil {
 		e.cfg.Log.WithError(err).WithField("container", id).Debug("killing all")
 	}
+	// Frozen processes die once thawed (with cgroup v1).
+	if c.paused() {
+		if err := c.lc.Resume(); err != nil {
+			e.cfg.Log.WithError(err).WithField("container", id).Warn("thawing")
+		}
+	}
 	ctx, cancel := context.WithTimeout(ctx, removeTimeout)
 	defer cancel()
 	procs := []*Process{c.init}
@@ -501,6 +541,10 @@ func (e *Engine) Remove(ctx context.Context, id string, force bool) (retErr erro
 		if _, err := p.Wait(ctx); err != nil {
 			return fmt.Errorf("container %q: waiting for pid %d: %w", id, p.pid, err)
 		}
+	}
+	if c.oom != nil {
+		c.oom.stop()
+		c.oom = nil
 	}
 	if err := c.lc.Destroy(); err != nil {
 		return fmt.Errorf("destroying container %q: %w", id, err)
