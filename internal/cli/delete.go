@@ -1,12 +1,9 @@
 package cli
 
 import (
-	"bytes"
-	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
-	"strconv"
 	"syscall"
 	"time"
 
@@ -16,6 +13,7 @@ import (
 	"github.com/urfave/cli"
 
 	"github.com/hull-runtime/hull/internal/oci"
+	"github.com/hull-runtime/hull/internal/sandbox"
 	"github.com/hull-runtime/hull/internal/state"
 	"github.com/hull-runtime/hull/internal/storage"
 	"github.com/hull-runtime/hull/internal/supervisor"
@@ -73,7 +71,7 @@ func forceCleanup(store *state.Store, st *state.State) error {
 		return err
 	}
 	defer h.Unlock()
-	return cleanup(h, st)
+	return cleanup(h)
 }
 
 func killAndWait(pid int, start uint64) {
@@ -86,55 +84,22 @@ func killAndWait(pid int, start uint64) {
 	}
 }
 
-// cleanup removes whatever a dead supervisor left: its VM processes, the
-// mounts under the container's directory, and the directory.
-func cleanup(h *state.Handle, st *state.State) error {
+// cleanup removes whatever a dead supervisor left: its sandbox (VM
+// processes, mounts, network namespace changes, run directory: see
+// sandbox.Reclaim), then what is left in the container's directory, and
+// the directory.
+func cleanup(h *state.Handle) error {
 	dir := h.Dir()
-	for _, pid := range []int{st.QEMU, st.Virtiofsd} {
-		if pid > 0 && cmdlineMentions(pid, dir) {
-			_ = syscall.Kill(pid, syscall.SIGKILL)
-		}
+	if err := sandbox.Reclaim(commandContext(), sandbox.RunDirFor(filepath.Dir(dir), filepath.Base(dir))); err != nil {
+		return err
 	}
+	// What no record covers: a supervisor that died before its sandbox
+	// recorded anything.
 	if err := storage.UnmountUnder(dir); err != nil {
 		return err
 	}
-	for _, f := range []string{"vm/console.log"} {
-		_ = os.Remove(filepath.Join(dir, f))
-	}
-	if err := removeEmptyTree(filepath.Join(dir, "shared")); err != nil {
+	if err := storage.RemoveEmptyTree(filepath.Join(dir, "shared")); err != nil {
 		return err
 	}
 	return h.Remove()
-}
-
-// cmdlineMentions reports whether pid's command line holds s, so that a
-// recycled pid is never killed.
-func cmdlineMentions(pid int, s string) bool {
-	b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/cmdline")
-	return err == nil && bytes.Contains(b, []byte(filepath.Base(s)))
-}
-
-// removeEmptyTree removes directories and empty files hull made under
-// dir, after the mounts are gone; it never descends into a mount.
-func removeEmptyTree(dir string) error {
-	ents, err := os.ReadDir(dir)
-	if errors.Is(err, os.ErrNotExist) {
-		return nil
-	}
-	if err != nil {
-		return err
-	}
-	for _, e := range ents {
-		p := filepath.Join(dir, e.Name())
-		if e.IsDir() {
-			if err := removeEmptyTree(p); err != nil {
-				return err
-			}
-			continue
-		}
-		if info, err := e.Info(); err == nil && info.Size() == 0 {
-			os.Remove(p)
-		}
-	}
-	return os.Remove(dir)
 }

@@ -6,7 +6,9 @@
 // link's addresses and routes to the guest: it records them, removes the
 // addresses from the link (the guest owns the IP now), and puts everything
 // back as it was when the sandbox goes away, so that CNI DEL finds what it
-// made.
+// made. What it is about to change is a Record, plain data that the caller
+// can persist (SetupRecorded) so that Restore can put the namespace back
+// after the process that ran Setup died.
 //
 // Everything read from the namespace is bounded and validated: the
 // namespace belongs to whoever made it, not to hull.
@@ -17,6 +19,7 @@ import (
 	"fmt"
 	"net"
 	"os"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -75,15 +78,21 @@ type Network struct {
 	Ifaces []*Interface
 	Routes []Route
 
-	saved     []netlink.Route // every route through a mirrored link, as it was
-	qdiscs    []int           // link indexes with hull's ingress qdisc
-	flushed   bool
-	closeErrs []error
+	// rec is what Close (or Restore, from another process) needs to put
+	// the namespace back: made by scan, before anything changes.
+	rec Record
 }
 
 // Setup mirrors the links of the network namespace at path. On error
 // nothing of what it did is left.
-func Setup(path string) (_ *Network, retErr error) {
+func Setup(path string) (*Network, error) { return SetupRecorded(path, nil) }
+
+// SetupRecorded is Setup that, once it knows what it will change and
+// before it changes anything, hands save the Record that Restore needs to
+// undo it, so that a crash at any point after leaves a record to restore
+// from. An error from save ends Setup with nothing changed. save may be
+// nil.
+func SetupRecorded(path string, save func(Record) error) (_ *Network, retErr error) {
 	ns, err := netns.GetFromPath(path)
 	if err != nil {
 		if errors.Is(err, os.ErrNotExist) {
@@ -100,7 +109,14 @@ func Setup(path string) (_ *Network, retErr error) {
 		ns.Close()
 		return nil, fmt.Errorf("network namespace %s: netlink: %w", path, err)
 	}
-	n := &Network{path: path, ns: ns, h: h}
+	n := &Network{path: path, ns: ns, h: h, rec: Record{Path: path}}
+	var st unix.Stat_t
+	if err := unix.Fstat(int(ns), &st); err != nil {
+		h.Close()
+		ns.Close()
+		return nil, fmt.Errorf("network namespace %s: %w", path, err)
+	}
+	n.rec.NSDev, n.rec.NSIno = st.Dev, st.Ino
 	defer func() {
 		if retErr != nil {
 			n.Close()
@@ -112,6 +128,11 @@ func Setup(path string) (_ *Network, retErr error) {
 	if err := n.scan(); err != nil {
 		return nil, err
 	}
+	if save != nil {
+		if err := save(n.Record()); err != nil {
+			return nil, n.errorf("saving the record: %w", err)
+		}
+	}
 	for i, it := range n.Ifaces {
 		if err := n.mirror(i, it); err != nil {
 			return nil, err
@@ -120,7 +141,6 @@ func Setup(path string) (_ *Network, retErr error) {
 	// Last: once the addresses are gone, the namespace no longer answers
 	// for the guest (ARP, ICMP) and the routes through the link are gone
 	// with them; Close restores both.
-	n.flushed = true
 	for _, it := range n.Ifaces {
 		for _, a := range it.saved {
 			if err := n.h.AddrDel(&netlink.Dummy{LinkAttrs: netlink.LinkAttrs{Index: it.linkIndex}}, &a); err != nil && !errors.Is(err, unix.EADDRNOTAVAIL) {
@@ -132,7 +152,7 @@ func Setup(path string) (_ *Network, retErr error) {
 }
 
 func (n *Network) errorf(format string, args ...any) error {
-	return fmt.Errorf("network namespace %s: %s", n.path, fmt.Errorf(format, args...))
+	return fmt.Errorf("network namespace %s: %w", n.path, fmt.Errorf(format, args...))
 }
 
 // scan records the links, addresses and routes to mirror.
@@ -141,7 +161,7 @@ func (n *Network) scan() error {
 	if err != nil {
 		return n.errorf("listing links: %w", err)
 	}
-	byIndex := map[int]*Interface{}
+	byIndex := map[int]int{} // link index -> position in Ifaces and rec.Links
 	for _, l := range links {
 		a := l.Attrs()
 		if a.Flags&net.FlagLoopback != 0 || len(a.HardwareAddr) != 6 || l.Type() == "tuntap" || strings.HasSuffix(a.Name, tapSuffix) {
@@ -153,8 +173,17 @@ func (n *Network) scan() error {
 		if a.MTU < 68 || a.MTU > 65535 {
 			return n.errorf("link %s has MTU %d: %w", a.Name, a.MTU, errdefs.ErrInvalidArgument)
 		}
+		// The ingress qdisc is hull's to add, and so, after a crash,
+		// Restore's to delete: there must be none before.
+		if qs, err := n.h.QdiscList(l); err != nil {
+			return n.errorf("qdiscs of %s: %w", a.Name, err)
+		} else if slices.ContainsFunc(qs, func(q netlink.Qdisc) bool { return q.Attrs().Parent == netlink.HANDLE_INGRESS }) {
+			return n.errorf("link %s already has an ingress qdisc: %w", a.Name, errdefs.ErrFailedPrecondition)
+		}
 		it := &Interface{Name: a.Name, MAC: a.HardwareAddr, MTU: a.MTU, linkIndex: a.Index,
 			TapName: "tap" + strconv.Itoa(len(n.Ifaces)) + tapSuffix}
+		lr := LinkRecord{Name: a.Name, Index: a.Index, MAC: a.HardwareAddr.String(), MTU: a.MTU,
+			Up: a.Flags&net.FlagUp != 0, Tap: it.TapName, Ingress: true}
 		addrs, err := n.h.AddrList(l, netlink.FAMILY_ALL)
 		if err != nil {
 			return n.errorf("addresses of %s: %w", a.Name, err)
@@ -170,30 +199,44 @@ func (n *Network) scan() error {
 			}
 			it.saved = append(it.saved, ad)
 			it.Addrs = append(it.Addrs, &net.IPNet{IP: ad.IP, Mask: ad.Mask})
+			lr.Addrs = append(lr.Addrs, addrRecord(ad))
 		}
 		n.Ifaces = append(n.Ifaces, it)
-		byIndex[a.Index] = it
+		n.rec.Links = append(n.rec.Links, lr)
+		byIndex[a.Index] = len(n.Ifaces) - 1
 	}
 	routes, err := n.h.RouteList(nil, netlink.FAMILY_ALL)
 	if err != nil {
 		return n.errorf("listing routes: %w", err)
 	}
+	saved := 0
 	for _, r := range routes {
-		it, ok := byIndex[r.LinkIndex]
+		i, ok := byIndex[r.LinkIndex]
 		if !ok || r.Table != unix.RT_TABLE_MAIN {
 			continue
 		}
-		n.saved = append(n.saved, r)
-		// Routes the kernel made for an address the guest makes too, and
-		// the link-local and multicast ones every IPv6 link has.
-		if r.Protocol == unix.RTPROT_KERNEL || (r.Dst != nil && (r.Dst.IP.IsLinkLocalUnicast() || r.Dst.IP.IsMulticast())) {
+		it := n.Ifaces[i]
+		// Routes the kernel made for an address come back with the
+		// address.
+		if r.Protocol == unix.RTPROT_KERNEL {
+			continue
+		}
+		if saved == 2*MaxRoutes {
+			return n.errorf("more than %d routes: %w", 2*MaxRoutes, errdefs.ErrInvalidArgument)
+		}
+		rr, err := routeRecord(r)
+		if err != nil {
+			return n.errorf("%w", err)
+		}
+		n.rec.Links[i].Routes = append(n.rec.Links[i].Routes, rr)
+		saved++
+		// The link-local and multicast routes every IPv6 link has, the
+		// guest makes itself.
+		if r.Dst != nil && (r.Dst.IP.IsLinkLocalUnicast() || r.Dst.IP.IsMulticast()) {
 			continue
 		}
 		if len(n.Routes) == MaxRoutes {
 			return n.errorf("more than %d routes: %w", MaxRoutes, errdefs.ErrInvalidArgument)
-		}
-		if len(r.MultiPath) > 0 {
-			return n.errorf("multipath route %s is not supported: %w", r, errdefs.ErrNotImplemented)
 		}
 		dst := r.Dst
 		if dst != nil {
@@ -240,7 +283,6 @@ func (n *Network) redirect(from, to int) error {
 	if err := n.h.QdiscAdd(q); err != nil {
 		return fmt.Errorf("ingress qdisc: %w", err)
 	}
-	n.qdiscs = append(n.qdiscs, from)
 	// cls_matchall is not everywhere; u32 with one all-zero key matches
 	// every packet too.
 	f := &netlink.U32{
@@ -258,63 +300,24 @@ func (n *Network) redirect(from, to int) error {
 const tcU32Terminal = 1
 
 // Close undoes Setup: removes the filters and qdiscs and the taps, and
-// restores the addresses and routes. It is bounded (each netlink request
-// has a timeout) and safe to call more than once. The taps must no longer
-// be in use (QEMU has exited).
+// restores the addresses and routes, as Restore does from the record. It
+// is bounded (each netlink request has a timeout) and safe to call more
+// than once. The taps must no longer be in use (QEMU has exited).
 func (n *Network) Close() error {
 	if n.h == nil {
 		return nil
 	}
-	var errs []error
 	for _, it := range n.Ifaces {
 		if it.Tap != nil {
 			it.Tap.Close() // closed already if QEMU inherited it
 			it.Tap = nil
 		}
 	}
-	for _, idx := range n.qdiscs {
-		q := &netlink.Ingress{QdiscAttrs: netlink.QdiscAttrs{LinkIndex: idx, Parent: netlink.HANDLE_INGRESS, Handle: ingressParent}}
-		if err := n.h.QdiscDel(q); err != nil && !errors.Is(err, unix.ENODEV) && !errors.Is(err, unix.ENOENT) && !errors.Is(err, unix.EINVAL) {
-			errs = append(errs, fmt.Errorf("ingress qdisc of link %d: %w", idx, err))
-		}
-	}
-	n.qdiscs = nil
-	for _, it := range n.Ifaces {
-		// A tap goes away with its last fd; one still there is deleted.
-		if l, err := n.h.LinkByName(it.TapName); err == nil && l.Type() == "tuntap" {
-			if err := n.h.LinkDel(l); err != nil && !errors.Is(err, unix.ENODEV) {
-				errs = append(errs, fmt.Errorf("tap %s: %w", it.TapName, err))
-			}
-		}
-	}
-	if n.flushed {
-		for _, it := range n.Ifaces {
-			link := &netlink.Dummy{LinkAttrs: netlink.LinkAttrs{Index: it.linkIndex}}
-			for _, a := range it.saved {
-				a := a
-				a.Label = "" // the kernel gives the link's name again
-				if a.Broadcast == nil && a.IP.To4() != nil {
-					a.Broadcast = net.IPv4zero // none, as before (netlink would make one up)
-				}
-				if err := n.h.AddrReplace(link, &a); err != nil {
-					errs = append(errs, fmt.Errorf("restoring %s on %s: %w", a.IPNet, it.Name, err))
-				}
-			}
-		}
-		for _, r := range n.saved {
-			if r.Protocol == unix.RTPROT_KERNEL {
-				continue // back with its address
-			}
-			if err := n.h.RouteReplace(&r); err != nil {
-				errs = append(errs, fmt.Errorf("restoring route %s: %w", r, err))
-			}
-		}
-		n.flushed = false
-	}
+	err := restore(n.h, n.rec)
 	n.h.Close()
 	n.h = nil
 	n.ns.Close()
-	if err := errors.Join(errs...); err != nil {
+	if err != nil {
 		return n.errorf("cleanup: %w", err)
 	}
 	return nil

@@ -35,8 +35,9 @@ type Options struct {
 	Config config.Config
 	// Accel is the accelerator already chosen (see ChooseAccel).
 	Accel qemu.Accel
-	// RunDir is the directory for this sandbox's VM files; it is created
-	// and, when the sandbox is destroyed, removed.
+	// RunDir is the directory for this sandbox's VM files and its Record
+	// (RecordFile); it is created and, when the sandbox is destroyed or
+	// reclaimed (Reclaim), removed.
 	RunDir string
 	// SharedDir, when set, is a directory (created if missing) that holds
 	// what the guest sees through virtio-fs at agent.SharedMountPoint; it
@@ -71,9 +72,12 @@ type Sandbox struct {
 	io     *agentclient.IOSession
 	// shared is what the guest sees at agent.SharedMountPoint; nil
 	// without a shared directory.
-	shared  *storage.Shared
-	agent   *agentclient.Client
-	net     *network.Network // nil without a network namespace
+	shared *storage.Shared
+	agent  *agentclient.Client
+	net    *network.Network // nil without a network namespace
+	// rec is what the sandbox holds on the host, kept in RecordFile for
+	// Reclaim.
+	rec     Record
 	channel string
 	timings Timings
 }
@@ -196,12 +200,22 @@ func Boot(ctx context.Context, opts Options) (_ *Sandbox, retErr error) {
 	if err := os.MkdirAll(opts.RunDir, 0o700); err != nil {
 		return nil, fmt.Errorf("sandbox %s: %w", opts.ID, err)
 	}
-	s := &Sandbox{id: opts.ID, runDir: opts.RunDir}
+	s := &Sandbox{id: opts.ID, runDir: opts.RunDir, rec: Record{Version: recordVersion, ID: opts.ID}}
 	defer func() {
 		if retErr != nil {
 			s.stop(context.WithoutCancel(ctx), 0)
 		}
 	}()
+	// The record says what the sandbox holds as it comes to hold it, so
+	// that Reclaim can release it if this process dies: the shared
+	// directory and the network before they are set up, the processes
+	// once they run.
+	if opts.SharedDir != "" {
+		s.rec.SharedDir = filepath.Clean(opts.SharedDir)
+	}
+	if err := s.saveRecord(); err != nil {
+		return nil, fmt.Errorf("sandbox %s: %w", opts.ID, err)
+	}
 	if opts.SharedDir != "" {
 		bin := opts.Virtiofsd
 		if bin == "" {
@@ -210,14 +224,23 @@ func Boot(ctx context.Context, opts Options) (_ *Sandbox, retErr error) {
 		if s.shared, err = storage.NewShared(opts.SharedDir); err != nil {
 			return nil, fmt.Errorf("sandbox %s: %w", opts.ID, err)
 		}
+		s.rec.View = s.shared.View
 		s.fs, err = storage.StartVirtiofsd(ctx, storage.VirtiofsdConfig{Binary: bin, SharedDir: s.shared.View, RunDir: opts.RunDir})
 		if err != nil {
+			return nil, fmt.Errorf("sandbox %s: %w", opts.ID, err)
+		}
+		s.rec.Virtiofsd = processRecord(s.fs.Pid())
+		if err := s.saveRecord(); err != nil {
 			return nil, fmt.Errorf("sandbox %s: %w", opts.ID, err)
 		}
 		vc.FS = []qemu.FSDevice{{Tag: SharedFSTag, Conn: s.fs.QEMUConn()}}
 	}
 	if opts.NetNS != "" {
-		if s.net, err = network.Setup(opts.NetNS); err != nil {
+		s.net, err = network.SetupRecorded(opts.NetNS, func(r network.Record) error {
+			s.rec.Network = &r
+			return s.saveRecord()
+		})
+		if err != nil {
 			return nil, fmt.Errorf("sandbox %s: %w", opts.ID, err)
 		}
 		vc.Net = netDevices(s.net)
@@ -227,6 +250,10 @@ func Boot(ctx context.Context, opts Options) (_ *Sandbox, retErr error) {
 		return nil, err
 	}
 	s.vm = vm
+	s.rec.QEMU = processRecord(vm.Pid())
+	if err := s.saveRecord(); err != nil {
+		return nil, fmt.Errorf("sandbox %s: %w", opts.ID, err)
+	}
 	if s.fs != nil {
 		s.fs.ReleaseQEMUConn()
 	}
@@ -399,8 +426,11 @@ func (s *Sandbox) stop(ctx context.Context, grace time.Duration) error {
 	if s.net != nil {
 		errs = append(errs, s.net.Close())
 	}
-	_ = os.Remove(s.runDir)
-	return errors.Join(errs...)
+	if err := errors.Join(errs...); err != nil {
+		// The record stays: Reclaim retries what is left.
+		return err
+	}
+	return removeRunDir(s.runDir)
 }
 
 // openIO starts the IO session on its own channel.

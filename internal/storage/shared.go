@@ -74,21 +74,35 @@ func (s *Shared) Close() error {
 	return errors.Join(errs...)
 }
 
-// UnmountUnder unmounts every mount strictly below dir, deepest first,
-// never following links.
-func UnmountUnder(dir string) error {
+// mountsUnder returns the mount points strictly below dir, and dir itself
+// when self is set.
+func mountsUnder(dir string, self bool) ([]string, error) {
 	f, err := os.Open("/proc/self/mountinfo")
 	if err != nil {
-		return err
+		return nil, err
 	}
 	defer f.Close()
 	var points []string
 	sc := bufio.NewScanner(f)
 	for sc.Scan() {
 		fields := strings.Fields(sc.Text())
-		if len(fields) > 4 && strings.HasPrefix(fields[4], dir+"/") {
+		if len(fields) > 4 && (strings.HasPrefix(fields[4], dir+"/") || self && fields[4] == dir) {
 			points = append(points, fields[4])
 		}
+	}
+	return points, sc.Err()
+}
+
+// MountsAt returns the mount points at dir or below it: what must be
+// gone before dir's tree is removed (RemoveEmptyTree).
+func MountsAt(dir string) ([]string, error) { return mountsUnder(dir, true) }
+
+// UnmountUnder unmounts every mount strictly below dir, deepest first,
+// never following links.
+func UnmountUnder(dir string) error {
+	points, err := mountsUnder(dir, false)
+	if err != nil {
+		return err
 	}
 	sort.Slice(points, func(i, j int) bool { return len(points[i]) > len(points[j]) })
 	var errs []error

@@ -22,6 +22,10 @@ import (
 // DefaultVirtiofsd is Debian's virtiofsd (package qemu-system-common).
 const DefaultVirtiofsd = "/usr/lib/qemu/virtiofsd"
 
+// VirtiofsdSocket is the name, in VirtiofsdConfig.RunDir, of the
+// vhost-user socket for the moment StartVirtiofsd needs it.
+const VirtiofsdSocket = "virtiofsd.sock"
+
 // VirtiofsdConfig describes one virtiofsd.
 type VirtiofsdConfig struct {
 	// Binary is virtiofsd's absolute path.
@@ -58,7 +62,7 @@ func StartVirtiofsd(ctx context.Context, cfg VirtiofsdConfig) (_ *Virtiofsd, ret
 	if st, err := os.Stat(cfg.SharedDir); err != nil || !st.IsDir() {
 		return nil, fmt.Errorf("shared directory %s: %w", cfg.SharedDir, errdefs.ErrNotFound)
 	}
-	sock := filepath.Join(cfg.RunDir, "virtiofsd.sock")
+	sock := filepath.Join(cfg.RunDir, VirtiofsdSocket)
 	l, err := net.ListenUnix("unix", &net.UnixAddr{Name: sock, Net: "unix"})
 	if err != nil {
 		return nil, fmt.Errorf("virtiofsd socket: %w", err)

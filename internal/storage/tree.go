@@ -1,0 +1,34 @@
+package storage
+
+import (
+	"errors"
+	"os"
+	"path/filepath"
+)
+
+// RemoveEmptyTree removes the directories and empty files under dir, and
+// dir, once the mounts under it are gone (UnmountUnder). It never removes
+// a file with content, so a mount that is somehow still there (whose
+// files would show) stops it instead of being walked and emptied.
+func RemoveEmptyTree(dir string) error {
+	ents, err := os.ReadDir(dir)
+	if errors.Is(err, os.ErrNotExist) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	for _, e := range ents {
+		p := filepath.Join(dir, e.Name())
+		if e.IsDir() {
+			if err := RemoveEmptyTree(p); err != nil {
+				return err
+			}
+			continue
+		}
+		if info, err := e.Info(); err == nil && info.Size() == 0 {
+			_ = os.Remove(p)
+		}
+	}
+	return os.Remove(dir)
+}
