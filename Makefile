@@ -28,10 +28,12 @@ all: build
 
 build:
 	$(GOBUILD) -o bin/hull ./cmd/hull
+	$(GOBUILD) -o bin/containerd-shim-hull-v2 ./cmd/containerd-shim-hull-v2
 	$(AGENTBUILD) -o bin/hull-agent ./cmd/hull-agent
 
 install: build
 	install -D -m 0755 bin/hull $(DESTDIR)$(BINDIR)/hull
+	install -D -m 0755 bin/containerd-shim-hull-v2 $(DESTDIR)$(BINDIR)/containerd-shim-hull-v2
 	install -D -m 0755 bin/hull-agent $(DESTDIR)$(LIBEXECDIR)/hull-agent
 
 # The guest image is built from the installed agent so that what the runtime
@@ -49,9 +51,10 @@ test-unit:
 	HULL_TEST_CACHE=$(CACHE_DIR) $(GO) test -count=1 ./api/... ./internal/... ./cmd/...
 
 # Integration tests boot real VMs from the installed image; HULL_INTEGRATION
-# makes a missing prerequisite a failure instead of a skip.
-test-integration: build
-	HULL_INTEGRATION=1 HULL_BIN=$(CURDIR)/bin/hull HULL_AGENT_BIN=$(CURDIR)/bin/hull-agent \
+# makes a missing prerequisite a failure instead of a skip. The containerd
+# tests (tests/containerd) drive the CRI with crictl.
+test-integration: build crictl
+	HULL_INTEGRATION=1 HULL_CRICTL=$(CURDIR)/bin/crictl HULL_BIN=$(CURDIR)/bin/hull HULL_AGENT_BIN=$(CURDIR)/bin/hull-agent \
 		$(GO) test -count=1 -timeout $(TEST_TIMEOUT) -p 1 ./tests/...
 
 # Regenerates the API code with the pinned generators (go.mod tool lines)
@@ -83,3 +86,22 @@ RUNTIME_TOOLS_FLAGS ?=
 runtime-tools:
 	./tests/runtime-tools/compare.sh -H $(HULL) -w $(CACHE_DIR)/runtime-tools \
 		-o $(CURDIR)/docs/runtime-tools.md $(RUNTIME_TOOLS_FLAGS)
+
+# cri-tools v1.37.0 (pinned by tests/critest/go.mod): crictl for the
+# containerd tests, critest (a ginkgo test binary) for make critest.
+CRI_TOOLS_VERSION := v1.37.0
+CRI_TOOLS_BUILD   := cd tests/critest && CGO_ENABLED=0 $(GO)
+CRI_TOOLS_LDFLAGS := -s -w -X sigs.k8s.io/cri-tools/pkg/version.Version=$(CRI_TOOLS_VERSION)
+.PHONY: crictl critest-bin critest
+crictl:
+	$(CRI_TOOLS_BUILD) build -trimpath -ldflags "$(CRI_TOOLS_LDFLAGS)" -o $(CURDIR)/bin/crictl sigs.k8s.io/cri-tools/cmd/crictl
+
+critest-bin:
+	$(CRI_TOOLS_BUILD) test -c -trimpath -ldflags "$(CRI_TOOLS_LDFLAGS)" -o $(CURDIR)/bin/critest sigs.k8s.io/cri-tools/cmd/critest
+
+# critest against a private containerd (tests/containerd), with runtime
+# handler runc and then hull; writes docs/critest.md (reports and logs:
+# $(CACHE_DIR)/critest). CRITEST_HANDLERS=runc runs one handler.
+CRITEST_HANDLERS ?= runc,hull
+critest: build crictl critest-bin
+	./tests/critest/run.sh -H $(CRITEST_HANDLERS) -w $(CACHE_DIR)/critest -o $(CURDIR)/docs/critest.md

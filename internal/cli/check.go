@@ -107,11 +107,7 @@ func bootCheck(ctx context.Context, c *cli.Context) error {
 // chooseAccel resolves the configured accelerator, warning once when auto
 // falls back to TCG.
 func chooseAccel(ctx context.Context, qemuPath, mode string) (qemu.Accel, error) {
-	bin, err := qemu.LookBinary(qemuPath)
-	if err != nil {
-		return "", err
-	}
-	choice, err := qemu.ChooseAccel(mode, func() error { return qemu.ProbeKVM(ctx, bin, os.TempDir()) })
+	choice, err := qemu.SelectAccel(ctx, qemuPath, mode)
 	if err != nil {
 		return "", err
 	}

@@ -268,3 +268,9 @@ func (c *Container) Exec(ctx context.Context, execID string, process *specs.Proc
 func (c *Container) Processes(ctx context.Context) ([]uint32, error) {
 	return c.sb.agent.ListProcesses(ctx, c.id)
 }
+
+// SignalProcess signals the init (execID empty) or an exec process; all
+// signals every process of the container.
+func (c *Container) SignalProcess(ctx context.Context, execID string, sig uint32, all bool) error {
+	return c.sb.agent.Signal(ctx, c.id, execID, sig, all)
+}

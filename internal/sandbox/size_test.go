@@ -1,4 +1,4 @@
-package supervisor
+package sandbox
 
 import (
 	"testing"
@@ -27,7 +27,7 @@ func TestSizeVM(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			cfg := config.Default()
 			spec := &specs.Spec{Linux: &specs.Linux{Resources: tc.res}}
-			sizeVM(&cfg, spec)
+			SizeVM(&cfg, spec)
 			if cfg.Hypervisor.VCPUs != tc.cpus || cfg.Hypervisor.MemoryMiB != tc.mib {
 				t.Fatalf("got %d cpus, %d MiB; want %d, %d", cfg.Hypervisor.VCPUs, cfg.Hypervisor.MemoryMiB, tc.cpus, tc.mib)
 			}

@@ -17,8 +17,6 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
-	"strconv"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -136,7 +134,7 @@ func (s *supervisor) create(ctx context.Context) (retErr error) {
 		return err
 	}
 	cfg := s.opts.Config
-	sizeVM(&cfg, s.opts.Spec)
+	sandbox.SizeVM(&cfg, s.opts.Spec)
 	hostname := s.opts.Spec.Hostname
 	s.sb, err = sandbox.Boot(ctx, sandbox.Options{
 		ID: sandboxID(s.opts.ID), Config: cfg, Accel: s.opts.Accel,
@@ -218,47 +216,6 @@ func sandboxID(id string) string {
 		return id[:60]
 	}
 	return id
-}
-
-// sizeVM sets vCPUs and memory from the spec's limits: the quota over the
-// period gives CPUs, the memory limit plus the configured guest default
-// gives memory (the guest's own kernel and agent need their share).
-func sizeVM(cfg *config.Config, spec *specs.Spec) {
-	if spec.Linux == nil || spec.Linux.Resources == nil {
-		return
-	}
-	r := spec.Linux.Resources
-	if r.CPU != nil && r.CPU.Quota != nil && *r.CPU.Quota > 0 && r.CPU.Period != nil && *r.CPU.Period > 0 {
-		cpus := int((uint64(*r.CPU.Quota) + *r.CPU.Period - 1) / *r.CPU.Period)
-		cfg.Hypervisor.VCPUs = max(cpus, 1)
-	}
-	// A cpuset names CPUs by number: the VM needs that many.
-	if r.CPU != nil && r.CPU.Cpus != "" {
-		if n := highestCPU(r.CPU.Cpus) + 1; n > cfg.Hypervisor.VCPUs && n <= 256 {
-			cfg.Hypervisor.VCPUs = n
-		}
-	}
-	if r.Memory != nil && r.Memory.Limit != nil && *r.Memory.Limit > 0 {
-		cfg.Hypervisor.MemoryMiB += int(*r.Memory.Limit >> 20)
-	}
-}
-
-// highestCPU returns the highest CPU number of a cpuset list ("0-3,6"),
-// or -1 for a list it cannot read.
-func highestCPU(list string) int {
-	high := -1
-	for _, part := range strings.Split(list, ",") {
-		lo, hi, isRange := strings.Cut(strings.TrimSpace(part), "-")
-		if !isRange {
-			hi = lo
-		}
-		n, err := strconv.Atoi(hi)
-		if err != nil || n < 0 {
-			return -1
-		}
-		high = max(high, n)
-	}
-	return high
 }
 
 func (s *supervisor) serve(ctx context.Context, l net.Listener) int {

@@ -149,3 +149,13 @@ func LookBinary(name string) (string, error) {
 	}
 	return filepath.Abs(p)
 }
+
+// SelectAccel resolves the QEMU binary and chooses the accelerator for the
+// configured mode, probing KVM when the mode needs it.
+func SelectAccel(ctx context.Context, qemuPath, mode string) (AccelChoice, error) {
+	bin, err := LookBinary(qemuPath)
+	if err != nil {
+		return AccelChoice{}, err
+	}
+	return ChooseAccel(mode, func() error { return ProbeKVM(ctx, bin, os.TempDir()) })
+}
