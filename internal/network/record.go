@@ -168,7 +168,10 @@ func routeRecord(r netlink.Route) (RouteRecord, error) {
 	}
 	rr := RouteRecord{
 		Family: r.Family, Protocol: int(r.Protocol), Priority: r.Priority, Table: r.Table, Type: r.Type,
-		Tos: r.Tos, Scope: int(r.Scope), Flags: r.Flags, Realm: r.Realm, MTU: r.MTU, MTULock: r.MTULock,
+		// Of the next-hop flags only onlink and pervasive are the user's;
+		// the kernel sets the others (linkdown, dead, offload...) and
+		// refuses them in a request.
+		Tos: r.Tos, Scope: int(r.Scope), Flags: r.Flags & (unix.RTNH_F_ONLINK | unix.RTNH_F_PERVASIVE), Realm: r.Realm, MTU: r.MTU, MTULock: r.MTULock,
 		Window: r.Window, Rtt: r.Rtt, RttVar: r.RttVar, Ssthresh: r.Ssthresh, Cwnd: r.Cwnd, AdvMSS: r.AdvMSS,
 		Reordering: r.Reordering, Hoplimit: r.Hoplimit, InitCwnd: r.InitCwnd, Features: r.Features,
 		RtoMin: r.RtoMin, RtoMinLock: r.RtoMinLock, InitRwnd: r.InitRwnd, QuickACK: r.QuickACK,
@@ -189,7 +192,7 @@ func routeRecord(r netlink.Route) (RouteRecord, error) {
 func (r RouteRecord) netlink(linkIndex int) (netlink.Route, error) {
 	nr := netlink.Route{
 		LinkIndex: linkIndex, Family: r.Family, Protocol: netlink.RouteProtocol(r.Protocol), Priority: r.Priority,
-		Table: r.Table, Type: r.Type, Tos: r.Tos, Scope: netlink.Scope(r.Scope), Flags: r.Flags, Realm: r.Realm,
+		Table: r.Table, Type: r.Type, Tos: r.Tos, Scope: netlink.Scope(r.Scope), Flags: r.Flags & (unix.RTNH_F_ONLINK | unix.RTNH_F_PERVASIVE), Realm: r.Realm,
 		MTU: r.MTU, MTULock: r.MTULock, Window: r.Window, Rtt: r.Rtt, RttVar: r.RttVar, Ssthresh: r.Ssthresh,
 		Cwnd: r.Cwnd, AdvMSS: r.AdvMSS, Reordering: r.Reordering, Hoplimit: r.Hoplimit, InitCwnd: r.InitCwnd,
 		Features: r.Features, RtoMin: r.RtoMin, RtoMinLock: r.RtoMinLock, InitRwnd: r.InitRwnd,
@@ -319,6 +322,10 @@ func restore(h *netlink.Handle, rec Record) error {
 			}
 		}
 	}
+	// A link deleted while this runs (the CNI plugin tearing the pod's
+	// network down at the same time) has nothing left to restore: its
+	// errors count only while it exists.
+	linkErrs := make([][]error, len(rec.Links))
 	for i, lr := range rec.Links {
 		l := links[i]
 		if l == nil {
@@ -327,7 +334,7 @@ func restore(h *netlink.Handle, rec Record) error {
 		a := l.Attrs()
 		if lr.MTU >= 68 && a.MTU != lr.MTU {
 			if err := h.LinkSetMTU(l, lr.MTU); err != nil {
-				errs = append(errs, fmt.Errorf("mtu of %s: %w", lr.Name, err))
+				linkErrs[i] = append(linkErrs[i], fmt.Errorf("mtu of %s: %w", lr.Name, err))
 			}
 		}
 		if up := a.Flags&net.FlagUp != 0; up != lr.Up {
@@ -336,7 +343,7 @@ func restore(h *netlink.Handle, rec Record) error {
 				set = h.LinkSetUp
 			}
 			if err := set(l); err != nil {
-				errs = append(errs, fmt.Errorf("state of %s: %w", lr.Name, err))
+				linkErrs[i] = append(linkErrs[i], fmt.Errorf("state of %s: %w", lr.Name, err))
 			}
 		}
 		dev := &netlink.Dummy{LinkAttrs: netlink.LinkAttrs{Index: a.Index}}
@@ -346,7 +353,7 @@ func restore(h *netlink.Handle, rec Record) error {
 				err = h.AddrReplace(dev, &addr)
 			}
 			if err != nil {
-				errs = append(errs, fmt.Errorf("restoring %s on %s: %w", ar.Addr, lr.Name, err))
+				linkErrs[i] = append(linkErrs[i], fmt.Errorf("restoring %s on %s: %w", ar.Addr, lr.Name, err))
 			}
 		}
 	}
@@ -361,9 +368,21 @@ func restore(h *netlink.Handle, rec Record) error {
 				err = h.RouteReplace(&r)
 			}
 			if err != nil {
-				errs = append(errs, fmt.Errorf("restoring route %s via %s on %s: %w", orDefault(rr.Dst), rr.Gw, lr.Name, err))
+				linkErrs[i] = append(linkErrs[i], fmt.Errorf("restoring route %s via %s on %s: %w", orDefault(rr.Dst), rr.Gw, lr.Name, err))
 			}
 		}
+	}
+	for i, le := range linkErrs {
+		if len(le) == 0 {
+			continue
+		}
+		if _, err := h.LinkByIndex(links[i].Attrs().Index); err != nil {
+			var nf netlink.LinkNotFoundError
+			if errors.As(err, &nf) || errors.Is(err, unix.ENODEV) {
+				continue
+			}
+		}
+		errs = append(errs, le...)
 	}
 	return errors.Join(errs...)
 }

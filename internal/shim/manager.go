@@ -8,6 +8,7 @@ package shim
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"os/exec"
@@ -21,6 +22,7 @@ import (
 	"github.com/containerd/containerd/plugin"
 	"github.com/containerd/containerd/runtime/v2/shim"
 	"github.com/containerd/log"
+	"golang.org/x/sys/unix"
 
 	"github.com/hull-runtime/hull/internal/config"
 	"github.com/hull-runtime/hull/internal/oci"
@@ -177,6 +179,13 @@ func (Manager) Stop(ctx context.Context, id string) (shim.StopStatus, error) {
 		group, owner = groupOf(id, spec)
 	}
 	dir := podDir(cfg.Runtime.Root, ns, group)
+	// containerd cleans up every task of a dead shim at once: the pod's
+	// owner and its other containers must not tear the pod down together.
+	unlock, err := lockDir(dir)
+	if err != nil {
+		return shim.StopStatus{}, err
+	}
+	defer unlock()
 	if owner {
 		if err := sandbox.Reclaim(ctx, filepath.Join(dir, "vm")); err != nil {
 			return shim.StopStatus{}, err
@@ -201,4 +210,21 @@ func (Manager) Stop(ctx context.Context, id string) (shim.StopStatus, error) {
 		log.G(ctx).WithError(err).Warn("unmount rootfs")
 	}
 	return shim.StopStatus{ExitStatus: 128 + int(syscall.SIGKILL), ExitedAt: time.Now()}, nil
+}
+
+// lockDir takes an exclusive lock on dir, waiting for it; a missing dir
+// needs no lock.
+func lockDir(dir string) (func(), error) {
+	fd, err := unix.Open(dir, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+	if errors.Is(err, unix.ENOENT) {
+		return func() {}, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("lock %s: %w", dir, err)
+	}
+	if err := unix.Flock(fd, unix.LOCK_EX); err != nil {
+		unix.Close(fd)
+		return nil, fmt.Errorf("lock %s: %w", dir, err)
+	}
+	return func() { unix.Close(fd) }, nil
 }

@@ -1,0 +1,360 @@
+package containerd
+
+import (
+	"encoding/json"
+	"fmt"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// hullDaemon starts a containerd whose CRI runs hull by default, with the
+// busybox and pause images.
+func hullDaemon(t *testing.T) *Daemon {
+	t.Helper()
+	Require(t)
+	// Registered first, so it runs after the harness removed every pod.
+	t.Cleanup(func() { assertNoHullLeftovers(t) })
+	return Start(t, Options{DefaultRuntime: "hull", Images: imagesByRef(t, PauseImage, BusyboxImage)})
+}
+
+// hullProcesses lists the live (not zombie) processes of hull's making:
+// QEMU VMs, virtiofsd and hull shims.
+func hullProcesses() []string {
+	var out []string
+	ents, _ := os.ReadDir("/proc")
+	for _, e := range ents {
+		pid, err := strconv.Atoi(e.Name())
+		if err != nil {
+			continue
+		}
+		stat, err := os.ReadFile(filepath.Join("/proc", e.Name(), "stat"))
+		if err != nil {
+			continue
+		}
+		if i := strings.LastIndexByte(string(stat), ')'); i > 0 && i+2 < len(stat) && stat[i+2] == 'Z' {
+			continue
+		}
+		cmd, _ := os.ReadFile(filepath.Join("/proc", e.Name(), "cmdline"))
+		c := strings.ReplaceAll(string(cmd), "\x00", " ")
+		if strings.Contains(c, "containerd-shim-hull-v2") || (strings.Contains(c, "qemu-system") && strings.Contains(c, "hull-")) ||
+			(strings.Contains(c, "virtiofsd") && strings.Contains(c, "/.shim/")) {
+			out = append(out, fmt.Sprintf("%d %s", pid, c))
+		}
+	}
+	return out
+}
+
+// assertNoHullLeftovers checks, after the harness removed every pod, that
+// no VM, virtiofsd, shim, mount or pod directory of hull's is left.
+func assertNoHullLeftovers(t *testing.T) {
+	t.Helper()
+	deadline := time.Now().Add(15 * time.Second)
+	var procs []string
+	for {
+		if procs = hullProcesses(); len(procs) == 0 || time.Now().After(deadline) {
+			break
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	if len(procs) > 0 {
+		t.Errorf("processes left: %q", procs)
+	}
+	mounts, _ := os.ReadFile("/proc/self/mountinfo")
+	for _, l := range strings.Split(string(mounts), "\n") {
+		if strings.Contains(l, "/.shim/") {
+			t.Errorf("mount left: %s", l)
+		}
+	}
+	if ents, err := os.ReadDir("/run/hull/.shim/" + K8sNamespace); err == nil && len(ents) > 0 {
+		t.Errorf("pod directories left under /run/hull/.shim/%s: %d", K8sNamespace, len(ents))
+	}
+}
+
+type podSpec struct {
+	name     string
+	hostNet  bool
+	commands [][]string // one container each
+	memLimit int64      // bytes, for every container; 0 = none
+}
+
+func writePod(t *testing.T, p podSpec) (pod string, ctrs []string) {
+	t.Helper()
+	linux := map[string]any{}
+	if p.hostNet {
+		linux["security_context"] = map[string]any{"namespace_options": map[string]any{"network": 2}}
+	}
+	pod = writeJSON(t, map[string]any{
+		"metadata":      map[string]any{"name": p.name, "namespace": "hull-test", "uid": p.name + "-uid", "attempt": 1},
+		"hostname":      p.name,
+		"log_directory": t.TempDir(),
+		"linux":         linux,
+	})
+	for i, cmd := range p.commands {
+		clinux := map[string]any{}
+		if p.memLimit > 0 {
+			clinux["resources"] = map[string]any{"memory_limit_in_bytes": p.memLimit}
+		}
+		ctrs = append(ctrs, writeJSON(t, map[string]any{
+			"metadata": map[string]any{"name": fmt.Sprintf("c%d", i)},
+			"image":    map[string]any{"image": BusyboxImage},
+			"command":  cmd,
+			"log_path": fmt.Sprintf("c%d.log", i),
+			"linux":    clinux,
+		}))
+	}
+	return pod, ctrs
+}
+
+// runPod runs a pod and its containers with crictl and returns their ids.
+func runPod(t *testing.T, d *Daemon, p podSpec) (string, []string) {
+	t.Helper()
+	podCfg, ctrCfgs := writePod(t, p)
+	pod := crictl(t, d, "runp", podCfg)
+	var ids []string
+	for _, c := range ctrCfgs {
+		id := crictl(t, d, "create", pod, c, podCfg)
+		crictl(t, d, "start", id)
+		ids = append(ids, id)
+	}
+	return pod, ids
+}
+
+func podIP(t *testing.T, d *Daemon, pod string) string {
+	t.Helper()
+	var status struct {
+		Status struct{ Network struct{ IP string } }
+	}
+	if err := json.Unmarshal([]byte(crictl(t, d, "inspectp", pod)), &status); err != nil {
+		t.Fatal(err)
+	}
+	return status.Status.Network.IP
+}
+
+func waitLog(t *testing.T, d *Daemon, id, want string) {
+	t.Helper()
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		out, err := d.Crictl(t, "logs", id)
+		if err == nil && strings.Contains(out, want) {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("logs of %s: no %q after 30s: %q, %v", id, want, out, err)
+		}
+		time.Sleep(300 * time.Millisecond)
+	}
+}
+
+// vmsOf counts the QEMU processes of a pod.
+func vmsOf(pod string) int {
+	n := 0
+	for _, p := range hullProcesses() {
+		if strings.Contains(p, "qemu-system") && strings.Contains(p, "hull-"+pod) {
+			n++
+		}
+	}
+	return n
+}
+
+// ctr run through the shim: output, exit status, a pod of its own, and
+// nothing left after --rm.
+func TestHullCtrRun(t *testing.T) {
+	d := hullDaemon(t)
+	out, err := d.Ctr(t, "-n", K8sNamespace, "run", "--rm", "--runtime", "io.containerd.hull.v2", BusyboxImage, "hull-ctr-1",
+		"sh", "-c", "echo out; echo err >&2; exit 3")
+	// The run fails with the container's status; stderr comes with it.
+	if out != "out\n" || err == nil || !strings.Contains(err.Error(), "exit status 3: err") {
+		t.Errorf("ctr run: want stdout \"out\" and exit status 3 with stderr \"err\", got %q, %v", out, err)
+	}
+}
+
+// A pod through the CRI: one VM for the pod and both its containers,
+// exec, logs, stats, the network (pod to host, host to pod, pod to pod),
+// then removal with nothing left.
+func TestHullPod(t *testing.T) {
+	d := hullDaemon(t)
+	ln, err := net.Listen("tcp", net.JoinHostPort(d.Gateway.String(), "0"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { fmt.Fprint(w, "hello from the host") }), ReadHeaderTimeout: 5 * time.Second}
+	go func() { _ = srv.Serve(ln) }()
+	t.Cleanup(func() { _ = srv.Close() })
+
+	pod, ids := runPod(t, d, podSpec{name: "hull-pod", commands: [][]string{
+		{"sh", "-c", "echo started; mkdir -p /www && echo served-by-pod > /www/index.html && exec httpd -f -p 8080 -h /www"},
+		{"sh", "-c", "echo second; exec sleep 1000"},
+	}})
+	waitLog(t, d, ids[0], "started")
+	waitLog(t, d, ids[1], "second")
+	if n := vmsOf(pod); n != 1 {
+		t.Errorf("pod %s has %d VMs, want 1", pod, n)
+	}
+	if out := crictl(t, d, "exec", ids[1], "hostname"); out != "hull-pod" {
+		t.Errorf("hostname in the pod: %q", out)
+	}
+	if out, err := d.Crictl(t, "exec", ids[1], "sh", "-c", "exit 4"); err == nil {
+		t.Errorf("exec exit 4 succeeded: %q", out)
+	}
+	// The containers share the pod's network: localhost reaches the
+	// other container's server.
+	if out := crictl(t, d, "exec", ids[1], "wget", "-q", "-O", "-", "http://127.0.0.1:8080/"); out != "served-by-pod" {
+		t.Errorf("container to container over localhost: %q", out)
+	}
+	url := "http://" + ln.Addr().String() + "/"
+	if out := crictl(t, d, "exec", ids[1], "wget", "-q", "-O", "-", url); out != "hello from the host" {
+		t.Errorf("pod to host: %q", out)
+	}
+	ip := podIP(t, d, pod)
+	if parsed := net.ParseIP(ip); parsed == nil || !d.Subnet.Contains(parsed) {
+		t.Fatalf("pod IP %q not in %s", ip, d.Subnet)
+	}
+	resp, err := (&http.Client{Timeout: 10 * time.Second}).Get("http://" + net.JoinHostPort(ip, "8080") + "/")
+	if err != nil {
+		t.Errorf("host to pod: %v", err)
+	} else {
+		b := make([]byte, 64)
+		n, _ := resp.Body.Read(b)
+		resp.Body.Close()
+		if strings.TrimSpace(string(b[:n])) != "served-by-pod" {
+			t.Errorf("host to pod: %q", b[:n])
+		}
+	}
+	// Pod to pod, over the bridge.
+	_, other := runPod(t, d, podSpec{name: "hull-pod-2", commands: [][]string{{"sleep", "1000"}}})
+	if out := crictl(t, d, "exec", other[0], "wget", "-q", "-O", "-", "http://"+net.JoinHostPort(ip, "8080")+"/"); out != "served-by-pod" {
+		t.Errorf("pod to pod: %q", out)
+	}
+	var stats struct {
+		Stats []struct {
+			Attributes struct{ ID string }
+			Memory     struct{ WorkingSetBytes struct{ Value string } }
+			CPU        struct{ UsageCoreNanoSeconds struct{ Value string } }
+		}
+	}
+	if err := json.Unmarshal([]byte(crictl(t, d, "stats", "-o", "json", ids[0])), &stats); err != nil {
+		t.Fatal(err)
+	}
+	if len(stats.Stats) != 1 || zeroOrMissing(stats.Stats[0].Memory.WorkingSetBytes.Value) || zeroOrMissing(stats.Stats[0].CPU.UsageCoreNanoSeconds.Value) {
+		t.Errorf("stats: %+v", stats)
+	}
+	for _, id := range ids {
+		crictl(t, d, "stop", "-t", "2", id)
+		crictl(t, d, "rm", id)
+	}
+	crictl(t, d, "stopp", pod)
+	crictl(t, d, "rmp", pod)
+	if n := vmsOf(pod); n != 0 {
+		t.Errorf("pod %s still has %d VMs after rmp", pod, n)
+	}
+}
+
+// A pod on the host's network is refused with a clear error and leaves
+// nothing.
+func TestHullHostNetworkRefused(t *testing.T) {
+	d := hullDaemon(t)
+	podCfg, _ := writePod(t, podSpec{name: "hull-hostnet", hostNet: true})
+	out, err := d.Crictl(t, "runp", podCfg)
+	if err == nil || !strings.Contains(out+err.Error(), "host networking is not supported") {
+		t.Fatalf("host-network pod: %q, %v", out, err)
+	}
+}
+
+// The guest's OOM killer shows as the container's OOMKilled reason.
+func TestHullOOM(t *testing.T) {
+	d := hullDaemon(t)
+	_, ids := runPod(t, d, podSpec{name: "hull-oom", memLimit: 32 << 20, commands: [][]string{
+		{"sh", "-c", "echo filling; x=0123456789abcdef; while true; do x=$x$x; done"},
+	}})
+	deadline := time.Now().Add(60 * time.Second)
+	for {
+		out := crictl(t, d, "inspect", "-o", "go-template", "--template", "{{.status.state}} {{.status.reason}} {{.status.exitCode}}", ids[0])
+		if strings.HasPrefix(out, "CONTAINER_EXITED") {
+			if !strings.Contains(out, "OOMKilled") {
+				t.Errorf("exited container: %q, want reason OOMKilled", out)
+			}
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("container not OOM-killed within 60s: %q", out)
+		}
+		time.Sleep(500 * time.Millisecond)
+	}
+}
+
+// Faults: containerd restarts under a running pod and finds it again;
+// QEMU killed ends every task of the pod (exit 255) and the pod is removed
+// cleanly; a SIGKILLed shim is cleaned up by containerd's delete.
+func TestHullResilience(t *testing.T) {
+	d := hullDaemon(t)
+	pod, ids := runPod(t, d, podSpec{name: "hull-restart", commands: [][]string{{"sleep", "1000"}, {"sleep", "1000"}}})
+	d.Restart(t)
+	if out := crictl(t, d, "exec", ids[0], "echo", "still here"); out != "still here" {
+		t.Errorf("exec after containerd restart: %q", out)
+	}
+
+	for _, p := range hullProcesses() {
+		if strings.Contains(p, "qemu-system") && strings.Contains(p, "hull-"+pod) {
+			pid, _ := strconv.Atoi(strings.Fields(p)[0])
+			_ = syscall.Kill(pid, syscall.SIGKILL)
+		}
+	}
+	for _, id := range ids {
+		deadline := time.Now().Add(30 * time.Second)
+		for {
+			out := crictl(t, d, "inspect", "-o", "go-template", "--template", "{{.status.state}} {{.status.exitCode}}", id)
+			if out == "CONTAINER_EXITED 255" {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("container %s after QEMU was killed: %q", id, out)
+			}
+			time.Sleep(300 * time.Millisecond)
+		}
+	}
+	crictl(t, d, "stopp", pod)
+	crictl(t, d, "rmp", pod)
+	checkPodGone(t, d, pod)
+
+	pod2, _ := runPod(t, d, podSpec{name: "hull-shimkill", commands: [][]string{{"sleep", "1000"}}})
+	for _, p := range hullProcesses() {
+		if strings.Contains(p, "containerd-shim-hull-v2") && strings.Contains(p, pod2) {
+			pid, _ := strconv.Atoi(strings.Fields(p)[0])
+			_ = syscall.Kill(pid, syscall.SIGKILL)
+		}
+	}
+	crictl(t, d, "stopp", pod2)
+	crictl(t, d, "rmp", pod2)
+	checkPodGone(t, d, pod2)
+	// assertNoHullLeftovers (cleanup) checks VM, virtiofsd, mounts, dirs.
+}
+
+// zeroOrMissing reports whether a number crictl printed (as a JSON string) is
+// missing or zero.
+func zeroOrMissing(s string) bool {
+	n, err := strconv.ParseUint(s, 10, 64)
+	return err != nil || n == 0
+}
+
+// checkPodGone fails the test if a removed pod's directory is still there,
+// with containerd's warnings and errors, which hold the shim's.
+func checkPodGone(t *testing.T, d *Daemon, pod string) {
+	t.Helper()
+	if _, err := os.Stat("/run/hull/.shim/" + K8sNamespace + "/" + pod); err != nil {
+		return
+	}
+	log, _ := os.ReadFile(d.LogPath)
+	for _, l := range strings.Split(string(log), "\n") {
+		if strings.Contains(l, "level=error") || strings.Contains(l, "level=warn") {
+			t.Log(l)
+		}
+	}
+	t.Errorf("pod %s: directory left after removal", pod)
+}
