@@ -24,12 +24,12 @@ type process struct {
 	spec        *specs.Process // the exec's process; nil for the init
 
 	mu      sync.Mutex
-	status  task.Status    // guarded by mu
-	pid     uint32         // guarded by mu
+	status  task.Status      // guarded by mu
+	pid     uint32           // guarded by mu
 	guest   *sandbox.Process // guarded by mu; set once running (exec) or created (init)
-	io      *hostIO        // guarded by mu
-	exit    uint32         // guarded by mu; valid once exited is closed
-	exitAt  time.Time      // guarded by mu; valid once exited is closed
+	io      *hostIO          // guarded by mu
+	exit    uint32           // guarded by mu; valid once exited is closed
+	exitAt  time.Time        // guarded by mu; valid once exited is closed
 	exited  chan struct{}
 	endOnce sync.Once
 }
