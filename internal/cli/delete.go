@@ -12,11 +12,11 @@ import (
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 	"github.com/urfave/cli"
 
+	"github.com/hull-runtime/hull/internal/hooks"
 	"github.com/hull-runtime/hull/internal/oci"
 	"github.com/hull-runtime/hull/internal/sandbox"
 	"github.com/hull-runtime/hull/internal/state"
 	"github.com/hull-runtime/hull/internal/storage"
-	"github.com/hull-runtime/hull/internal/supervisor"
 )
 
 var deleteCommand = cli.Command{
@@ -55,7 +55,7 @@ var deleteCommand = cli.Command{
 		// reported but does not bring the container back.
 		if spec, err := oci.LoadBundle(st.Bundle); err == nil {
 			hs := specs.State{Version: specs.Version, ID: st.ID, Status: specs.StateStopped, Bundle: st.Bundle, Annotations: st.Annotations}
-			if err := supervisor.RunPoststop(commandContext(), spec, hs); err != nil {
+			if err := hooks.Poststop(commandContext(), spec, hs); err != nil {
 				log.G(commandContext()).WithError(err).Warn("poststop hook")
 			}
 		}

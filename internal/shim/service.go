@@ -28,6 +28,7 @@ import (
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 
 	"github.com/hull-runtime/hull/internal/config"
+	"github.com/hull-runtime/hull/internal/hooks"
 	"github.com/hull-runtime/hull/internal/oci"
 	"github.com/hull-runtime/hull/internal/sandbox"
 	"github.com/hull-runtime/hull/internal/version"
@@ -72,6 +73,7 @@ type pod struct {
 type container struct {
 	id     string
 	bundle string
+	spec   *specs.Spec
 	rootfs string // the mounted rootfs, empty when containerd mounted nothing
 	ctr    *sandbox.Container
 	init   *process
@@ -193,7 +195,7 @@ func (s *service) create(ctx context.Context, r *taskAPI.CreateTaskRequest) (_ *
 	if _, ok := s.containers[r.ID]; ok {
 		return nil, fmt.Errorf("container %s: %w", r.ID, errdefs.ErrAlreadyExists)
 	}
-	c := &container{id: r.ID, bundle: r.Bundle, execs: map[string]*process{}}
+	c := &container{id: r.ID, bundle: r.Bundle, spec: spec, execs: map[string]*process{}}
 	if len(r.Rootfs) > 0 {
 		c.rootfs = filepath.Join(r.Bundle, "rootfs")
 		if err := mountRootfs(r.Rootfs, c.rootfs); err != nil {
@@ -204,6 +206,16 @@ func (s *service) create(ctx context.Context, r *taskAPI.CreateTaskRequest) (_ *
 				unmountRootfs(ctx, c.rootfs)
 			}
 		}()
+	}
+	// prestart (deprecated) and createRuntime hooks run before the VM
+	// boots: they may prepare the network namespace it mirrors.
+	if h := spec.Hooks; h != nil {
+		if err := hooks.Run(ctx, "prestart", h.Prestart, c.hookState(specs.StateCreating)); err != nil {
+			return nil, err
+		}
+		if err := hooks.Run(ctx, "createRuntime", h.CreateRuntime, c.hookState(specs.StateCreating)); err != nil {
+			return nil, err
+		}
 	}
 	switch {
 	case s.pod == nil && !owner:
@@ -236,9 +248,25 @@ func (s *service) create(ctx context.Context, r *taskAPI.CreateTaskRequest) (_ *
 	}
 	c.ctr = ctr
 	c.init.io, c.init.guest, c.init.pid = hio, ctr.Init(), ctr.Init().Pid()
+	if h := spec.Hooks; h != nil {
+		if err := hooks.Run(ctx, "createContainer", h.CreateContainer, c.hookState(specs.StateCreated)); err != nil {
+			if derr := ctr.Delete(ctx, true); derr != nil {
+				log.G(ctx).WithError(derr).WithField("id", r.ID).Warn("remove container after failed hook")
+			}
+			hio.close()
+			return nil, err
+		}
+	}
 	s.containers[r.ID] = c
 	go s.waitExit(c, c.init)
 	return c, nil
+}
+
+// hookState is the state OCI hooks get on stdin. The container's processes
+// are in the guest; the pid a hook sees is the shim's, which stands for
+// them on the host.
+func (c *container) hookState(status specs.ContainerState) specs.State {
+	return specs.State{Version: specs.Version, ID: c.id, Status: status, Pid: os.Getpid(), Bundle: c.bundle, Annotations: c.spec.Annotations}
 }
 
 // refuseHostNetwork refuses a spec without a network namespace of its
@@ -360,8 +388,19 @@ func (s *service) Start(ctx context.Context, r *taskAPI.StartRequest) (*taskAPI.
 		return nil, rpcError(fmt.Errorf("process %s is %s, not created: %w", p.name(), strings.ToLower(status.String()), errdefs.ErrFailedPrecondition))
 	}
 	if r.ExecID == "" {
+		if h := c.spec.Hooks; h != nil {
+			if err := hooks.Run(ctx, "startContainer", h.StartContainer, c.hookState(specs.StateCreated)); err != nil {
+				return nil, rpcError(err)
+			}
+		}
 		if err := c.ctr.Start(ctx); err != nil {
 			return nil, rpcError(err)
+		}
+		// A poststart hook that fails is logged; the container runs on.
+		if h := c.spec.Hooks; h != nil {
+			if err := hooks.Run(ctx, "poststart", h.Poststart, c.hookState(specs.StateRunning)); err != nil {
+				log.G(ctx).WithError(err).WithField("id", c.id).Warn("poststart hook")
+			}
 		}
 		p.mu.Lock()
 		if p.status == task.Status_CREATED {
@@ -424,6 +463,9 @@ func (s *service) Delete(ctx context.Context, r *taskAPI.DeleteRequest) (*taskAP
 	s.mu.Unlock()
 	if err := errors.Join(errs...); err != nil {
 		log.G(ctx).WithError(err).WithField("id", c.id).Warn("delete")
+	}
+	if err := hooks.Poststop(ctx, c.spec, c.hookState(specs.StateStopped)); err != nil {
+		log.G(ctx).WithError(err).WithField("id", c.id).Warn("poststop hook")
 	}
 	s.send(runtime.TaskDeleteEventTopic, &eventstypes.TaskDelete{ContainerID: c.id, Pid: pid, ExitStatus: code, ExitedAt: protobuf.ToTimestamp(at)})
 	return &taskAPI.DeleteResponse{Pid: pid, ExitStatus: code, ExitedAt: protobuf.ToTimestamp(at)}, nil

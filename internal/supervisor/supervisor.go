@@ -28,6 +28,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/hull-runtime/hull/internal/config"
+	"github.com/hull-runtime/hull/internal/hooks"
 	"github.com/hull-runtime/hull/internal/console"
 	"github.com/hull-runtime/hull/internal/sandbox"
 	"github.com/hull-runtime/hull/internal/state"
@@ -120,11 +121,11 @@ func (s *supervisor) create(ctx context.Context) (retErr error) {
 	}
 	// prestart (deprecated) and createRuntime hooks run before the VM
 	// boots: they may prepare the network namespace the VM mirrors.
-	if hooks := s.opts.Spec.Hooks; hooks != nil {
-		if err := runHooks(ctx, "prestart", hooks.Prestart, s.hookState()); err != nil {
+	if h := s.opts.Spec.Hooks; h != nil {
+		if err := hooks.Run(ctx, "prestart", h.Prestart, s.hookState()); err != nil {
 			return err
 		}
-		if err := runHooks(ctx, "createRuntime", hooks.CreateRuntime, s.hookState()); err != nil {
+		if err := hooks.Run(ctx, "createRuntime", h.CreateRuntime, s.hookState()); err != nil {
 			return err
 		}
 	}
@@ -154,8 +155,8 @@ func (s *supervisor) create(ctx context.Context) (retErr error) {
 	if s.tty != nil {
 		s.tty.sync(ctx, s.ctr, "")
 	}
-	if hooks := s.opts.Spec.Hooks; hooks != nil {
-		if err := runHooks(ctx, "createContainer", hooks.CreateContainer, s.hookState()); err != nil {
+	if h := s.opts.Spec.Hooks; h != nil {
+		if err := hooks.Run(ctx, "createContainer", h.CreateContainer, s.hookState()); err != nil {
 			return err
 		}
 	}
@@ -421,9 +422,8 @@ func (s *supervisor) do(ctx context.Context, req Request) error {
 		if s.started {
 			return fmt.Errorf("container %s is not created but %s: %w", s.opts.ID, s.st.Status, errdefs.ErrFailedPrecondition)
 		}
-		var hooks *specs.Hooks = s.opts.Spec.Hooks
-		if hooks != nil {
-			if err := runHooks(ctx, "startContainer", hooks.StartContainer, s.hookState()); err != nil {
+		if h := s.opts.Spec.Hooks; h != nil {
+			if err := hooks.Run(ctx, "startContainer", h.StartContainer, s.hookState()); err != nil {
 				return err
 			}
 		}
@@ -439,8 +439,8 @@ func (s *supervisor) do(ctx context.Context, req Request) error {
 			return err
 		}
 		// A poststart hook that fails is logged; the container runs on.
-		if hooks != nil {
-			if err := runHooks(ctx, "poststart", hooks.Poststart, s.hookState()); err != nil {
+		if h := s.opts.Spec.Hooks; h != nil {
+			if err := hooks.Run(ctx, "poststart", h.Poststart, s.hookState()); err != nil {
 				log.G(ctx).WithError(err).Warn("poststart hook")
 			}
 		}

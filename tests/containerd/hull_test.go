@@ -12,6 +12,10 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	specs "github.com/opencontainers/runtime-spec/specs-go"
+
+	"github.com/hull-runtime/hull/internal/oci"
 )
 
 // hullDaemon starts a containerd whose CRI runs hull by default, with the
@@ -357,4 +361,58 @@ func checkPodGone(t *testing.T, d *Daemon, pod string) {
 		}
 	}
 	t.Errorf("pod %s: directory left after removal", pod)
+}
+
+// OCI hooks in the spec containerd hands the shim run on the host, at the
+// spec's points, with the container's state on stdin.
+func TestHullCtrHooks(t *testing.T) {
+	d := hullDaemon(t)
+	dir := t.TempDir()
+	rootfs := filepath.Join(dir, "rootfs")
+	if err := os.MkdirAll(filepath.Join(rootfs, "bin"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	bb, err := os.ReadFile("/bin/busybox") // busybox-static: the rootfs has no libraries
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(rootfs, "bin", "busybox"), bb, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	kinds := []string{"createRuntime", "createContainer", "startContainer", "poststart", "poststop"}
+	spec := oci.Default()
+	spec.Process.Terminal = false
+	spec.Process.Args = []string{"/bin/busybox", "echo", "hooked"}
+	spec.Root = &specs.Root{Path: rootfs}
+	spec.Hooks = &specs.Hooks{}
+	for _, k := range kinds {
+		h := []specs.Hook{{Path: "/bin/sh", Args: []string{"sh", "-c", "cat > " + filepath.Join(dir, k)}}}
+		switch k {
+		case "createRuntime":
+			spec.Hooks.CreateRuntime = h
+		case "createContainer":
+			spec.Hooks.CreateContainer = h
+		case "startContainer":
+			spec.Hooks.StartContainer = h
+		case "poststart":
+			spec.Hooks.Poststart = h
+		case "poststop":
+			spec.Hooks.Poststop = h
+		}
+	}
+	out := ctrRun(t, d, "run", "--rm", "--runtime", "io.containerd.hull.v2", "--config", writeJSON(t, spec), "hull-hooks")
+	if out != "hooked" {
+		t.Errorf("output %q", out)
+	}
+	for _, k := range kinds {
+		b, err := os.ReadFile(filepath.Join(dir, k))
+		if err != nil {
+			t.Errorf("%s hook did not run: %v", k, err)
+			continue
+		}
+		var st struct{ ID, Status string }
+		if err := json.Unmarshal(b, &st); err != nil || st.ID != "hull-hooks" {
+			t.Errorf("%s hook got state %q (%v)", k, b, err)
+		}
+	}
 }

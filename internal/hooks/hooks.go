@@ -1,4 +1,11 @@
-package supervisor
+// Package hooks runs OCI hooks on the host. In a VM runtime every hook
+// runs on the host, whoever drives the container (the CLI's supervisor or
+// the containerd shim): prestart and createRuntime before the VM boots or
+// the container is created (so that they can prepare the network
+// namespace the VM mirrors), createContainer and startContainer around the
+// guest's calls, poststart after the start, poststop once the container is
+// gone.
+package hooks
 
 import (
 	"bytes"
@@ -17,22 +24,19 @@ import (
 // hangs must not hang the runtime.
 const defaultHookTimeout = 2 * time.Minute
 
-// RunPoststop runs the poststop hooks of a container's spec; `delete` calls
-// it, as runc's does, once the container is gone.
-func RunPoststop(ctx context.Context, spec *specs.Spec, st specs.State) error {
+// Poststop runs the poststop hooks of a container's spec, once the
+// container is gone.
+func Poststop(ctx context.Context, spec *specs.Spec, st specs.State) error {
 	if spec.Hooks == nil {
 		return nil
 	}
-	return runHooks(ctx, "poststop", spec.Hooks.Poststop, st)
+	return Run(ctx, "poststop", spec.Hooks.Poststop, st)
 }
 
-// runHooks runs OCI hooks on the host, in order, each with the container's
-// state on its stdin, as the runtime spec says. In a VM runtime every hook
-// runs on the host: prestart and createRuntime before the VM boots (so that
-// they can prepare the network namespace the VM mirrors), createContainer
-// and startContainer around the guest's calls, poststart after the start,
-// poststop in `delete`. The first failure stops the run and is returned.
-func runHooks(ctx context.Context, kind string, hooks []specs.Hook, st specs.State) error {
+// Run runs hooks of one kind in order, each with the container's state on
+// its stdin, as the runtime spec says. The first failure stops the run and
+// is returned.
+func Run(ctx context.Context, kind string, hooks []specs.Hook, st specs.State) error {
 	if len(hooks) == 0 {
 		return nil
 	}

@@ -1,4 +1,4 @@
-package supervisor
+package hooks
 
 import (
 	"context"
@@ -17,7 +17,7 @@ func TestRunHooks(t *testing.T) {
 	hooks := []specs.Hook{
 		{Path: "/bin/sh", Args: []string{"sh", "-c", "cat > " + out + "; echo $FOO >> " + out}, Env: []string{"FOO=bar"}},
 	}
-	if err := runHooks(context.Background(), "createRuntime", hooks, st); err != nil {
+	if err := Run(context.Background(), "createRuntime", hooks, st); err != nil {
 		t.Fatal(err)
 	}
 	b, _ := os.ReadFile(out)
@@ -35,7 +35,7 @@ func TestRunHooks(t *testing.T) {
 		"missing binary":            {[]specs.Hook{{Path: "/nonexistent/hook"}}, "/nonexistent/hook"},
 	} {
 		t.Run(name, func(t *testing.T) {
-			err := runHooks(context.Background(), "prestart", tc.hooks, st)
+			err := Run(context.Background(), "prestart", tc.hooks, st)
 			if err == nil || !strings.Contains(err.Error(), tc.want) {
 				t.Fatalf("want error with %q, got %v", tc.want, err)
 			}
