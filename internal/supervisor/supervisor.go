@@ -28,8 +28,8 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/hull-runtime/hull/internal/config"
-	"github.com/hull-runtime/hull/internal/hooks"
 	"github.com/hull-runtime/hull/internal/console"
+	"github.com/hull-runtime/hull/internal/hooks"
 	"github.com/hull-runtime/hull/internal/sandbox"
 	"github.com/hull-runtime/hull/internal/state"
 	"github.com/hull-runtime/hull/internal/vmm/qemu"
