@@ -6,6 +6,7 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -414,5 +415,26 @@ func TestHullCtrHooks(t *testing.T) {
 		if err := json.Unmarshal(b, &st); err != nil || st.ID != "hull-hooks" {
 			t.Errorf("%s hook got state %q (%v)", k, b, err)
 		}
+	}
+}
+
+// stdin reaches the container and its end (containerd's CloseIO) ends
+// the container's input; a terminal gets the size of the caller's.
+func TestHullCtrStdinAndTerminal(t *testing.T) {
+	d := hullDaemon(t)
+	cmd := exec.Command(CtrBin, "--address", d.Address, "-n", K8sNamespace, "run", "--rm", "--runtime", "io.containerd.hull.v2",
+		BusyboxImage, "hull-stdin", "sh", "-c", "wc -c; echo done")
+	cmd.Stdin = strings.NewReader(strings.Repeat("x", 100000))
+	out, err := cmd.CombinedOutput()
+	if err != nil || strings.Fields(string(out))[0] != "100000" || !strings.Contains(string(out), "done") {
+		t.Errorf("stdin through ctr run: %q, %v", out, err)
+	}
+
+	// script(1) gives ctr a terminal of a known size.
+	inner := fmt.Sprintf("stty cols 91 rows 33; %s --address %s -n %s run --rm -t --runtime io.containerd.hull.v2 %s hull-tty sh -c 'stty size; tty'",
+		CtrBin, d.Address, K8sNamespace, BusyboxImage)
+	out, err = exec.Command("script", "-qec", inner, "/dev/null").CombinedOutput()
+	if err != nil || !strings.Contains(string(out), "33 91") || !strings.Contains(string(out), "/dev/pts/") {
+		t.Errorf("ctr run -t: want size 33 91 on a pty, got %q, %v", out, err)
 	}
 }
