@@ -56,7 +56,11 @@ func PrepareContainer(shared *Shared, id, bundle string, spec *specs.Spec) (_ *C
 	if err := makeMountpoints(rootfs, bundle, spec.Mounts); err != nil {
 		return nil, nil, err
 	}
-	if err := c.bind(rootfs, "rootfs", true, spec.Root.Readonly); err != nil {
+	rootRO := roNone
+	if spec.Root.Readonly {
+		rootRO = roTop
+	}
+	if err := c.bind(rootfs, "rootfs", true, rootRO); err != nil {
 		return nil, nil, fmt.Errorf("rootfs %s: %w", rootfs, err)
 	}
 	guest.Root.Path = filepath.Join(guestDir, "rootfs")
@@ -71,7 +75,13 @@ func PrepareContainer(shared *Shared, id, bundle string, spec *specs.Spec) (_ *C
 			src = filepath.Join(bundle, src)
 		}
 		name := "mount-" + strconv.Itoa(i)
-		ro := slices.Contains(m.Options, "ro")
+		ro := roNone
+		switch {
+		case slices.Contains(m.Options, "rro"):
+			ro = roAll
+		case slices.Contains(m.Options, "ro"):
+			ro = roTop
+		}
 		recursive := slices.Contains(m.Options, "rbind")
 		if err := c.bind(src, name, recursive, ro); err != nil {
 			return nil, nil, fmt.Errorf("mount %d (%s on %s): %w", i, m.Source, m.Destination, err)
@@ -186,12 +196,24 @@ func ResolveInBundle(bundle, p string) (string, error) {
 	return real, nil
 }
 
+// readOnly says which mounts of a bind are made read-only.
+type readOnly int
+
+const (
+	roNone readOnly = iota
+	// roTop is runc's "ro" on a bind: the mount itself, not the mounts
+	// under it (an rbind's submounts keep their own flags).
+	roTop
+	// roAll is "rro": every mount of the tree.
+	roAll
+)
+
 // bind attaches a copy of src at view/<id>/<name>. The copy is made
-// detached (open_tree), made read-only if ro and private, and only then
+// detached (open_tree), made read-only as ro says and private, and only then
 // attached (move_mount): its copy in virtiofsd's namespace is created at
 // attach time from it, so it is read-only there too. A remount after the
 // attach would change the host's copy only.
-func (c *Container) bind(src, name string, recursive, ro bool) error {
+func (c *Container) bind(src, name string, recursive bool, ro readOnly) error {
 	st, err := os.Stat(src)
 	if err != nil {
 		return fmt.Errorf("source: %w: %w", err, errdefs.ErrNotFound)
@@ -220,16 +242,21 @@ func (c *Container) bind(src, name string, recursive, ro bool) error {
 		return fmt.Errorf("clone %s: %w", src, err)
 	}
 	defer unix.Close(fd)
-	attr := unix.MountAttr{Propagation: unix.MS_PRIVATE}
-	if ro {
-		attr.Attr_set = unix.MOUNT_ATTR_RDONLY
-	}
 	setFlags := uint(unix.AT_EMPTY_PATH)
 	if recursive {
 		setFlags |= unix.AT_RECURSIVE
 	}
-	if err := unix.MountSetattr(fd, "", setFlags, &attr); err != nil {
-		return fmt.Errorf("attributes of %s: %w", src, err)
+	if err := unix.MountSetattr(fd, "", setFlags, &unix.MountAttr{Propagation: unix.MS_PRIVATE}); err != nil {
+		return fmt.Errorf("propagation of %s: %w", src, err)
+	}
+	if ro != roNone {
+		roFlags := uint(unix.AT_EMPTY_PATH)
+		if ro == roAll {
+			roFlags |= unix.AT_RECURSIVE
+		}
+		if err := unix.MountSetattr(fd, "", roFlags, &unix.MountAttr{Attr_set: unix.MOUNT_ATTR_RDONLY}); err != nil {
+			return fmt.Errorf("read-only %s: %w", src, err)
+		}
 	}
 	if err := unix.MoveMount(fd, "", unix.AT_FDCWD, target, unix.MOVE_MOUNT_F_EMPTY_PATH); err != nil {
 		return fmt.Errorf("attach %s: %w", target, err)
