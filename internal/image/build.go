@@ -34,7 +34,10 @@ const (
 // DefaultModules are the modules the agent needs on QEMU's microvm and q35
 // machines: both virtio transports, the agent channel (virtio-serial or
 // vsock), the shared root file system (virtio-fs, overlay), network, block,
-// memory balloon and entropy. Their dependencies are added by Build.
+// memory balloon and entropy; and the Linux bridge, which containers with
+// CAP_NET_ADMIN (privileged pods among them) expect to be able to create,
+// as on a host, while the guest has no modprobe to load it on demand.
+// Their dependencies are added by Build.
 var DefaultModules = []string{
 	"virtio_mmio",
 	"virtio_pci",
@@ -46,6 +49,7 @@ var DefaultModules = []string{
 	"virtio_blk",
 	"virtio_balloon",
 	"virtio_rng",
+	"bridge",
 }
 
 // BuildOptions says what Build builds and where it puts it.
