@@ -22,7 +22,7 @@ AGENTBUILD  := CGO_ENABLED=1 $(GO) build -tags 'netgo osusergo seccomp' -trimpat
 	-ldflags '-s -w -linkmode external -extldflags "-static" -X main.version=$(VERSION) -X main.commit=$(COMMIT)'
 TEST_TIMEOUT ?= 25m
 
-.PHONY: all build install image setup test test-unit test-integration proto bench-boot bench-run lint clean
+.PHONY: all build install image setup test test-unit test-integration proto bench-boot bench-run bench-pods lint clean
 
 all: build
 
@@ -53,7 +53,7 @@ test-unit:
 # Integration tests boot real VMs from the installed image; HULL_INTEGRATION
 # makes a missing prerequisite a failure instead of a skip. The containerd
 # tests (tests/containerd) drive the CRI with crictl.
-test-integration: build crictl
+test-integration: build crictl test-busybox
 	HULL_INTEGRATION=1 HULL_CRICTL=$(CURDIR)/bin/crictl HULL_BIN=$(CURDIR)/bin/hull HULL_AGENT_BIN=$(CURDIR)/bin/hull-agent \
 		$(GO) test -count=1 -timeout $(TEST_TIMEOUT) -p 1 ./tests/...
 
@@ -71,6 +71,14 @@ bench-boot: build
 
 bench-run: install
 	$(GO) run ./bench/run -hull $(BINDIR)/hull -image $(IMAGE_DIR) -cache $(CACHE_DIR)
+
+# Pods through the CRI (one private containerd of tests/containerd, crictl):
+# start latency one at a time and 10 at once, and host memory per idle pod,
+# hull against runc in the same run. BENCH_PODS_FLAGS adds flags, e.g.
+# "-json pods.json" to write the figures, "-n 10".
+BENCH_PODS_FLAGS ?=
+bench-pods: build crictl
+	HULL_CRICTL=$(CURDIR)/bin/crictl $(GO) run ./bench/pods -image $(IMAGE_DIR) $(BENCH_PODS_FLAGS)
 
 clean:
 	rm -rf bin .bin
@@ -103,5 +111,19 @@ critest-bin:
 # handler runc and then hull; writes docs/critest.md (reports and logs:
 # $(CACHE_DIR)/critest). CRITEST_HANDLERS=runc runs one handler.
 CRITEST_HANDLERS ?= runc,hull
-critest: build crictl critest-bin
+critest: build crictl critest-bin test-busybox
 	./tests/critest/run.sh -H $(CRITEST_HANDLERS) -w $(CACHE_DIR)/critest -o $(CURDIR)/docs/critest.md
+
+# The test images' busybox (tests/containerd): Debian's dynamically linked
+# busybox, whose shell runs commands from PATH as the busybox of critest's
+# images does (busybox-static's prefers its own applets). Not installed,
+# since it conflicts with busybox-static: unpacked into
+# $(CACHE_DIR)/busybox. Without it the images fall back to busybox-static.
+.PHONY: test-busybox
+test-busybox: $(CACHE_DIR)/busybox/bin/busybox
+$(CACHE_DIR)/busybox/bin/busybox:
+	rm -rf $(CACHE_DIR)/busybox.tmp && mkdir -p $(CACHE_DIR)/busybox.tmp
+	cd $(CACHE_DIR)/busybox.tmp && apt-get download busybox && dpkg-deb -x busybox_*.deb root
+	mkdir -p $(CACHE_DIR)/busybox/bin
+	install -m 0755 $(CACHE_DIR)/busybox.tmp/root/bin/busybox $@
+	rm -rf $(CACHE_DIR)/busybox.tmp

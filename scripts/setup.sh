@@ -13,6 +13,7 @@ packages=(
   protobuf-compiler                    # make proto
   gcc libc6-dev libseccomp-dev         # the agent: cgo (nsenter), static libseccomp
   podman conmon containernetworking-plugins  # podman --runtime hull, and its tests
+  containerd iptables                  # tests/containerd and make critest (private daemons; portmap)
 )
 
 if [ "$(id -u)" != 0 ]; then
@@ -28,6 +29,13 @@ if [ ${#missing[@]} -gt 0 ]; then
   echo "setup: installing ${missing[*]}"
   apt-get update -q
   DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends "${missing[@]}"
+  # The tests start private containerd daemons (own config, sockets, root,
+  # state, CNI), so a system containerd would do no harm, but it is not
+  # needed: where this install enabled and started Debian's unit, turn it
+  # off again. A containerd that was installed before is left as it was.
+  if [[ " ${missing[*]} " == *" containerd "* ]] && [ -d /run/systemd/system ]; then
+    systemctl disable --now containerd.service || true
+  fi
 fi
 
 # Go: the version go.mod names. Debian 12's golang is older, so a Go from
