@@ -156,6 +156,7 @@ func (e *Engine) Create(ctx context.Context, id string, specJSON []byte, stdio S
 	if err := ValidateID("container", id); err != nil {
 		return 0, err
 	}
+	steps := newStepTimer()
 	spec, err := parseSpec(specJSON)
 	if err != nil {
 		return 0, err
@@ -197,12 +198,14 @@ func (e *Engine) Create(ctx context.Context, id string, specJSON []byte, stdio S
 	if err != nil {
 		return 0, err
 	}
+	steps.done("spec")
 
 	log := e.cfg.Log.WithField("container", id)
 	pio, err := e.takeStreams(ctx, id, "", stdio, log)
 	if err != nil {
 		return 0, err
 	}
+	steps.done("streams")
 	lc, err := libcontainer.Create(e.cfg.StateRoot, id, cfg)
 	if err != nil {
 		pio.abort()
@@ -211,6 +214,7 @@ func (e *Engine) Create(ctx context.Context, id string, specJSON []byte, stdio S
 		}
 		return 0, fmt.Errorf("creating container %q: %w", id, err)
 	}
+	steps.done("state")
 	p, err := e.start(lc.Start, lp, pio, stdio.Terminal, "")
 	if err != nil {
 		if derr := lc.Destroy(); derr != nil {
@@ -218,6 +222,9 @@ func (e *Engine) Create(ctx context.Context, id string, specJSON []byte, stdio S
 		}
 		return 0, fmt.Errorf("starting the init of container %q: %w", id, err)
 	}
+	// The init is set up (namespaces, cgroup, mounts, pivot_root,
+	// capabilities, seccomp) and waits on the exec fifo.
+	steps.done("init")
 	c := &Container{id: id, lc: lc, init: p, execs: make(map[string]*Process)}
 	c.cgroupV2 = cgroups.IsCgroup2UnifiedMode()
 	if st, err := lc.State(); err != nil {
@@ -231,9 +238,11 @@ func (e *Engine) Create(ctx context.Context, id string, specJSON []byte, stdio S
 	if err != nil {
 		log.WithError(err).Warn("no OOM events for this container")
 	}
+	steps.done("oom")
 	e.mu.Lock()
 	e.containers[id] = c
 	e.mu.Unlock()
+	steps.log(log, "container created")
 	return p.pid, nil
 }
 
@@ -301,10 +310,13 @@ func (e *Engine) Start(id string) error {
 	case c.init.hasExited():
 		return fmt.Errorf("container %q: init exited before start: %w", id, errdefs.ErrFailedPrecondition)
 	}
+	steps := newStepTimer()
 	if err := c.lc.Exec(); err != nil {
 		return fmt.Errorf("starting container %q: %w", id, err)
 	}
 	c.started = true
+	steps.done("exec")
+	steps.log(e.cfg.Log.WithField("container", id), "container started")
 	return nil
 }
 
