@@ -6,6 +6,7 @@ import (
 	"net"
 	"time"
 
+	"github.com/containerd/errdefs"
 	"github.com/hashicorp/yamux"
 
 	agent "github.com/hull-runtime/hull/api/agent/v1"
@@ -46,6 +47,24 @@ func (s *IOSession) Open(containerID, execID string, fd agent.StreamHeader_Fd) (
 		return nil, fmt.Errorf("io stream %s/%s/%v: %w", containerID, execID, fd, err)
 	}
 	if err := agent.WriteStreamHeader(st, &agent.StreamHeader{ContainerId: containerID, ExecId: execID, Fd: fd}); err != nil {
+		st.Close()
+		return nil, err
+	}
+	return st, nil
+}
+
+// DialPort opens a TCP connection to port on the guest's loopback, in the
+// network namespace of the pod's containers; pod only names it in the
+// agent's logs. A refused connection shows as EOF before any byte.
+func (s *IOSession) DialPort(pod string, port uint16) (net.Conn, error) {
+	if port == 0 {
+		return nil, fmt.Errorf("port forward to port 0: %w", errdefs.ErrInvalidArgument)
+	}
+	st, err := s.sess.OpenStream()
+	if err != nil {
+		return nil, fmt.Errorf("port forward stream to %d: %w", port, err)
+	}
+	if err := agent.WriteStreamHeader(st, &agent.StreamHeader{ContainerId: pod, PortForward: uint32(port)}); err != nil {
 		st.Close()
 		return nil, err
 	}

@@ -28,6 +28,9 @@ type Record struct {
 	NSIno uint64 `json:"nsIno"`
 	// Links are the mirrored links.
 	Links []LinkRecord `json:"links,omitempty"`
+	// LoopbackPort, when set, is the port of the loopback redirect
+	// (ForwardLoopback), whose iptables rule Restore deletes.
+	LoopbackPort int `json:"loopbackPort,omitempty"`
 }
 
 // LinkRecord is one mirrored link as Setup found it, and what Setup adds
@@ -231,6 +234,9 @@ func (r Record) validate() error {
 	if len(r.Links) > MaxInterfaces {
 		return bad("%d links", len(r.Links))
 	}
+	if r.LoopbackPort < 0 || r.LoopbackPort > 65535 {
+		return bad("loopback port %d", r.LoopbackPort)
+	}
 	for _, l := range r.Links {
 		if l.Tap != "" && (!strings.HasSuffix(l.Tap, tapSuffix) || len(l.Tap) >= unix.IFNAMSIZ) {
 			return bad("tap name %q", l.Tap)
@@ -296,6 +302,9 @@ func Restore(rec Record) error {
 // restore is Restore in a namespace already open; Close uses it too.
 func restore(h *netlink.Handle, rec Record) error {
 	var errs []error
+	if err := removeRedirect(rec.Path, rec.LoopbackPort); err != nil {
+		errs = append(errs, err)
+	}
 	links := make([]netlink.Link, len(rec.Links))
 	for i, lr := range rec.Links {
 		l, err := findLink(h, lr)

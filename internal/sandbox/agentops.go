@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"net"
 
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 
@@ -39,4 +40,10 @@ func (c *Container) Stats(ctx context.Context) (*agent.StatsContainerResponse, e
 // sandbox's containers, and returns that container's id.
 func (s *Sandbox) WaitOOM(ctx context.Context) (string, error) {
 	return s.agent.WaitOOMEvent(ctx)
+}
+
+// DialPort connects to port on the loopback of the guest's network
+// namespace, which the sandbox's containers share.
+func (s *Sandbox) DialPort(port uint16) (net.Conn, error) {
+	return s.io.DialPort(s.id, port)
 }

@@ -1,7 +1,11 @@
 package sandbox
 
 import (
+	"io"
+	"net"
 	"slices"
+
+	"github.com/containerd/log"
 
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 
@@ -79,4 +83,37 @@ func NetworkNamespacePath(spec *specs.Spec) string {
 		}
 	}
 	return ""
+}
+
+// relayLoopback joins each connection made to the host namespace's
+// loopback to the same port on the guest's, until the forward is closed.
+func (s *Sandbox) relayLoopback(logger *log.Entry) {
+	for {
+		c, port, err := s.fwd.Accept()
+		if err != nil {
+			return
+		}
+		go func() {
+			defer c.Close()
+			g, err := s.DialPort(port)
+			if err != nil {
+				logger.WithError(err).WithField("port", port).Warn("port forward")
+				return
+			}
+			defer g.Close()
+			done := make(chan struct{})
+			go func() {
+				_, _ = io.Copy(g, c)
+				// Closing an IO stream half-closes it: the guest's
+				// server sees EOF and may still answer.
+				_ = g.Close()
+				close(done)
+			}()
+			_, _ = io.Copy(c, g)
+			if tc, ok := c.(*net.TCPConn); ok {
+				_ = tc.CloseWrite()
+			}
+			<-done
+		}()
+	}
 }

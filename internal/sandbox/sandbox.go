@@ -50,6 +50,10 @@ type Options struct {
 	// NetNS is the path of the network namespace whose links the VM
 	// mirrors (see package network); empty means loopback only.
 	NetNS string
+	// ForwardLoopback relays TCP connections made to 127.0.0.1 in NetNS
+	// on the host to the same port on the guest's loopback: the CRI's
+	// port forwarding dials there.
+	ForwardLoopback bool
 }
 
 // SharedFSTag is the virtio-fs tag of the shared directory.
@@ -74,7 +78,8 @@ type Sandbox struct {
 	// without a shared directory.
 	shared *storage.Shared
 	agent  *agentclient.Client
-	net    *network.Network // nil without a network namespace
+	net    *network.Network         // nil without a network namespace
+	fwd    *network.LoopbackForward // nil without ForwardLoopback
 	// rec is what the sandbox holds on the host, kept in RecordFile for
 	// Reclaim.
 	rec     Record
@@ -293,6 +298,16 @@ func Boot(ctx context.Context, opts Options) (_ *Sandbox, retErr error) {
 	if s.io, err = s.openIO(ctx, vc.VsockCID); err != nil {
 		return nil, fmt.Errorf("sandbox %s: %w", opts.ID, err)
 	}
+	if opts.ForwardLoopback && s.net != nil {
+		s.fwd, err = s.net.ForwardLoopback(func(r network.Record) error {
+			s.rec.Network = &r
+			return s.saveRecord()
+		})
+		if err != nil {
+			return nil, fmt.Errorf("sandbox %s: %w", opts.ID, err)
+		}
+		go s.relayLoopback(logger)
+	}
 
 	s.timings.AgentReady = time.Since(start)
 	if opts.SharedDir != "" || opts.Hostname != "" || s.net != nil {
@@ -421,6 +436,9 @@ func (s *Sandbox) stop(ctx context.Context, grace time.Duration) error {
 	}
 	if s.shared != nil {
 		errs = append(errs, s.shared.Close())
+	}
+	if s.fwd != nil {
+		s.fwd.Close()
 	}
 	// After QEMU: the taps go with it, then the namespace is put back.
 	if s.net != nil {

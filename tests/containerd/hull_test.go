@@ -232,6 +232,11 @@ func TestHullPod(t *testing.T) {
 			t.Errorf("host to pod: %q", b[:n])
 		}
 	}
+	// The CRI's port forwarding: containerd dials the pod's loopback on
+	// the host, which the shim relays to the guest's.
+	if out := portForward(t, d, pod, 8080); out != "served-by-pod" {
+		t.Errorf("port-forward: %q", out)
+	}
 	// Pod to pod, over the bridge.
 	_, other := runPod(t, d, podSpec{name: "hull-pod-2", commands: [][]string{{"sleep", "1000"}}})
 	if out := crictl(t, d, "exec", other[0], "wget", "-q", "-O", "-", "http://"+net.JoinHostPort(ip, "8080")+"/"); out != "served-by-pod" {
@@ -436,5 +441,46 @@ func TestHullCtrStdinAndTerminal(t *testing.T) {
 	out, err = exec.Command("script", "-qec", inner, "/dev/null").CombinedOutput()
 	if err != nil || !strings.Contains(string(out), "33 91") || !strings.Contains(string(out), "/dev/pts/") {
 		t.Errorf("ctr run -t: want size 33 91 on a pty, got %q, %v", out, err)
+	}
+}
+
+// portForward runs crictl port-forward to a pod's port and fetches / from
+// the local end.
+func portForward(t *testing.T, d *Daemon, pod string, port int) string {
+	t.Helper()
+	l, err := net.Listen("tcp4", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	local := l.Addr().(*net.TCPAddr).Port
+	l.Close()
+	crictlBin, err := CrictlPath(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command(crictlBin, "--config", d.CrictlConfig, "port-forward", pod, fmt.Sprintf("%d:%d", local, port))
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer func() {
+		_ = cmd.Process.Kill()
+		_ = cmd.Wait()
+	}()
+	url := fmt.Sprintf("http://127.0.0.1:%d/", local)
+	client := &http.Client{Timeout: 10 * time.Second}
+	deadline := time.Now().Add(20 * time.Second)
+	for {
+		resp, err := client.Get(url)
+		if err == nil {
+			b := make([]byte, 64)
+			n, _ := resp.Body.Read(b)
+			resp.Body.Close()
+			return strings.TrimSpace(string(b[:n]))
+		}
+		if time.Now().After(deadline) {
+			t.Errorf("port-forward %s: %v", url, err)
+			return ""
+		}
+		time.Sleep(300 * time.Millisecond)
 	}
 }

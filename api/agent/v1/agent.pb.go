@@ -2582,10 +2582,15 @@ func (x *GetOOMEventResponse) GetSeq() uint64 {
 // stream per standard stream of a process and writes this header, as a
 // 4-byte big-endian length and the message, before any data.
 type StreamHeader struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	ContainerId   string                 `protobuf:"bytes,1,opt,name=container_id,json=containerId,proto3" json:"container_id,omitempty"`
-	ExecId        string                 `protobuf:"bytes,2,opt,name=exec_id,json=execId,proto3" json:"exec_id,omitempty"`
-	Fd            StreamHeader_Fd        `protobuf:"varint,3,opt,name=fd,proto3,enum=hull.agent.v1.StreamHeader_Fd" json:"fd,omitempty"`
+	state       protoimpl.MessageState `protogen:"open.v1"`
+	ContainerId string                 `protobuf:"bytes,1,opt,name=container_id,json=containerId,proto3" json:"container_id,omitempty"`
+	ExecId      string                 `protobuf:"bytes,2,opt,name=exec_id,json=execId,proto3" json:"exec_id,omitempty"`
+	Fd          StreamHeader_Fd        `protobuf:"varint,3,opt,name=fd,proto3,enum=hull.agent.v1.StreamHeader_Fd" json:"fd,omitempty"`
+	// port_forward, when not 0, makes the stream a TCP connection to that
+	// port on the guest's loopback, in the network namespace the pod's
+	// containers share (CRI port forwarding), instead of a process's
+	// stream; container_id then names the pod, for the logs.
+	PortForward   uint32 `protobuf:"varint,4,opt,name=port_forward,json=portForward,proto3" json:"port_forward,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -2639,6 +2644,13 @@ func (x *StreamHeader) GetFd() StreamHeader_Fd {
 		return x.Fd
 	}
 	return StreamHeader_STDIN
+}
+
+func (x *StreamHeader) GetPortForward() uint32 {
+	if x != nil {
+		return x.PortForward
+	}
+	return 0
 }
 
 var File_agent_v1_agent_proto protoreflect.FileDescriptor
@@ -2804,11 +2816,12 @@ const file_agent_v1_agent_proto_rawDesc = "" +
 	"\tafter_seq\x18\x01 \x01(\x04R\bafterSeq\"J\n" +
 	"\x13GetOOMEventResponse\x12!\n" +
 	"\fcontainer_id\x18\x01 \x01(\tR\vcontainerId\x12\x10\n" +
-	"\x03seq\x18\x02 \x01(\x04R\x03seq\"\xa3\x01\n" +
+	"\x03seq\x18\x02 \x01(\x04R\x03seq\"\xc6\x01\n" +
 	"\fStreamHeader\x12!\n" +
 	"\fcontainer_id\x18\x01 \x01(\tR\vcontainerId\x12\x17\n" +
 	"\aexec_id\x18\x02 \x01(\tR\x06execId\x12.\n" +
-	"\x02fd\x18\x03 \x01(\x0e2\x1e.hull.agent.v1.StreamHeader.FdR\x02fd\"'\n" +
+	"\x02fd\x18\x03 \x01(\x0e2\x1e.hull.agent.v1.StreamHeader.FdR\x02fd\x12!\n" +
+	"\fport_forward\x18\x04 \x01(\rR\vportForward\"'\n" +
 	"\x02Fd\x12\t\n" +
 	"\x05STDIN\x10\x00\x12\n" +
 	"\n" +

@@ -8,6 +8,10 @@
 // (the host opens them before the call, but they travel on another
 // channel): Take waits, boundedly, for one not there yet, and a stream
 // nobody takes is closed after a while.
+//
+// A stream whose header asks for port forwarding is instead joined to a
+// new TCP connection to that port on the guest's loopback: how the CRI's
+// port forwarding reaches a server in a pod.
 package iosession
 
 import (
@@ -15,6 +19,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"strconv"
 	"sync"
 	"time"
 
@@ -32,6 +37,8 @@ const (
 	// maxStreamWindow is the most each stream may have in flight towards
 	// the agent (stdin): yamux buffers up to it per stream.
 	maxStreamWindow = 1 << 20
+	// dialTimeout bounds a port-forward connection's dial.
+	dialTimeout = 10 * time.Second
 )
 
 // Key names a stream: the process and which of its standard streams.
@@ -141,12 +148,47 @@ func (s *Server) arrive(st *yamux.Stream) {
 		st.Close()
 		return
 	}
+	if h.PortForward != 0 {
+		s.forward(st, h)
+		return
+	}
 	if h.ContainerId == "" || (h.Fd != api.StreamHeader_STDIN && h.Fd != api.StreamHeader_STDOUT && h.Fd != api.StreamHeader_STDERR) {
 		s.log.Warnf("IO stream with bad header %v: closed", h)
 		st.Close()
 		return
 	}
 	s.Put(Key{ContainerID: h.ContainerId, ExecID: h.ExecId, Fd: h.Fd}, st)
+}
+
+// forward joins a port-forward stream to a TCP connection to its port on
+// the loopback, both ways, half-closing each direction at its EOF.
+func (s *Server) forward(st *yamux.Stream, h *api.StreamHeader) {
+	log := s.log.WithFields(logrus.Fields{"pod": h.ContainerId, "port": h.PortForward})
+	if h.PortForward > 65535 {
+		log.Warn("port forward to a port out of range: closed")
+		st.Close()
+		return
+	}
+	addr := net.JoinHostPort("127.0.0.1", strconv.Itoa(int(h.PortForward)))
+	c, err := net.DialTimeout("tcp4", addr, dialTimeout)
+	if err != nil {
+		// Closing the stream at once is how the host learns the dial
+		// failed: its reader gets EOF before any byte.
+		log.WithError(err).Debug("port forward")
+		st.Close()
+		return
+	}
+	tcp := c.(*net.TCPConn)
+	done := make(chan struct{})
+	go func() {
+		_, _ = io.Copy(tcp, st)
+		_ = tcp.CloseWrite()
+		close(done)
+	}()
+	_, _ = io.Copy(st, tcp)
+	_ = st.Close()
+	<-done
+	_ = tcp.Close()
 }
 
 // Put files stream under key, as a stream arriving with that header.

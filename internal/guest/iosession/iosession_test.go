@@ -109,3 +109,53 @@ func TestServeConn(t *testing.T) {
 		t.Errorf("host read %q, %v", b, err)
 	}
 }
+
+// A port-forward stream is joined to a TCP connection to its port on the
+// loopback, both ways, with half-closes; a refused port closes the stream.
+func TestPortForward(t *testing.T) {
+	l, err := net.Listen("tcp4", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	go func() {
+		c, err := l.Accept()
+		if err != nil {
+			return
+		}
+		b, _ := io.ReadAll(c) // until the host half-closes
+		c.Write(append([]byte("echo:"), b...))
+		c.Close()
+	}()
+	s := newTestServer(time.Minute)
+	guest, host := net.Pipe()
+	go s.ServeConn(guest)
+	cfg := yamux.DefaultConfig()
+	cfg.LogOutput = io.Discard
+	sess, err := yamux.Client(host, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer sess.Close()
+
+	st, _ := sess.OpenStream()
+	api.WriteStreamHeader(st, &api.StreamHeader{ContainerId: "pod", PortForward: uint32(l.Addr().(*net.TCPAddr).Port)})
+	st.Write([]byte("ping"))
+	st.Close() // half-close
+	st.SetReadDeadline(time.Now().Add(5 * time.Second))
+	b, err := io.ReadAll(st)
+	if err != nil || string(b) != "echo:ping" {
+		t.Errorf("forwarded: %q, %v", b, err)
+	}
+
+	// A closed port: the stream ends before any byte.
+	closed, _ := net.Listen("tcp4", "127.0.0.1:0")
+	port := closed.Addr().(*net.TCPAddr).Port
+	closed.Close()
+	refused, _ := sess.OpenStream()
+	api.WriteStreamHeader(refused, &api.StreamHeader{ContainerId: "pod", PortForward: uint32(port)})
+	refused.SetReadDeadline(time.Now().Add(5 * time.Second))
+	if _, err := refused.Read(make([]byte, 1)); err != io.EOF {
+		t.Errorf("refused port: read %v, want EOF", err)
+	}
+}

@@ -1,0 +1,100 @@
+package network
+
+import (
+	"net"
+	"os/exec"
+	"runtime"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/vishvananda/netns"
+)
+
+func natOutput(t *testing.T, ns string) string {
+	t.Helper()
+	out, err := exec.Command("ip", "netns", "exec", ns, "iptables", "-t", "nat", "-S", "OUTPUT").CombinedOutput()
+	if err != nil {
+		t.Fatalf("iptables: %v: %s", err, out)
+	}
+	return string(out)
+}
+
+// A connection to any port of the namespace's 127.0.0.1 reaches the
+// forward with its original port; the rule goes with Close, and with
+// Restore from the record after a crash.
+func TestForwardLoopback(t *testing.T) {
+	if _, err := exec.LookPath("iptables"); err != nil {
+		t.Skip("needs iptables")
+	}
+	path, ns := testNetns(t)
+	for _, crash := range []bool{false, true} {
+		n, err := Setup(path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var saved Record
+		f, err := n.ForwardLoopback(func(r Record) error { saved = r; return nil })
+		if err != nil {
+			n.Close()
+			t.Fatal(err)
+		}
+		if saved.LoopbackPort == 0 || !strings.Contains(natOutput(t, ns), "REDIRECT") {
+			t.Fatalf("record port %d, rules %q", saved.LoopbackPort, natOutput(t, ns))
+		}
+		h, err := netns.GetFromPath(path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		// A client in the namespace: a socket made there stays there.
+		done := make(chan error, 1)
+		go func() {
+			c, err := dialIn(h, "127.0.0.1:4321")
+			if err == nil {
+				_, err = c.Write([]byte("x"))
+				c.Close()
+			}
+			done <- err
+		}()
+		c, port, err := f.Accept()
+		if err != nil || port != 4321 {
+			t.Fatalf("accepted port %d: %v", port, err)
+		}
+		c.Close()
+		if err := <-done; err != nil {
+			t.Fatal(err)
+		}
+		h.Close()
+		f.Close()
+		if crash {
+			// The owner died: only the record is left.
+			if err := Restore(saved); err != nil {
+				t.Fatal(err)
+			}
+			n.ns.Close()
+			n.h.Close()
+		} else if err := n.Close(); err != nil {
+			t.Fatal(err)
+		}
+		if strings.Contains(natOutput(t, ns), "REDIRECT") {
+			t.Fatalf("rule left (crash %v): %q", crash, natOutput(t, ns))
+		}
+	}
+}
+
+func dialIn(ns netns.NsHandle, addr string) (net.Conn, error) {
+	runtime.LockOSThread()
+	orig, err := netns.Get()
+	if err != nil {
+		return nil, err
+	}
+	defer orig.Close()
+	if err := netns.Set(ns); err != nil {
+		return nil, err
+	}
+	c, err := net.DialTimeout("tcp4", addr, 5*time.Second)
+	if serr := netns.Set(orig); serr == nil {
+		runtime.UnlockOSThread()
+	}
+	return c, err
+}
