@@ -304,9 +304,12 @@ func Boot(ctx context.Context, opts Options) (_ *Sandbox, retErr error) {
 			return s.saveRecord()
 		})
 		if err != nil {
-			return nil, fmt.Errorf("sandbox %s: %w", opts.ID, err)
+			// The pod runs without port forwarding rather than not at all.
+			logger.WithError(err).Warn("no port forwarding into this sandbox")
+			s.fwd = nil
+		} else {
+			go s.relayLoopback(logger)
 		}
-		go s.relayLoopback(logger)
 	}
 
 	s.timings.AgentReady = time.Since(start)

@@ -60,7 +60,7 @@ func PrepareContainer(shared *Shared, id, bundle string, spec *specs.Spec) (_ *C
 	if spec.Root.Readonly {
 		rootRO = roTop
 	}
-	if err := c.bind(rootfs, "rootfs", true, rootRO); err != nil {
+	if err := c.bind(rootfs, "rootfs", true, rootRO, unix.MS_PRIVATE); err != nil {
 		return nil, nil, fmt.Errorf("rootfs %s: %w", rootfs, err)
 	}
 	guest.Root.Path = filepath.Join(guestDir, "rootfs")
@@ -83,7 +83,8 @@ func PrepareContainer(shared *Shared, id, bundle string, spec *specs.Spec) (_ *C
 			ro = roTop
 		}
 		recursive := slices.Contains(m.Options, "rbind")
-		if err := c.bind(src, name, recursive, ro); err != nil {
+		prop := propagation(m.Options, ro)
+		if err := c.bind(src, name, recursive, ro, prop); err != nil {
 			return nil, nil, fmt.Errorf("mount %d (%s on %s): %w", i, m.Source, m.Destination, err)
 		}
 		guest.Mounts[i].Source = filepath.Join(guestDir, name)
@@ -208,12 +209,42 @@ const (
 	roAll
 )
 
+// propagation returns the propagation of a bind's copy in the view:
+// MS_SLAVE when the options ask for propagation (slave or shared, recursive
+// or not), so that mounts made on the host under the source later reach the
+// view, virtiofsd and so the guest; MS_PRIVATE otherwise. Only host to guest
+// can work: the guest's mounts are in another kernel, and the slave copy
+// sends nothing back to the source. A slave copy of a private source is
+// private (it has no master), as a runc bind of it would receive nothing
+// either. "rro" stays private whatever it asks: a mount propagated later
+// would keep the host's flags, writable, where rro promises that everything
+// under the bind is read-only (the CRI refuses rro with propagation too).
+func propagation(opts []string, ro readOnly) uintptr {
+	if ro == roAll {
+		return unix.MS_PRIVATE
+	}
+	for _, o := range opts {
+		switch o {
+		case "slave", "rslave", "shared", "rshared":
+			return unix.MS_SLAVE
+		}
+	}
+	return unix.MS_PRIVATE
+}
+
 // bind attaches a copy of src at view/<id>/<name>. The copy is made
-// detached (open_tree), made read-only as ro says and private, and only then
-// attached (move_mount): its copy in virtiofsd's namespace is created at
-// attach time from it, so it is read-only there too. A remount after the
-// attach would change the host's copy only.
-func (c *Container) bind(src, name string, recursive bool, ro readOnly) error {
+// detached (open_tree), made read-only as ro says and given the propagation
+// prop (MS_PRIVATE or MS_SLAVE), and only then attached (move_mount): its
+// copy in virtiofsd's namespace is created at attach time from it, so it is
+// read-only there too. A remount after the attach would change the host's
+// copy only.
+//
+// With MS_SLAVE the copy receives, from the source's peer group, the mounts
+// and unmounts made there later; attached under the view (shared) it
+// becomes shared as well as slave, and passes them on to virtiofsd's copy,
+// a slave of it. Nothing flows back: a slave sends nothing to its master,
+// and the view's own peer group holds only the view.
+func (c *Container) bind(src, name string, recursive bool, ro readOnly, prop uintptr) error {
 	st, err := os.Stat(src)
 	if err != nil {
 		return fmt.Errorf("source: %w: %w", err, errdefs.ErrNotFound)
@@ -246,7 +277,7 @@ func (c *Container) bind(src, name string, recursive bool, ro readOnly) error {
 	if recursive {
 		setFlags |= unix.AT_RECURSIVE
 	}
-	if err := unix.MountSetattr(fd, "", setFlags, &unix.MountAttr{Propagation: unix.MS_PRIVATE}); err != nil {
+	if err := unix.MountSetattr(fd, "", setFlags, &unix.MountAttr{Propagation: uint64(prop)}); err != nil {
 		return fmt.Errorf("propagation of %s: %w", src, err)
 	}
 	if ro != roNone {

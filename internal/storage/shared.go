@@ -17,6 +17,14 @@ import (
 // only inside the container mounts attached under View, never in the tree
 // around them, and mounts attached on the host after virtiofsd started
 // reach virtiofsd's own mount namespace (a slave of the host's).
+//
+// The directory itself is bound on itself unbindable: a recursive bind or
+// clone of one of its ancestors (a container's rbind of "/" or "/run", this
+// sandbox's or another's, or runc's) skips it and all under it. Without
+// that, a container mount that receives propagation (a slave of its source)
+// and whose source holds the view would hold a slave copy of the view
+// inside the view, and each later attach would copy the tree into itself:
+// the mount count multiplies with every such container.
 type Shared struct {
 	// Backing is where the host makes directories; the guest never sees it
 	// writable.
@@ -34,6 +42,17 @@ func NewShared(dir string) (_ *Shared, retErr error) {
 			return nil, fmt.Errorf("shared directory: %w", err)
 		}
 	}
+	if err := unix.Mount(dir, dir, "", unix.MS_BIND, ""); err != nil {
+		return nil, fmt.Errorf("shared directory: bind %s: %w", dir, err)
+	}
+	defer func() {
+		if retErr != nil {
+			unix.Unmount(dir, unix.MNT_DETACH|unix.UMOUNT_NOFOLLOW)
+		}
+	}()
+	if err := unix.Mount("", dir, "", unix.MS_UNBINDABLE, ""); err != nil {
+		return nil, fmt.Errorf("shared directory: unbindable %s: %w", dir, err)
+	}
 	if err := unix.Mount(s.Backing, s.View, "", unix.MS_BIND, ""); err != nil {
 		return nil, fmt.Errorf("shared directory: bind %s: %w", s.View, err)
 	}
@@ -45,8 +64,9 @@ func NewShared(dir string) (_ *Shared, retErr error) {
 	if err := unix.Mount("", s.View, "", unix.MS_BIND|unix.MS_REMOUNT|unix.MS_RDONLY|unix.MS_NODEV|unix.MS_NOSUID, ""); err != nil {
 		return nil, fmt.Errorf("shared directory: read-only %s: %w", s.View, err)
 	}
-	// Private first, so the view leaves the peer group of whatever mount
-	// holds the runtime root, then shared as a group of its own.
+	// Private first (the unbindable directory gives it no peer, but a bind
+	// keeps the propagation of its source's mount), then shared as a group
+	// of its own.
 	if err := unix.Mount("", s.View, "", unix.MS_PRIVATE, ""); err != nil {
 		return nil, fmt.Errorf("shared directory: %w", err)
 	}
@@ -56,14 +76,18 @@ func NewShared(dir string) (_ *Shared, retErr error) {
 	return s, nil
 }
 
-// Close unmounts the view and everything under it, deepest first, and
-// removes the directories; what it cannot remove it names.
+// Close unmounts the view and everything under it, deepest first, then the
+// directory's bind on itself, and removes the directories; what it cannot
+// remove it names.
 func (s *Shared) Close() error {
 	if err := UnmountUnder(s.View); err != nil {
 		return err
 	}
-	if err := unix.Unmount(s.View, unix.MNT_DETACH|unix.UMOUNT_NOFOLLOW); err != nil && !errors.Is(err, unix.EINVAL) && !errors.Is(err, unix.ENOENT) {
-		return fmt.Errorf("unmount %s: %w", s.View, err)
+	dir := filepath.Dir(s.View)
+	for _, p := range []string{s.View, dir} {
+		if err := unix.Unmount(p, unix.MNT_DETACH|unix.UMOUNT_NOFOLLOW); err != nil && !errors.Is(err, unix.EINVAL) && !errors.Is(err, unix.ENOENT) {
+			return fmt.Errorf("unmount %s: %w", p, err)
+		}
 	}
 	var errs []error
 	for _, d := range []string{s.View, s.Backing, filepath.Dir(s.View)} {
