@@ -194,13 +194,18 @@ func Reclaim(ctx context.Context, runDir string) error {
 }
 
 // reclaimShared unmounts everything in a shared directory (the view and
-// the container mounts in it) and removes the directory's tree.
+// the container mounts in it), then the directory's bind on itself, and
+// removes the directory's tree.
 func reclaimShared(dir string) error {
 	if err := storage.UnmountUnder(dir); err != nil {
 		return err
 	}
+	if err := storage.UnmountSelf(dir); err != nil {
+		return err
+	}
 	// Detached mounts leave the namespace at once; a mount that is still
-	// there (one on dir itself, one that came back) stops the removal.
+	// there (a second one on dir itself, one that came back) stops the
+	// removal.
 	if left, err := storage.MountsAt(dir); err != nil {
 		return err
 	} else if len(left) > 0 {

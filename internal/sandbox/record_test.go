@@ -122,10 +122,22 @@ func TestReclaim(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
+	// The shared directory on itself, unbindable, as storage.NewShared
+	// leaves it.
+	if err := unix.Mount(shared, shared, "", unix.MS_BIND, ""); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { unix.Unmount(shared, unix.MNT_DETACH) })
+	if err := unix.Mount("", shared, "", unix.MS_PRIVATE, ""); err != nil {
+		t.Fatal(err)
+	}
 	if err := unix.Mount(filepath.Join(shared, "fs"), view, "", unix.MS_BIND, ""); err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { unix.Unmount(view, unix.MNT_DETACH) })
+	if err := unix.Mount("", shared, "", unix.MS_UNBINDABLE, ""); err != nil {
+		t.Fatal(err)
+	}
 	rootfs := filepath.Join(view, "c1", "rootfs")
 	if err := unix.Mount(src, rootfs, "", unix.MS_BIND, ""); err != nil {
 		t.Fatal(err)

@@ -4,11 +4,14 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
+	"slices"
+	"strconv"
 	"strings"
 	"testing"
 
 	"github.com/containerd/errdefs"
 	specs "github.com/opencontainers/runtime-spec/specs-go"
+	"golang.org/x/sys/unix"
 )
 
 func requireRoot(t *testing.T) {
@@ -144,4 +147,167 @@ func newShared(t *testing.T) *Shared {
 		}
 	})
 	return s
+}
+
+// sharedSource makes a directory of its own shared mount (as the CRI wants
+// a host path whose mounts propagate to be), unmounted at the end.
+func sharedSource(t *testing.T) string {
+	t.Helper()
+	src := filepath.Join(t.TempDir(), "src")
+	if err := os.MkdirAll(filepath.Join(src, "sub"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := unix.Mount(src, src, "", unix.MS_BIND|unix.MS_REC, ""); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		UnmountUnder(src)
+		unix.Unmount(src, unix.MNT_DETACH)
+	})
+	if err := unix.Mount("", src, "", unix.MS_SHARED|unix.MS_REC, ""); err != nil {
+		t.Fatal(err)
+	}
+	return src
+}
+
+func isMountPoint(p string) bool {
+	b, _ := os.ReadFile("/proc/self/mountinfo")
+	for _, l := range strings.Split(string(b), "\n") {
+		if f := strings.Fields(l); len(f) > 4 && f[4] == p {
+			return true
+		}
+	}
+	return false
+}
+
+// Mounts made on the host under a bind's source after the container is
+// prepared reach the view when the options ask for propagation (slave or
+// shared), and only then; nothing goes the other way, and the bind itself
+// stays read-only where asked.
+func TestPrepareContainerPropagation(t *testing.T) {
+	requireRoot(t)
+	for _, tc := range []struct {
+		opts []string
+		want bool
+	}{
+		{[]string{"rbind", "rslave"}, true},
+		{[]string{"bind", "slave"}, true},
+		{[]string{"rbind", "rshared", "ro"}, true},
+		{[]string{"rbind"}, false},
+		{[]string{"rbind", "rprivate"}, false},
+		{[]string{"rbind", "rslave", "rro"}, false}, // rro: read-only throughout, so no propagation
+	} {
+		t.Run(strings.Join(tc.opts, ","), func(t *testing.T) {
+			src := sharedSource(t)
+			b := bundle(t)
+			shared := newShared(t)
+			spec := &specs.Spec{
+				Root:   &specs.Root{Path: "rootfs"},
+				Mounts: []specs.Mount{{Destination: "/data", Type: "bind", Source: src, Options: tc.opts}},
+			}
+			c, _, err := PrepareContainer(shared, "c1", b, spec)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer func() {
+				if err := c.Cleanup(); err != nil {
+					t.Error(err)
+				}
+				if mountedUnder(shared.View + "/") {
+					t.Error("mounts left after cleanup")
+				}
+			}()
+			view := filepath.Join(shared.View, "c1", "mount-0")
+			sub := filepath.Join(src, "sub")
+			if err := unix.Mount("tmpfs", sub, "tmpfs", 0, "size=1m"); err != nil {
+				t.Fatal(err)
+			}
+			defer unix.Unmount(sub, unix.MNT_DETACH)
+			os.WriteFile(filepath.Join(sub, "hello"), []byte("from host"), 0o644)
+			got, err := os.ReadFile(filepath.Join(view, "sub", "hello"))
+			if tc.want && string(got) != "from host" {
+				t.Errorf("host mount not propagated to the view: %q %v", got, err)
+			}
+			if !tc.want && err == nil {
+				t.Errorf("host mount propagated to the view")
+			}
+			// The bind itself keeps its read-only flag.
+			if slices.Contains(tc.opts, "ro") || slices.Contains(tc.opts, "rro") {
+				if err := os.WriteFile(filepath.Join(view, "new"), nil, 0o644); err == nil {
+					t.Error("wrote in a read-only bind")
+				}
+			}
+			// A mount made in the view (what the guest's side would be)
+			// never reaches the source.
+			if err := os.Mkdir(filepath.Join(src, "back"), 0o755); err != nil {
+				t.Fatal(err)
+			}
+			back := filepath.Join(view, "back")
+			if err := unix.Mount("tmpfs", back, "tmpfs", 0, "size=1m"); err != nil {
+				t.Fatal(err)
+			}
+			if isMountPoint(filepath.Join(src, "back")) {
+				t.Error("a mount in the view reached the source")
+			}
+			unix.Unmount(back, unix.MNT_DETACH)
+			// An unmount on the host reaches the view too.
+			if err := unix.Unmount(sub, 0); err != nil {
+				t.Fatal(err)
+			}
+			if isMountPoint(filepath.Join(view, "sub")) {
+				t.Error("host unmount not propagated to the view")
+			}
+		})
+	}
+}
+
+// A propagating bind whose source holds the shared directory (a hostPath
+// of "/" or "/run"): the clone skips the shared directory (unbindable), so
+// the view never holds copies of itself and the mount count grows by the
+// same amount per container instead of multiplying.
+func TestPrepareContainerSourceHoldsView(t *testing.T) {
+	requireRoot(t)
+	src := sharedSource(t)
+	dir := filepath.Join(src, "shared")
+	shared, err := NewShared(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() {
+		if err := shared.Close(); err != nil {
+			t.Error(err)
+		}
+		if mountedUnder(dir) {
+			t.Error("mounts left after Close")
+		}
+	}()
+	b := bundle(t)
+	count := func() int { b, _ := os.ReadFile("/proc/self/mountinfo"); return strings.Count(string(b), "\n") }
+	var cs []*Container
+	var counts []int
+	for i := range 4 {
+		spec := &specs.Spec{
+			Root:   &specs.Root{Path: "rootfs"},
+			Mounts: []specs.Mount{{Destination: "/host", Type: "bind", Source: src, Options: []string{"rbind", "rslave"}}},
+		}
+		c, _, err := PrepareContainer(shared, "c"+strconv.Itoa(i), b, spec)
+		if err != nil {
+			t.Fatal(err)
+		}
+		cs = append(cs, c)
+		counts = append(counts, count())
+	}
+	for i := 2; i < len(counts); i++ {
+		if d, d0 := counts[i]-counts[i-1], counts[1]-counts[0]; d != d0 {
+			t.Errorf("mount counts %v: container %d added %d mounts, container 1 %d", counts, i, d, d0)
+		}
+	}
+	if _, err := os.Stat(filepath.Join(shared.View, "c0", "mount-0", "shared", "view", "c0")); err == nil {
+		t.Error("the shared directory's tree is in the clone")
+	}
+	for _, c := range cs {
+		if err := c.Cleanup(); err != nil {
+			t.Error(err)
+		}
+	}
 }

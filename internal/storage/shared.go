@@ -42,6 +42,10 @@ func NewShared(dir string) (_ *Shared, retErr error) {
 			return nil, fmt.Errorf("shared directory: %w", err)
 		}
 	}
+	// dir on itself, private at once (leaving the peer group of the mount
+	// that holds it, so that nothing made below reaches other namespaces);
+	// unbindable once the view is bound from it, as an unbindable mount
+	// cannot be the source of a bind.
 	if err := unix.Mount(dir, dir, "", unix.MS_BIND, ""); err != nil {
 		return nil, fmt.Errorf("shared directory: bind %s: %w", dir, err)
 	}
@@ -50,8 +54,8 @@ func NewShared(dir string) (_ *Shared, retErr error) {
 			unix.Unmount(dir, unix.MNT_DETACH|unix.UMOUNT_NOFOLLOW)
 		}
 	}()
-	if err := unix.Mount("", dir, "", unix.MS_UNBINDABLE, ""); err != nil {
-		return nil, fmt.Errorf("shared directory: unbindable %s: %w", dir, err)
+	if err := unix.Mount("", dir, "", unix.MS_PRIVATE, ""); err != nil {
+		return nil, fmt.Errorf("shared directory: %w", err)
 	}
 	if err := unix.Mount(s.Backing, s.View, "", unix.MS_BIND, ""); err != nil {
 		return nil, fmt.Errorf("shared directory: bind %s: %w", s.View, err)
@@ -64,14 +68,12 @@ func NewShared(dir string) (_ *Shared, retErr error) {
 	if err := unix.Mount("", s.View, "", unix.MS_BIND|unix.MS_REMOUNT|unix.MS_RDONLY|unix.MS_NODEV|unix.MS_NOSUID, ""); err != nil {
 		return nil, fmt.Errorf("shared directory: read-only %s: %w", s.View, err)
 	}
-	// Private first (the unbindable directory gives it no peer, but a bind
-	// keeps the propagation of its source's mount), then shared as a group
-	// of its own.
-	if err := unix.Mount("", s.View, "", unix.MS_PRIVATE, ""); err != nil {
-		return nil, fmt.Errorf("shared directory: %w", err)
-	}
+	// Shared as a group of its own (it is a private copy of dir's mount).
 	if err := unix.Mount("", s.View, "", unix.MS_SHARED, ""); err != nil {
 		return nil, fmt.Errorf("shared directory: %w", err)
+	}
+	if err := unix.Mount("", dir, "", unix.MS_UNBINDABLE, ""); err != nil {
+		return nil, fmt.Errorf("shared directory: unbindable %s: %w", dir, err)
 	}
 	return s, nil
 }
@@ -83,10 +85,9 @@ func (s *Shared) Close() error {
 	if err := UnmountUnder(s.View); err != nil {
 		return err
 	}
-	dir := filepath.Dir(s.View)
-	for _, p := range []string{s.View, dir} {
-		if err := unix.Unmount(p, unix.MNT_DETACH|unix.UMOUNT_NOFOLLOW); err != nil && !errors.Is(err, unix.EINVAL) && !errors.Is(err, unix.ENOENT) {
-			return fmt.Errorf("unmount %s: %w", p, err)
+	for _, p := range []string{s.View, filepath.Dir(s.View)} {
+		if err := UnmountSelf(p); err != nil {
+			return err
 		}
 	}
 	var errs []error
@@ -136,4 +137,13 @@ func UnmountUnder(dir string) error {
 		}
 	}
 	return errors.Join(errs...)
+}
+
+// UnmountSelf unmounts the mount on dir itself, the top one, without
+// following a link; dir that is no mount point (or is gone) is no error.
+func UnmountSelf(dir string) error {
+	if err := unix.Unmount(dir, unix.MNT_DETACH|unix.UMOUNT_NOFOLLOW); err != nil && !errors.Is(err, unix.EINVAL) && !errors.Is(err, unix.ENOENT) {
+		return fmt.Errorf("unmount %s: %w", dir, err)
+	}
+	return nil
 }
