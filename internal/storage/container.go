@@ -3,6 +3,7 @@ package storage
 import (
 	"errors"
 	"fmt"
+	"maps"
 	"os"
 	"path/filepath"
 	"slices"
@@ -66,6 +67,7 @@ func PrepareContainer(shared *Shared, id, bundle string, spec *specs.Spec) (_ *C
 	guest.Root.Path = filepath.Join(guestDir, "rootfs")
 
 	guest.Mounts = slices.Clone(spec.Mounts)
+	var automount []string
 	for i, m := range guest.Mounts {
 		if !isBind(m) {
 			continue
@@ -89,8 +91,45 @@ func PrepareContainer(shared *Shared, id, bundle string, spec *specs.Spec) (_ *C
 		}
 		guest.Mounts[i].Source = filepath.Join(guestDir, name)
 		guest.Mounts[i].Options = bindOptions(m.Options)
+		if recursive && ro == roTop {
+			subs, err := c.submounts(name)
+			if err != nil {
+				return nil, nil, fmt.Errorf("mount %d (%s on %s): %w", i, m.Source, m.Destination, err)
+			}
+			for _, rel := range subs {
+				automount = append(automount, filepath.Join(guestDir, name, rel))
+			}
+		}
+	}
+	if len(automount) > agent.MaxAutomounts {
+		return nil, nil, fmt.Errorf("%d submounts under read-only binds, at most %d: %w", len(automount), agent.MaxAutomounts, errdefs.ErrInvalidArgument)
+	}
+	if len(automount) > 0 {
+		guest.Annotations = maps.Clone(spec.Annotations)
+		if guest.Annotations == nil {
+			guest.Annotations = map[string]string{}
+		}
+		guest.Annotations[agent.AutomountAnnotation] = strings.Join(automount, "\n")
 	}
 	return c, &guest, nil
+}
+
+// submounts lists the mounts below the bind attached as name, relative to
+// it, shallowest first.
+func (c *Container) submounts(name string) ([]string, error) {
+	top := filepath.Join(c.shared.View, c.id, name)
+	points, err := MountsAt(top)
+	if err != nil {
+		return nil, err
+	}
+	var rels []string
+	for _, p := range points {
+		if rel, err := filepath.Rel(top, p); err == nil && rel != "." && !strings.HasPrefix(rel, "..") {
+			rels = append(rels, rel)
+		}
+	}
+	slices.SortFunc(rels, func(a, b string) int { return strings.Count(a, "/") - strings.Count(b, "/") })
+	return slices.Compact(rels), nil
 }
 
 // makeMountpoints creates, in the rootfs, the mount destinations that do

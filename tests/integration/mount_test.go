@@ -161,3 +161,30 @@ func TestBindPropagationHostToContainer(t *testing.T) {
 		t.Error("host unmount not seen in the container")
 	}
 }
+
+// runc's "ro" on an rbind makes the bind's top mount read-only, not the
+// mounts under it: a tmpfs mounted on the host under the source before the
+// container starts stays writable in the container; "rro" makes it
+// read-only too.
+func TestReadOnlyBindKeepsSubmountsWritable(t *testing.T) {
+	e := newCLIEnv(t)
+	vol := sharedHostDir(t)
+	sub := filepath.Join(vol, "sub")
+	if err := unix.Mount("tmpfs", sub, "tmpfs", 0, "size=1m"); err != nil {
+		t.Fatal(err)
+	}
+	bundle := busyboxBundle(t)
+	spec := busyboxSpec("sh", "-c", "touch /ro/sub/a && ! touch /ro/b 2>/dev/null && ! touch /rro/sub/c 2>/dev/null && echo ok")
+	spec.Mounts = append(spec.Mounts,
+		specs.Mount{Destination: "/ro", Type: "bind", Source: vol, Options: []string{"rbind", "ro"}},
+		specs.Mount{Destination: "/rro", Type: "bind", Source: vol, Options: []string{"rbind", "rro"}},
+	)
+	writeSpec(t, bundle, spec)
+	out, errOut, code := e.hull("run", "--bundle", bundle, "robind")
+	if code != 0 || out != "ok\n" {
+		t.Fatalf("run: exit %d, %q, %s", code, out, errOut)
+	}
+	if _, err := os.Stat(filepath.Join(sub, "a")); err != nil {
+		t.Errorf("the write in the submount did not reach the host: %v", err)
+	}
+}

@@ -29,3 +29,15 @@ const SharedMountPoint = "/run/hull/shared"
 
 // MaxStreamHeader bounds a StreamHeader message.
 const MaxStreamHeader = 4096
+
+// AutomountAnnotation, in a spec the host sends, lists (one per line) the
+// guest paths of virtio-fs submounts below a read-only bind's source: the
+// agent opens each before it creates the container, so that the guest
+// mounts them while the source is still writable where the host says so.
+// A submount the guest mounts later, on first use through the
+// container's read-only bind, would take that bind's read-only flag
+// (runc's "ro" is the top mount's only).
+const AutomountAnnotation = "org.hull-runtime.automount"
+
+// MaxAutomounts bounds the paths of AutomountAnnotation.
+const MaxAutomounts = 256

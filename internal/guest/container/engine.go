@@ -14,6 +14,8 @@ import (
 	"fmt"
 	"os"
 	"path"
+	"path/filepath"
+	"strings"
 	"sync"
 	"time"
 
@@ -21,9 +23,11 @@ import (
 	"github.com/opencontainers/cgroups"
 	"github.com/opencontainers/runc/libcontainer"
 	"github.com/opencontainers/runc/libcontainer/specconv"
+	specs "github.com/opencontainers/runtime-spec/specs-go"
 	"github.com/sirupsen/logrus"
 	"golang.org/x/sys/unix"
 
+	api "github.com/hull-runtime/hull/api/agent/v1"
 	"github.com/hull-runtime/hull/internal/guest/initsys"
 	"github.com/hull-runtime/hull/internal/guest/iosession"
 )
@@ -169,6 +173,7 @@ func (e *Engine) Create(ctx context.Context, id string, specJSON []byte, stdio S
 	}
 	allowStatx(spec)
 	fifoDevices(spec)
+	e.automount(spec)
 
 	e.mu.Lock()
 	if _, ok := e.containers[id]; ok {
@@ -569,3 +574,30 @@ func (e *Engine) Remove(ctx context.Context, id string, force bool) (retErr erro
 
 // maxSignal is SIGRTMAX on Linux.
 const maxSignal = 64
+
+// automount mounts, before the container's binds are made, the virtio-fs
+// submounts the host listed (api.AutomountAnnotation): opening one makes
+// the guest kernel mount it with the flags of the shared mount, which the
+// container's read-only bind then copies as they are. The list comes from
+// the host, but only paths under the shared mount point are opened.
+func (e *Engine) automount(spec *specs.Spec) {
+	list, ok := spec.Annotations[api.AutomountAnnotation]
+	if !ok {
+		return
+	}
+	delete(spec.Annotations, api.AutomountAnnotation)
+	paths := strings.Split(list, "\n")
+	if len(paths) > api.MaxAutomounts {
+		paths = paths[:api.MaxAutomounts]
+	}
+	for _, p := range paths {
+		if clean := filepath.Clean(p); clean != p || !strings.HasPrefix(p, api.SharedMountPoint+"/") {
+			continue
+		}
+		if f, err := os.Open(p); err == nil {
+			f.Close()
+		} else {
+			e.cfg.Log.WithError(err).WithField("path", p).Debug("automount")
+		}
+	}
+}
