@@ -29,38 +29,44 @@ var deleteCommand = cli.Command{
 		if err != nil {
 			return err
 		}
-		st, err := store.Read(id)
-		if errdefs.IsNotFound(err) && c.Bool("force") {
-			// No state, but maybe what a crash left behind.
-			if _, serr := os.Stat(store.Dir(id)); serr != nil {
-				return nil
-			}
-			st, err = &state.State{ID: id, Status: state.Stopped}, nil
-		}
-		if err != nil {
-			return err
-		}
-		if st.Status != state.Stopped {
-			if !c.Bool("force") {
-				return fmt.Errorf("container %s is %s: stop it or use --force: %w", id, st.Status, errdefs.ErrFailedPrecondition)
-			}
-			// QEMU and virtiofsd die with their supervisor (parent-death
-			// signal); what they leave is cleaned below.
-			killAndWait(st.Supervisor, st.SupervisorStart)
-		}
-		if err := forceCleanup(store, st); err != nil {
-			return err
-		}
-		// poststop hooks run once the container is gone; their failure is
-		// reported but does not bring the container back.
-		if spec, err := oci.LoadBundle(st.Bundle); err == nil {
-			hs := specs.State{Version: specs.Version, ID: st.ID, Status: specs.StateStopped, Bundle: st.Bundle, Annotations: st.Annotations}
-			if err := hooks.Poststop(commandContext(), spec, hs); err != nil {
-				log.G(commandContext()).WithError(err).Warn("poststop hook")
-			}
-		}
-		return nil
+		return deleteContainer(store, id, c.Bool("force"))
 	},
+}
+
+// deleteContainer removes a stopped container, or with force any
+// container, killing it first; then it runs the poststop hooks.
+func deleteContainer(store *state.Store, id string, force bool) error {
+	st, err := store.Read(id)
+	if errdefs.IsNotFound(err) && force {
+		// No state, but maybe what a crash left behind.
+		if _, serr := os.Stat(store.Dir(id)); serr != nil {
+			return nil
+		}
+		st, err = &state.State{ID: id, Status: state.Stopped}, nil
+	}
+	if err != nil {
+		return err
+	}
+	if st.Status != state.Stopped {
+		if !force {
+			return fmt.Errorf("container %s is %s: stop it or use --force: %w", id, st.Status, errdefs.ErrFailedPrecondition)
+		}
+		// QEMU and virtiofsd die with their supervisor (parent-death
+		// signal); what they leave is cleaned below.
+		killAndWait(st.Supervisor, st.SupervisorStart)
+	}
+	if err := forceCleanup(store, st); err != nil {
+		return err
+	}
+	// poststop hooks run once the container is gone; their failure is
+	// reported but does not bring the container back.
+	if spec, err := oci.LoadBundle(st.Bundle); err == nil {
+		hs := specs.State{Version: specs.Version, ID: st.ID, Status: specs.StateStopped, Bundle: st.Bundle, Annotations: st.Annotations}
+		if err := hooks.Poststop(commandContext(), spec, hs); err != nil {
+			log.G(commandContext()).WithError(err).Warn("poststop hook")
+		}
+	}
+	return nil
 }
 
 // forceCleanup removes what is left of a container whose supervisor is

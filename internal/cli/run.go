@@ -7,6 +7,7 @@ import (
 	"os/signal"
 	"syscall"
 
+	"github.com/containerd/log"
 	"github.com/urfave/cli"
 
 	"github.com/hull-runtime/hull/internal/oci"
@@ -17,7 +18,10 @@ var runCommand = cli.Command{
 	Name:      "run",
 	Usage:     "create and start a container; wait for it unless --detach",
 	ArgsUsage: "<container-id>",
-	Flags:     append([]cli.Flag{cli.BoolFlag{Name: "detach, d", Usage: "do not wait for the container"}}, createFlags...),
+	Flags: append([]cli.Flag{
+		cli.BoolFlag{Name: "detach, d", Usage: "do not wait for the container"},
+		cli.BoolFlag{Name: "keep", Usage: "keep the container's state after it exits (runc's run deletes it)"},
+	}, createFlags...),
 	Action: func(c *cli.Context) error {
 		socket := c.String("console-socket")
 		if socket == "" && !c.Bool("detach") && bundleTerminal(c) {
@@ -68,6 +72,12 @@ var runCommand = cli.Command{
 		}()
 		err = sup.Wait()
 		signal.Stop(sigs)
+		// As runc's run: the container is deleted once it has exited.
+		if !c.Bool("keep") {
+			if derr := deleteContainer(store, id, true); derr != nil {
+				log.G(commandContext()).WithError(derr).Warn("deleting the exited container")
+			}
+		}
 		var exit *exec.ExitError
 		if errors.As(err, &exit) {
 			return cli.NewExitError("", exit.ExitCode())

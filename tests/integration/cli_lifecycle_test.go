@@ -67,7 +67,18 @@ func TestCLIRunExitCodeAndOutput(t *testing.T) {
 	if out != "to-stdout\n" || !strings.Contains(errOut, "to-stderr") {
 		t.Errorf("stdout %q, stderr %q", out, errOut)
 	}
-	if _, errOut, code := e.hull("delete", "runner"); code != 0 {
+	// As runc's run, the container is gone once it exited...
+	if _, _, code := e.hull("state", "runner"); code == 0 {
+		t.Error("state of a container that run already deleted")
+	}
+	// ...unless --keep.
+	if _, errOut, code := e.hull("run", "--keep", "--bundle", bundle, "kept"); code != 7 {
+		t.Fatalf("run --keep: exit %d, %s", code, errOut)
+	}
+	if out, errOut, code := e.hull("state", "kept"); code != 0 || !strings.Contains(out, `"stopped"`) {
+		t.Errorf("state after run --keep: %q %s", out, errOut)
+	}
+	if _, errOut, code := e.hull("delete", "kept"); code != 0 {
 		t.Fatalf("delete: %s", errOut)
 	}
 }
