@@ -112,10 +112,10 @@ func Default() Config {
 			MemoryMiB:              256,
 			TCGTranslationCacheMiB: 16,
 			FreePageReporting:      true,
-			BootTimeout:            Duration(20 * time.Second),
+			BootTimeout:            Duration(60 * time.Second),
 		},
 		Image:   Image{Dir: "/usr/local/share/hull"},
-		Agent:   Agent{Transport: "auto", RequestTimeout: Duration(10 * time.Second)},
+		Agent:   Agent{Transport: "auto", RequestTimeout: Duration(30 * time.Second)},
 		Runtime: Runtime{Root: "/run/hull", LogLevel: "info"},
 	}
 }
