@@ -433,7 +433,7 @@ func (b *bench) memory(ctx context.Context, h string, pods []string, settle, set
 		shimName = hullShim
 	}
 	read := func() ([]podProcs, []map[string]procmem.Usage, uint64, error) {
-		all := processes()
+		all := ctrd.Processes()
 		var pps []podProcs
 		var us []map[string]procmem.Usage
 		var total uint64
@@ -518,14 +518,14 @@ func (b *bench) memory(ctx context.Context, h string, pods []string, settle, set
 // virtiofsd.
 func (b *bench) leftovers() []string {
 	var out []string
-	for _, p := range processes() {
-		if p.zombie {
+	for _, p := range ctrd.Processes() {
+		if p.Zombie {
 			continue
 		}
-		cmd := strings.Join(p.argv, " ")
+		cmd := strings.Join(p.Argv, " ")
 		for _, pod := range b.pods {
 			if strings.Contains(cmd, pod) {
-				out = append(out, fmt.Sprintf("%d %s", p.pid, cmd))
+				out = append(out, fmt.Sprintf("%d %s", p.Pid, cmd))
 				break
 			}
 		}

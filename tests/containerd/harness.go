@@ -502,25 +502,9 @@ func (d *Daemon) removeAll(ctx context.Context) []error {
 // containerd's address as -address.
 func (d *Daemon) shimPids() []int {
 	var pids []int
-	entries, _ := os.ReadDir("/proc")
-	for _, e := range entries {
-		pid, err := strconv.Atoi(e.Name())
-		if err != nil {
-			continue
-		}
-		raw, err := os.ReadFile(filepath.Join("/proc", e.Name(), "cmdline"))
-		if err != nil {
-			continue
-		}
-		argv := strings.Split(strings.TrimRight(string(raw), "\x00"), "\x00")
-		if len(argv) == 0 || !strings.HasPrefix(filepath.Base(argv[0]), "containerd-shim") {
-			continue
-		}
-		for i := 0; i+1 < len(argv); i++ {
-			if argv[i] == "-address" && argv[i+1] == d.Address {
-				pids = append(pids, pid)
-				break
-			}
+	for _, p := range Processes() {
+		if addr, ok := p.Arg("-address"); ok && addr == d.Address && strings.HasPrefix(p.Name(), "containerd-shim") {
+			pids = append(pids, p.Pid)
 		}
 	}
 	return pids

@@ -33,24 +33,14 @@ func hullDaemon(t *testing.T) *Daemon {
 // QEMU VMs, virtiofsd and hull shims.
 func hullProcesses() []string {
 	var out []string
-	ents, _ := os.ReadDir("/proc")
-	for _, e := range ents {
-		pid, err := strconv.Atoi(e.Name())
-		if err != nil {
+	for _, p := range Processes() {
+		c := p.Cmdline()
+		if p.Zombie {
 			continue
 		}
-		stat, err := os.ReadFile(filepath.Join("/proc", e.Name(), "stat"))
-		if err != nil {
-			continue
-		}
-		if i := strings.LastIndexByte(string(stat), ')'); i > 0 && i+2 < len(stat) && stat[i+2] == 'Z' {
-			continue
-		}
-		cmd, _ := os.ReadFile(filepath.Join("/proc", e.Name(), "cmdline"))
-		c := strings.ReplaceAll(string(cmd), "\x00", " ")
 		if strings.Contains(c, "containerd-shim-hull-v2") || (strings.Contains(c, "qemu-system") && strings.Contains(c, "hull-")) ||
 			(strings.Contains(c, "virtiofsd") && strings.Contains(c, "/.shim/")) {
-			out = append(out, fmt.Sprintf("%d %s", pid, c))
+			out = append(out, fmt.Sprintf("%d %s", p.Pid, c))
 		}
 	}
 	return out
