@@ -117,6 +117,9 @@ func spawnSupervisor(c *cli.Context, consoleSocket string) (*exec.Cmd, error) {
 	if c.GlobalBool("debug") {
 		args = append(args, "--debug")
 	}
+	if c.GlobalBool("systemd-cgroup") {
+		args = append(args, "--systemd-cgroup")
+	}
 	if p := c.GlobalString("log"); p != "" {
 		args = append(args, "--log", p, "--log-format", c.GlobalString("log-format"))
 	}

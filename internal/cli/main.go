@@ -31,7 +31,7 @@ func Main(args []string) int {
 		cli.StringFlag{Name: "log-format", Value: "text", Usage: "log format: text or json"},
 		cli.StringFlag{Name: "root", Usage: "root directory for container state (default: runtime.root of the config, /run/hull)"},
 		cli.StringFlag{Name: "config", Usage: "configuration file (default: $" + config.EnvPath + " or " + config.DefaultPath + ")"},
-		cli.BoolFlag{Name: "systemd-cgroup", Usage: "accepted for runc compatibility: cgroups live in the guest"},
+		cli.BoolFlag{Name: "systemd-cgroup", Usage: "linux.cgroupsPath is systemd's slice:prefix:name; hull then leaves the host cgroup to the caller (limits apply in the guest)"},
 		cli.StringFlag{Name: "criu", Usage: "not supported: checkpoints of VMs are not implemented", Hidden: true},
 		cli.StringFlag{Name: "rootless", Value: "auto", Usage: "accepted for runc compatibility; hull needs root", Hidden: true},
 	}

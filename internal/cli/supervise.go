@@ -65,6 +65,7 @@ var superviseCommand = cli.Command{
 			Store: store, ID: id, Bundle: c.String("bundle"), Spec: spec, Config: cfg, Accel: accel,
 			Stdio:         sandbox.Stdio{Stdin: os.Stdin, Stdout: os.Stdout, Stderr: os.Stderr},
 			ConsoleSocket: c.String("console-socket"),
+			SystemdCgroup: c.GlobalBool("systemd-cgroup"),
 		}, report)
 		os.Exit(status)
 		return nil

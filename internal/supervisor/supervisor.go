@@ -30,6 +30,7 @@ import (
 	"github.com/hull-runtime/hull/internal/config"
 	"github.com/hull-runtime/hull/internal/console"
 	"github.com/hull-runtime/hull/internal/hooks"
+	"github.com/hull-runtime/hull/internal/hostcgroup"
 	"github.com/hull-runtime/hull/internal/sandbox"
 	"github.com/hull-runtime/hull/internal/state"
 	"github.com/hull-runtime/hull/internal/vmm/qemu"
@@ -47,6 +48,9 @@ type Options struct {
 	// ConsoleSocket, for a spec with process.terminal, is the unix socket
 	// that gets the master of the container's terminal; Stdio is unused.
 	ConsoleSocket string
+	// SystemdCgroup says cgroupsPath is systemd's slice:prefix:name; no
+	// host cgroup is made then (there may be no systemd to ask).
+	SystemdCgroup bool
 }
 
 // supervisor is one run; its fields are set before the control socket
@@ -56,6 +60,8 @@ type supervisor struct {
 	h    *state.Handle
 	sb   *sandbox.Sandbox
 	ctr  *sandbox.Container
+	// cg is the container's cgroup on the host (nil without cgroupsPath).
+	cg *hostcgroup.Group
 	// tty is the init's terminal (nil without one); it is the
 	// supervisor's controlling terminal, and winch gets its SIGWINCH.
 	tty   *terminal
@@ -146,6 +152,12 @@ func (s *supervisor) create(ctx context.Context) (retErr error) {
 		return err
 	}
 	s.st.QEMU, s.st.Virtiofsd = s.sb.VMPid(), s.sb.VirtiofsdPid()
+	if !s.opts.SystemdCgroup {
+		pids := append([]int{os.Getpid(), s.sb.VMPid()}, hostcgroup.WithChildren(s.sb.VirtiofsdPid())...)
+		if s.cg, err = hostcgroup.Join(s.opts.ID, s.opts.Spec, pids...); err != nil {
+			return err
+		}
+	}
 	s.ctr, err = s.sb.CreateContainer(ctx, sandbox.ContainerConfig{
 		ID: s.opts.ID, Bundle: s.opts.Bundle, Spec: s.opts.Spec, Stdio: s.opts.Stdio,
 	})
@@ -498,6 +510,7 @@ func (s *supervisor) teardown(ctx context.Context) {
 	if s.sb != nil {
 		errs = append(errs, s.sb.Destroy(ctx))
 	}
+	errs = append(errs, s.cg.Destroy())
 	if s.tty != nil {
 		s.tty.close()
 	}

@@ -1,0 +1,129 @@
+// Package hostcgroup places a container's host processes (its
+// supervisor, QEMU and virtiofsd) in the cgroup its spec names
+// (linux.cgroupsPath) on the host, with the spec's CPU, cpuset, block IO
+// and pids limits. The container's own processes are confined by the same
+// limits in the guest; the host cgroup bounds what the VM as a whole takes
+// from the host, and is where tools that expect runc's behaviour look.
+//
+// Memory limits stay in the guest only: the guest's memory is sized from
+// the limit already, and QEMU needs more than the container's limit (the
+// guest's kernel, the agent, QEMU itself), so the same value on the host
+// would have the host's OOM killer end the whole VM. Device rules stay in
+// the guest too: QEMU needs /dev/kvm and /dev/net/tun.
+package hostcgroup
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+
+	"github.com/containerd/errdefs"
+	"github.com/opencontainers/cgroups"
+	"github.com/opencontainers/cgroups/manager"
+	"github.com/opencontainers/runc/libcontainer/specconv"
+	specs "github.com/opencontainers/runtime-spec/specs-go"
+)
+
+// minHostPids is the smallest pids limit applied on the host: QEMU and
+// virtiofsd run threads of their own, so a container's small limit
+// (enforced in the guest all the same) would keep the VM from starting.
+const minHostPids = 256
+
+// Group is a container's cgroup on the host.
+type Group struct {
+	m cgroups.Manager
+}
+
+// Join makes the cgroup spec.Linux.CgroupsPath names (relative paths are
+// taken from the caller's cgroup, as runc does), applies the limits that
+// belong on the host, and moves pids into it. Without a cgroupsPath it
+// does nothing and returns nil. On error nothing of it is left.
+func Join(id string, spec *specs.Spec, pids ...int) (_ *Group, retErr error) {
+	if spec.Linux == nil || spec.Linux.CgroupsPath == "" {
+		return nil, nil
+	}
+	cg, err := specconv.CreateCgroupConfig(&specconv.CreateOpts{CgroupName: id, Spec: spec}, nil)
+	if err != nil {
+		return nil, fmt.Errorf("host cgroup %s: %w: %w", spec.Linux.CgroupsPath, err, errdefs.ErrInvalidArgument)
+	}
+	r := cg.Resources
+	r.SkipDevices = true
+	r.Memory, r.MemoryReservation, r.MemorySwap, r.MemorySwappiness = 0, 0, 0, nil
+	r.OomKillDisable = false
+	r.HugetlbLimit = nil
+	r.Unified = nil
+	if r.PidsLimit != nil && *r.PidsLimit > 0 && *r.PidsLimit < minHostPids {
+		floor := int64(minHostPids)
+		r.PidsLimit = &floor
+	}
+	m, err := manager.New(cg)
+	if err != nil {
+		return nil, fmt.Errorf("host cgroup %s: %w", spec.Linux.CgroupsPath, err)
+	}
+	g := &Group{m: m}
+	defer func() {
+		if retErr != nil {
+			g.Destroy()
+		}
+	}()
+	// Apply makes the cgroup (in the hierarchies the manager uses) and
+	// moves a process into it; -1 only makes it.
+	for _, pid := range append([]int{-1}, pids...) {
+		if pid == 0 {
+			continue
+		}
+		if err := m.Apply(pid); err != nil {
+			return nil, fmt.Errorf("host cgroup %s: add %d: %w", spec.Linux.CgroupsPath, pid, err)
+		}
+	}
+	if err := m.Set(r); err != nil {
+		return nil, fmt.Errorf("host cgroup %s: limits: %w", spec.Linux.CgroupsPath, err)
+	}
+	return g, nil
+}
+
+// Destroy moves the calling process out (to each hierarchy's parent
+// cgroup), then removes the cgroup once the VM's processes are gone. It
+// is safe on a nil Group.
+func (g *Group) Destroy() error {
+	if g == nil {
+		return nil
+	}
+	self := os.Getpid()
+	for _, p := range g.m.GetPaths() {
+		if p == "" {
+			continue
+		}
+		// Moving out of a cgroup one is not in fails; nothing to do then.
+		_ = cgroups.WriteCgroupProc(filepath.Dir(p), self)
+	}
+	if err := g.m.Destroy(); err != nil && !errors.Is(err, os.ErrNotExist) {
+		return fmt.Errorf("host cgroup: %w", err)
+	}
+	return nil
+}
+
+// WithChildren returns pid and its children (virtiofsd serves from a child
+// it forks), or nothing for pid 0.
+func WithChildren(pid int) []int {
+	if pid <= 0 {
+		return nil
+	}
+	out := []int{pid}
+	tasks, _ := os.ReadDir(fmt.Sprintf("/proc/%d/task", pid))
+	for _, t := range tasks {
+		b, err := os.ReadFile(fmt.Sprintf("/proc/%d/task/%s/children", pid, t.Name()))
+		if err != nil {
+			continue
+		}
+		for _, f := range strings.Fields(string(b)) {
+			if c, err := strconv.Atoi(f); err == nil && c > 0 {
+				out = append(out, c)
+			}
+		}
+	}
+	return out
+}
