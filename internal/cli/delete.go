@@ -13,6 +13,7 @@ import (
 	"github.com/urfave/cli"
 
 	"github.com/hull-runtime/hull/internal/hooks"
+	"github.com/hull-runtime/hull/internal/hostcgroup"
 	"github.com/hull-runtime/hull/internal/oci"
 	"github.com/hull-runtime/hull/internal/sandbox"
 	"github.com/hull-runtime/hull/internal/state"
@@ -61,6 +62,10 @@ func deleteContainer(store *state.Store, id string, force bool) error {
 	// poststop hooks run once the container is gone; their failure is
 	// reported but does not bring the container back.
 	if spec, err := oci.LoadBundle(st.Bundle); err == nil {
+		// A supervisor that was killed left its host cgroup.
+		if err := hostcgroup.Remove(id, spec); err != nil {
+			log.G(commandContext()).WithError(err).Warn("host cgroup")
+		}
 		hs := specs.State{Version: specs.Version, ID: st.ID, Status: specs.StateStopped, Bundle: st.Bundle, Annotations: st.Annotations}
 		if err := hooks.Poststop(commandContext(), spec, hs); err != nil {
 			log.G(commandContext()).WithError(err).Warn("poststop hook")

@@ -127,3 +127,22 @@ func WithChildren(pid int) []int {
 	}
 	return out
 }
+
+// Remove removes the host cgroup of a container whose owner died (the
+// VM's processes are gone by then); a cgroup that is not there is no
+// error.
+func Remove(id string, spec *specs.Spec) error {
+	if spec.Linux == nil || spec.Linux.CgroupsPath == "" {
+		return nil
+	}
+	cg, err := specconv.CreateCgroupConfig(&specconv.CreateOpts{CgroupName: id, Spec: spec}, nil)
+	if err != nil {
+		return nil // Join refused it too: nothing was made
+	}
+	cg.Resources.SkipDevices = true
+	m, err := manager.New(cg)
+	if err != nil {
+		return fmt.Errorf("host cgroup %s: %w", spec.Linux.CgroupsPath, err)
+	}
+	return (&Group{m: m}).Destroy()
+}
