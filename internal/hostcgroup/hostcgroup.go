@@ -17,6 +17,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 
@@ -93,12 +94,12 @@ func (g *Group) Destroy() error {
 		return nil
 	}
 	self := os.Getpid()
-	for _, p := range g.m.GetPaths() {
-		if p == "" {
-			continue
+	if pids, err := g.m.GetPids(); err == nil && slices.Contains(pids, self) {
+		for _, p := range g.m.GetPaths() {
+			if p != "" {
+				_ = cgroups.WriteCgroupProc(filepath.Dir(p), self)
+			}
 		}
-		// Moving out of a cgroup one is not in fails; nothing to do then.
-		_ = cgroups.WriteCgroupProc(filepath.Dir(p), self)
 	}
 	if err := g.m.Destroy(); err != nil && !errors.Is(err, os.ErrNotExist) {
 		return fmt.Errorf("host cgroup: %w", err)
