@@ -18,6 +18,13 @@ func startSleeper(t *testing.T, e *cliEnv, id string) *state.State {
 	t.Helper()
 	bundle := busyboxBundle(t)
 	writeSpec(t, bundle, busyboxSpec("sleep", "1000"))
+	return startBundle(t, e, id, bundle)
+}
+
+// startBundle creates and starts a container from bundle, and returns its
+// recorded state, which must name the supervisor, QEMU and virtiofsd.
+func startBundle(t *testing.T, e *cliEnv, id, bundle string) *state.State {
+	t.Helper()
 	if _, errOut, code := e.hull("create", "--bundle", bundle, id); code != 0 {
 		t.Fatalf("create: %s", errOut)
 	}

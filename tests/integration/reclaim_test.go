@@ -9,7 +9,6 @@ import (
 	"testing"
 
 	"github.com/hull-runtime/hull/internal/sandbox"
-	"github.com/hull-runtime/hull/internal/state"
 )
 
 // The supervisor of a container that mirrors a network namespace is
@@ -24,23 +23,7 @@ func TestSupervisorKilledNetworkReclaimed(t *testing.T) {
 	writeSpec(t, bundle, netSpec(p.path(), "sleep", "1000"))
 	const id = "netorphan"
 	e.deleteAtEnd(id) // whatever happens below
-	if _, errOut, code := e.hull("create", "--bundle", bundle, id); code != 0 {
-		t.Fatalf("create: %s", errOut)
-	}
-	if _, errOut, code := e.hull("start", id); code != 0 {
-		t.Fatalf("start: %s", errOut)
-	}
-	store, err := state.Open(e.root)
-	if err != nil {
-		t.Fatal(err)
-	}
-	st, err := store.Read(id)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if st.QEMU == 0 || st.Virtiofsd == 0 || st.Supervisor == 0 {
-		t.Fatalf("state lacks pids: %+v", st)
-	}
+	st := startBundle(t, e, id, bundle)
 	runDir := sandbox.RunDirFor(e.root, id)
 	rec, err := sandbox.ReadRecord(runDir)
 	if err != nil {

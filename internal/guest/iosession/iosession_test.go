@@ -72,16 +72,7 @@ func TestPendingExpires(t *testing.T) {
 // Streams of a yamux session are filed under their headers; bad headers
 // close the stream.
 func TestServeConn(t *testing.T) {
-	s := newTestServer(time.Minute)
-	guest, host := net.Pipe()
-	go s.ServeConn(guest)
-	cfg := yamux.DefaultConfig()
-	cfg.LogOutput = io.Discard
-	sess, err := yamux.Client(host, cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer sess.Close()
+	s, sess := newTestSession(t)
 
 	bad, _ := sess.OpenStream()
 	bad.Write([]byte{0xff, 0xff, 0xff, 0xff})
@@ -127,16 +118,7 @@ func TestPortForward(t *testing.T) {
 		c.Write(append([]byte("echo:"), b...))
 		c.Close()
 	}()
-	s := newTestServer(time.Minute)
-	guest, host := net.Pipe()
-	go s.ServeConn(guest)
-	cfg := yamux.DefaultConfig()
-	cfg.LogOutput = io.Discard
-	sess, err := yamux.Client(host, cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer sess.Close()
+	_, sess := newTestSession(t)
 
 	st, _ := sess.OpenStream()
 	api.WriteStreamHeader(st, &api.StreamHeader{ContainerId: "pod", PortForward: uint32(l.Addr().(*net.TCPAddr).Port)})
@@ -159,3 +141,21 @@ func TestPortForward(t *testing.T) {
 		t.Errorf("refused port: read %v, want EOF", err)
 	}
 }
+
+// newTestSession serves a server on one end of a pipe and returns it with
+// the host's yamux session on the other end.
+func newTestSession(t *testing.T) (*Server, *yamux.Session) {
+	t.Helper()
+	s := newTestServer(time.Minute)
+	guest, host := net.Pipe()
+	go s.ServeConn(guest)
+	cfg := yamux.DefaultConfig()
+	cfg.LogOutput = io.Discard
+	sess, err := yamux.Client(host, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { sess.Close() })
+	return s, sess
+}
+
