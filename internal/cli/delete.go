@@ -63,7 +63,7 @@ func deleteContainer(store *state.Store, id string, force bool) error {
 	// reported but does not bring the container back.
 	if spec, err := oci.LoadBundle(st.Bundle); err == nil {
 		// A supervisor that was killed left its host cgroup.
-		if err := hostcgroup.Remove(id, spec); err != nil {
+		if err := hostcgroup.Remove(spec); err != nil {
 			log.G(commandContext()).WithError(err).Warn("host cgroup")
 		}
 		hs := specs.State{Version: specs.Version, ID: st.ID, Status: specs.StateStopped, Bundle: st.Bundle, Annotations: st.Annotations}

@@ -21,10 +21,8 @@ import (
 	"strconv"
 	"strings"
 
-	"github.com/containerd/errdefs"
 	"github.com/opencontainers/cgroups"
 	"github.com/opencontainers/cgroups/manager"
-	"github.com/opencontainers/runc/libcontainer/specconv"
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 )
 
@@ -32,6 +30,38 @@ import (
 // virtiofsd run threads of their own, so a container's small limit
 // (enforced in the guest all the same) would keep the VM from starting.
 const minHostPids = 256
+
+// config is the host cgroup of a spec: its path, and of its limits those
+// that belong on the host (see the package comment). A relative path is
+// taken from the caller's cgroup by the manager, as runc does.
+func config(spec *specs.Spec) *cgroups.Cgroup {
+	r := &cgroups.Resources{SkipDevices: true}
+	if res := spec.Linux.Resources; res != nil {
+		if c := res.CPU; c != nil {
+			if c.Shares != nil {
+				r.CpuShares = *c.Shares
+			}
+			if c.Quota != nil {
+				r.CpuQuota = *c.Quota
+			}
+			if c.Period != nil {
+				r.CpuPeriod = *c.Period
+			}
+			r.CpusetCpus, r.CpusetMems = c.Cpus, c.Mems
+		}
+		if p := res.Pids; p != nil && p.Limit != nil {
+			limit := *p.Limit
+			if limit > 0 && limit < minHostPids {
+				limit = minHostPids
+			}
+			r.PidsLimit = &limit
+		}
+		if b := res.BlockIO; b != nil && b.Weight != nil {
+			r.BlkioWeight = *b.Weight
+		}
+	}
+	return &cgroups.Cgroup{Path: filepath.Clean(spec.Linux.CgroupsPath), Resources: r}
+}
 
 // Group is a container's cgroup on the host.
 type Group struct {
@@ -42,24 +72,12 @@ type Group struct {
 // taken from the caller's cgroup, as runc does), applies the limits that
 // belong on the host, and moves pids into it. Without a cgroupsPath it
 // does nothing and returns nil. On error nothing of it is left.
-func Join(id string, spec *specs.Spec, pids ...int) (_ *Group, retErr error) {
+func Join(spec *specs.Spec, pids ...int) (_ *Group, retErr error) {
 	if spec.Linux == nil || spec.Linux.CgroupsPath == "" {
 		return nil, nil
 	}
-	cg, err := specconv.CreateCgroupConfig(&specconv.CreateOpts{CgroupName: id, Spec: spec}, nil)
-	if err != nil {
-		return nil, fmt.Errorf("host cgroup %s: %w: %w", spec.Linux.CgroupsPath, err, errdefs.ErrInvalidArgument)
-	}
+	cg := config(spec)
 	r := cg.Resources
-	r.SkipDevices = true
-	r.Memory, r.MemoryReservation, r.MemorySwap, r.MemorySwappiness = 0, 0, 0, nil
-	r.OomKillDisable = false
-	r.HugetlbLimit = nil
-	r.Unified = nil
-	if r.PidsLimit != nil && *r.PidsLimit > 0 && *r.PidsLimit < minHostPids {
-		floor := int64(minHostPids)
-		r.PidsLimit = &floor
-	}
 	m, err := manager.New(cg)
 	if err != nil {
 		return nil, fmt.Errorf("host cgroup %s: %w", spec.Linux.CgroupsPath, err)
@@ -132,15 +150,11 @@ func WithChildren(pid int) []int {
 // Remove removes the host cgroup of a container whose owner died (the
 // VM's processes are gone by then); a cgroup that is not there is no
 // error.
-func Remove(id string, spec *specs.Spec) error {
+func Remove(spec *specs.Spec) error {
 	if spec.Linux == nil || spec.Linux.CgroupsPath == "" {
 		return nil
 	}
-	cg, err := specconv.CreateCgroupConfig(&specconv.CreateOpts{CgroupName: id, Spec: spec}, nil)
-	if err != nil {
-		return nil // Join refused it too: nothing was made
-	}
-	cg.Resources.SkipDevices = true
+	cg := config(spec)
 	m, err := manager.New(cg)
 	if err != nil {
 		return fmt.Errorf("host cgroup %s: %w", spec.Linux.CgroupsPath, err)

@@ -33,7 +33,7 @@ func TestJoinAndDestroy(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer cmd.Process.Kill()
-	g, err := Join("c1", spec, cmd.Process.Pid)
+	g, err := Join(spec, cmd.Process.Pid)
 	if err != nil {
 		t.Fatal(err)
 	}
