@@ -63,9 +63,34 @@ func config(spec *specs.Spec) *cgroups.Cgroup {
 	return &cgroups.Cgroup{Path: filepath.Clean(spec.Linux.CgroupsPath), Resources: r}
 }
 
+// ErrNoHierarchy says the host (or the caller's mount namespace) has no
+// cgroup file system to put the container's processes in: the container
+// then runs with its limits in the guest only.
+var ErrNoHierarchy = errors.New("no cgroup hierarchy mounted")
+
+// cgroupMounted reports whether the caller's mount namespace has a cgroup
+// file system (a podman in a namespace of its own may have none).
+func cgroupMounted() bool {
+	b, err := os.ReadFile("/proc/self/mountinfo")
+	if err != nil {
+		return false
+	}
+	for _, l := range strings.Split(string(b), "\n") {
+		if _, after, ok := strings.Cut(l, " - "); ok {
+			if t, _, _ := strings.Cut(after, " "); t == "cgroup" || t == "cgroup2" {
+				return true
+			}
+		}
+	}
+	return false
+}
+
 // Group is a container's cgroup on the host.
 type Group struct {
 	m cgroups.Manager
+	// self is set when the calling process joined the group: it must
+	// leave before the group can go.
+	self bool
 }
 
 // Join makes the cgroup spec.Linux.CgroupsPath names (relative paths are
@@ -76,13 +101,19 @@ func Join(spec *specs.Spec, pids ...int) (_ *Group, retErr error) {
 	if spec.Linux == nil || spec.Linux.CgroupsPath == "" {
 		return nil, nil
 	}
+	if !cgroupMounted() {
+		return nil, fmt.Errorf("host cgroup %s: %w", spec.Linux.CgroupsPath, ErrNoHierarchy)
+	}
 	cg := config(spec)
 	r := cg.Resources
 	m, err := manager.New(cg)
+	if cgroups.IsNotFound(err) {
+		return nil, fmt.Errorf("host cgroup %s: %w: %w", spec.Linux.CgroupsPath, err, ErrNoHierarchy)
+	}
 	if err != nil {
 		return nil, fmt.Errorf("host cgroup %s: %w", spec.Linux.CgroupsPath, err)
 	}
-	g := &Group{m: m}
+	g := &Group{m: m, self: slices.Contains(pids, os.Getpid())}
 	defer func() {
 		if retErr != nil {
 			g.Destroy()
@@ -95,6 +126,9 @@ func Join(spec *specs.Spec, pids ...int) (_ *Group, retErr error) {
 			continue
 		}
 		if err := m.Apply(pid); err != nil {
+			if cgroups.IsNotFound(err) {
+				return nil, fmt.Errorf("host cgroup %s: %w: %w", spec.Linux.CgroupsPath, err, ErrNoHierarchy)
+			}
 			return nil, fmt.Errorf("host cgroup %s: add %d: %w", spec.Linux.CgroupsPath, pid, err)
 		}
 	}
@@ -111,11 +145,10 @@ func (g *Group) Destroy() error {
 	if g == nil {
 		return nil
 	}
-	self := os.Getpid()
-	if pids, err := g.m.GetPids(); err == nil && slices.Contains(pids, self) {
+	if g.self {
 		for _, p := range g.m.GetPaths() {
 			if p != "" {
-				_ = cgroups.WriteCgroupProc(filepath.Dir(p), self)
+				_ = cgroups.WriteCgroupProc(filepath.Dir(p), os.Getpid())
 			}
 		}
 	}

@@ -154,7 +154,9 @@ func (s *supervisor) create(ctx context.Context) (retErr error) {
 	s.st.QEMU, s.st.Virtiofsd = s.sb.VMPid(), s.sb.VirtiofsdPid()
 	if !s.opts.SystemdCgroup {
 		pids := append([]int{os.Getpid(), s.sb.VMPid()}, hostcgroup.WithChildren(s.sb.VirtiofsdPid())...)
-		if s.cg, err = hostcgroup.Join(s.opts.Spec, pids...); err != nil {
+		if s.cg, err = hostcgroup.Join(s.opts.Spec, pids...); errors.Is(err, hostcgroup.ErrNoHierarchy) {
+			log.G(ctx).WithError(err).Warn("no host cgroup: the container's limits apply in the guest only")
+		} else if err != nil {
 			return err
 		}
 	}
