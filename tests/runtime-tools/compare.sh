@@ -9,7 +9,7 @@
 # CLI that matches the installed guest image), RUNC to runc. -s adds a third,
 # diagnostic run of hull with statx allowed in the bundles' seccomp profiles
 # (run.sh -s). hull runs under TCG with the image in $HULL_IMAGE_DIR
-# (default /usr/local/share/hull); each program gets 120 s with hull
+# (default /usr/local/share/hull); each program gets 240 s with hull (TCG is ten or more times slower than the host)
 # ($HULL_TIMEOUT), 30 s with runc ($RUNC_TIMEOUT). The hand-written analysis
 # in tests/runtime-tools/analysis.md, if any, is appended to DOC.
 set -euo pipefail
@@ -45,10 +45,10 @@ EOF
 t0=$SECONDS
 "$HERE/run.sh" "${fargs[@]}" -t "${RUNC_TIMEOUT:-30}" -o "$work/runc" runc "$runc"
 t1=$SECONDS
-"$HERE/run.sh" "${fargs[@]}" -t "${HULL_TIMEOUT:-120}" -o "$work/hull" hull "$hull" --config "$work/hull.toml"
+"$HERE/run.sh" "${fargs[@]}" -t "${HULL_TIMEOUT:-240}" -o "$work/hull" hull "$hull" --config "$work/hull.toml"
 t2=$SECONDS
 if [[ -n $statx ]]; then
-	"$HERE/run.sh" "${fargs[@]}" -s -t "${HULL_TIMEOUT:-120}" -o "$work/hull-statx" hull "$hull" --config "$work/hull.toml"
+	"$HERE/run.sh" "${fargs[@]}" -s -t "${HULL_TIMEOUT:-240}" -o "$work/hull-statx" hull "$hull" --config "$work/hull.toml"
 else
 	rm -rf "$work/hull-statx"
 fi
