@@ -51,11 +51,11 @@ time.
 | runtime | programs passed | time limit per program | wall time |
 | --- | --- | --- | --- |
 | runc | **$rp / $total** | ${RUNC_TIMEOUT:-30} s | ${runc_s} s |
-| hull | **$hp / $total** ($ht timed out) | ${HULL_TIMEOUT:-120} s | ${hull_s} s |
+| hull | **$hp / $total** ($ht timed out) | ${HULL_TIMEOUT:-240} s | ${hull_s} s |
 EOF
 if [[ -n $have_statx ]]; then
 	sp=$(count "$work/hull-statx/verdicts.tsv" pass)
-	echo "| hull, statx allowed in the bundles' seccomp profile (diagnostic, see below) | $sp / $total | ${HULL_TIMEOUT:-120} s | ${statx_s} s |"
+	echo "| hull, statx allowed in the bundles' seccomp profile (diagnostic, see below) | $sp / $total | ${HULL_TIMEOUT:-240} s | ${statx_s} s |"
 fi
 
 cat <<'EOF'
