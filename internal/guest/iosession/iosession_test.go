@@ -158,4 +158,3 @@ func newTestSession(t *testing.T) (*Server, *yamux.Session) {
 	t.Cleanup(func() { sess.Close() })
 	return s, sess
 }
-
