@@ -26,6 +26,9 @@ import (
 	"github.com/hull-runtime/hull/internal/vmm/qemu"
 )
 
+// floorImageDir names a prebuilt floor image; empty builds one.
+var floorImageDir *string
+
 func main() {
 	n := flag.Int("n", 10, "boots of each kind")
 	imageDir := flag.String("image", image.DefaultOutDir, "guest image directory")
@@ -33,6 +36,7 @@ func main() {
 	accelMode := flag.String("accel", "auto", "accelerator: auto, kvm or tcg")
 	memMiB := flag.Int("memory", 256, "guest memory in MiB")
 	idle := flag.Duration("idle", 10*time.Second, "how long the sandbox idles before its memory is read")
+	floorImageDir = flag.String("floor-image", "", "prebuilt floor image directory (default: build one from the kernel package)")
 	flag.Parse()
 	logrus.SetLevel(logrus.WarnLevel)
 	if err := run(*n, *imageDir, *cacheDir, *accelMode, *memMiB, *idle); err != nil {
@@ -67,7 +71,7 @@ func run(n int, imageDir, cacheDir, accelMode string, memMiB int, idle time.Dura
 	}
 	fmt.Printf("\nguest: %d vCPU, %d MiB, machine %s\n", cfg.Hypervisor.VCPUs, memMiB, cfg.Hypervisor.Machine)
 
-	floorImage, err := floor.BuildImage(ctx, work, cacheDir)
+	floorImage, err := floor.Image(ctx, work, cacheDir, *floorImageDir)
 	if err != nil {
 		return fmt.Errorf("floor image: %w", err)
 	}

@@ -29,6 +29,9 @@ import (
 	"github.com/hull-runtime/hull/internal/vmm/qemu"
 )
 
+// floorImageDir names a prebuilt floor image; empty builds one.
+var floorImageDir *string
+
 func main() {
 	n := flag.Int("n", 10, "runs of each kind")
 	hull := flag.String("hull", "/usr/local/bin/hull", "hull binary")
@@ -36,6 +39,7 @@ func main() {
 	imageDir := flag.String("image", image.DefaultOutDir, "guest image directory")
 	cacheDir := flag.String("cache", image.DefaultCacheDir, "kernel package cache")
 	mib := flag.Int("mib", 256, "MiB for the throughput test")
+	floorImageDir = flag.String("floor-image", "", "prebuilt floor image directory (default: build one from the kernel package)")
 	flag.Parse()
 	logrus.SetLevel(logrus.WarnLevel)
 	if err := run(*n, *hull, *runc, *imageDir, *cacheDir, *mib); err != nil {
@@ -80,7 +84,7 @@ func run(n int, hullBin, runcBin, imageDir, cacheDir string, mib int) error {
 		return err
 	}
 	fmt.Printf("accelerator: %s\n", choice.Accel)
-	floorImage, err := floor.BuildImage(ctx, work, cacheDir)
+	floorImage, err := floor.Image(ctx, work, cacheDir, *floorImageDir)
 	if err != nil {
 		return err
 	}

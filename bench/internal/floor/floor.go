@@ -17,6 +17,19 @@ import (
 	"github.com/hull-runtime/hull/internal/vmm/qemu"
 )
 
+// Image returns the floor image: prebuilt when the caller names one (a
+// directory BuildImage filled earlier, so that the benchmarks run on a host
+// without Go or the kernel package), else one built now.
+func Image(ctx context.Context, work, cacheDir, prebuilt string) (string, error) {
+	if prebuilt == "" {
+		return BuildImage(ctx, work, cacheDir)
+	}
+	if _, err := os.Stat(filepath.Join(prebuilt, "initramfs.img")); err != nil {
+		return "", fmt.Errorf("floor image: %w", err)
+	}
+	return prebuilt, nil
+}
+
 // BuildImage builds an image from the same kernel whose /init is the
 // testinit fixture, which powers off at once.
 func BuildImage(ctx context.Context, work, cacheDir string) (string, error) {

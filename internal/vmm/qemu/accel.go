@@ -58,6 +58,9 @@ func ProbeKVM(ctx context.Context, binary, tmpDir string) error {
 		return fmt.Errorf("/dev/kvm: %w", err)
 	}
 	f.Close()
+	if err := checkKVMModule(sysModuleDir); err != nil {
+		return err
+	}
 	fw, err := os.CreateTemp(tmpDir, "hull-kvm-probe-*.bin")
 	if err != nil {
 		return fmt.Errorf("kvm probe: %w", err)
@@ -70,6 +73,26 @@ func ProbeKVM(ctx context.Context, binary, tmpDir string) error {
 	fw.Close()
 
 	return runProbe(ctx, binary, fw.Name(), "kvm", "host")
+}
+
+// sysModuleDir is where the kernel lists its modules.
+const sysModuleDir = "/sys/module"
+
+// checkKVMModule refuses a /dev/kvm served by PVM (kvm_pvm), the
+// pagetable-based nested hypervisor of some cloud VMs. PVM runs only guest
+// kernels built for it (CONFIG_KVM_PVM_GUEST); a standard kernel such as
+// Debian's hangs in early boot without a word on the console, while the
+// probe's real-mode firmware runs fine, so the probe alone would pick KVM
+// and every boot would then time out. Hardware KVM is kvm_intel or kvm_amd.
+func checkKVMModule(dir string) error {
+	has := func(m string) bool {
+		_, err := os.Stat(filepath.Join(dir, m))
+		return err == nil
+	}
+	if has("kvm_pvm") && !has("kvm_intel") && !has("kvm_amd") {
+		return fmt.Errorf("/dev/kvm is PVM (module kvm_pvm), which runs only guest kernels built for PVM, not hull's guest kernel")
+	}
+	return nil
 }
 
 // runProbe boots the probe firmware with the given accelerator and CPU
