@@ -133,6 +133,7 @@ func (a *agent) run() error {
 	go func() {
 		more := a.loadModules(rest, params)
 		a.tuneMemory(params)
+		a.releaseModuleFiles()
 		a.modulesMu.Lock()
 		a.modules = append(loaded, more...)
 		a.modulesMu.Unlock()
@@ -350,6 +351,21 @@ func (a *agent) loadModules(mods []kmod.Module, params []cmdline.Param) []string
 		}
 	}
 	return kmod.Loaded(results)
+}
+
+// modulesDir holds the image's kernel modules.
+const modulesDir = "/lib/modules"
+
+// releaseModuleFiles removes the module files once every module is loaded:
+// they sit in the initramfs, in the guest's RAM, and nothing loads a module
+// later (about 2.3 MiB with the Debian kernel).
+func (a *agent) releaseModuleFiles() {
+	if a.testMode() {
+		return // the test agent runs on a real host's /lib/modules
+	}
+	if err := os.RemoveAll(modulesDir); err != nil {
+		a.log.WithError(err).Warn("module files stay")
+	}
 }
 
 // pageReportingOrder is where the kernel keeps the smallest free block it
