@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"maps"
 	"os"
+	"path"
 	"path/filepath"
 	"slices"
 	"strconv"
@@ -66,10 +67,12 @@ func PrepareContainer(shared *Shared, id, bundle string, spec *specs.Spec) (_ *C
 	}
 	guest.Root.Path = filepath.Join(guestDir, "rootfs")
 
-	guest.Mounts = slices.Clone(spec.Mounts)
+	guest.Mounts = make([]specs.Mount, 0, len(spec.Mounts))
 	var automount []string
-	for i, m := range guest.Mounts {
+	split := 0
+	for i, m := range spec.Mounts {
 		if !isBind(m) {
+			guest.Mounts = append(guest.Mounts, m)
 			continue
 		}
 		src := m.Source
@@ -86,12 +89,51 @@ func PrepareContainer(shared *Shared, id, bundle string, spec *specs.Spec) (_ *C
 		}
 		recursive := slices.Contains(m.Options, "rbind")
 		prop := propagation(m.Options, ro)
-		if err := c.bind(src, name, recursive, ro, prop); err != nil {
+		// A private rbind is copied one mount at a time: its top here, each
+		// mount below it beside it (name.subK), and the guest puts them back
+		// in place, as extra binds after this one. A recursive copy would
+		// mount the copies of the submounts on the source's own directories,
+		// in the host's mount namespace, where they make rmdir of those
+		// directories fail with EBUSY for as long as the container runs
+		// (a runc container's copies live in its own namespace, which rmdir
+		// does not look at).
+		perMount := recursive && prop == unix.MS_PRIVATE
+		if err := c.bind(src, name, recursive && !perMount, ro, prop); err != nil {
 			return nil, nil, fmt.Errorf("mount %d (%s on %s): %w", i, m.Source, m.Destination, err)
 		}
-		guest.Mounts[i].Source = filepath.Join(guestDir, name)
-		guest.Mounts[i].Options = bindOptions(m.Options)
-		if recursive && ro == roTop {
+		gm := m
+		gm.Source = filepath.Join(guestDir, name)
+		gm.Options = bindOptions(m.Options)
+		guest.Mounts = append(guest.Mounts, gm)
+		if perMount {
+			subs, err := hostSubmounts(src)
+			if err != nil {
+				return nil, nil, fmt.Errorf("mount %d (%s on %s): %w", i, m.Source, m.Destination, err)
+			}
+			if split += len(subs); split > maxSubmounts {
+				return nil, nil, fmt.Errorf("more than %d mounts below private rbinds: %w", maxSubmounts, errdefs.ErrInvalidArgument)
+			}
+			for k, sub := range subs {
+				subName := name + ".sub" + strconv.Itoa(k)
+				subRO := roNone
+				if ro == roAll {
+					subRO = roTop
+				}
+				if err := c.bind(sub.path, subName, false, subRO, unix.MS_PRIVATE); err != nil {
+					if errors.Is(err, errdefs.ErrNotFound) {
+						continue // hidden under a later mount: no rbind shows it either
+					}
+					return nil, nil, fmt.Errorf("mount %d (%s on %s), %s below it: %w", i, m.Source, m.Destination, sub.rel, err)
+				}
+				guest.Mounts = append(guest.Mounts, specs.Mount{
+					Destination: path.Join(m.Destination, sub.rel),
+					Type:        "bind",
+					Source:      filepath.Join(guestDir, subName),
+					Options:     submountOptions(m.Options),
+				})
+			}
+		}
+		if recursive && ro == roTop && !perMount {
 			subs, err := c.submounts(name)
 			if err != nil {
 				return nil, nil, fmt.Errorf("mount %d (%s on %s): %w", i, m.Source, m.Destination, err)
@@ -130,6 +172,58 @@ func (c *Container) submounts(name string) ([]string, error) {
 	}
 	slices.SortFunc(rels, func(a, b string) int { return strings.Count(a, "/") - strings.Count(b, "/") })
 	return slices.Compact(rels), nil
+}
+
+// maxSubmounts bounds the mounts copied one by one below a container's
+// private rbinds (an rbind of / would bring every mount of the host).
+const maxSubmounts = 256
+
+// submount is a mount below a bind's source on the host.
+type submount struct {
+	path string // absolute, on the host
+	rel  string // below the source
+}
+
+// hostSubmounts lists the mount points strictly below src in this mount
+// namespace, shallowest first (a mount below another must be put in place
+// after it), each once.
+func hostSubmounts(src string) ([]submount, error) {
+	real, err := filepath.EvalSymlinks(src)
+	if err != nil {
+		return nil, fmt.Errorf("source: %w: %w", err, errdefs.ErrNotFound)
+	}
+	points, err := mountsUnder(real, false)
+	if err != nil {
+		return nil, err
+	}
+	var subs []submount
+	seen := map[string]bool{}
+	for _, p := range points {
+		rel, err := filepath.Rel(real, p)
+		if err != nil || rel == "." || strings.HasPrefix(rel, "..") || seen[rel] {
+			continue
+		}
+		seen[rel] = true
+		subs = append(subs, submount{path: p, rel: rel})
+	}
+	slices.SortStableFunc(subs, func(a, b submount) int { return strings.Count(a.rel, "/") - strings.Count(b.rel, "/") })
+	return subs, nil
+}
+
+// submountOptions are the options of the guest's bind of a submount copied
+// beside its rbind: a plain bind, read-only under "rro" (runc's "ro" leaves
+// the mounts below the top as they are), with the rbind's recursive flags.
+func submountOptions(opts []string) []string {
+	out := []string{"bind"}
+	for _, o := range opts {
+		switch o {
+		case "rro":
+			out = append(out, "ro")
+		case "rnosuid", "rnodev", "rnoexec", "rnoatime", "rnodiratime", "rrelatime", "rstrictatime":
+			out = append(out, o[1:])
+		}
+	}
+	return out
 }
 
 // makeMountpoints creates, in the rootfs, the mount destinations that do

@@ -2,6 +2,7 @@ package storage
 
 import (
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"slices"
@@ -12,6 +13,8 @@ import (
 	"github.com/containerd/errdefs"
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 	"golang.org/x/sys/unix"
+
+	agent "github.com/hull-runtime/hull/api/agent/v1"
 )
 
 func requireRoot(t *testing.T) {
@@ -308,6 +311,94 @@ func TestPrepareContainerSourceHoldsView(t *testing.T) {
 	for _, c := range cs {
 		if err := c.Cleanup(); err != nil {
 			t.Error(err)
+		}
+	}
+}
+
+// A private rbind's submounts are copied beside it, not on the source's own
+// directories: the host can unmount and remove such a directory while the
+// container runs, as with runc.
+func TestPrivateRbindCopiesSubmountsBeside(t *testing.T) {
+	requireRoot(t)
+	b := bundle(t)
+	sub := filepath.Join(b, "data", "sub")
+	if err := os.Mkdir(sub, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := unix.Mount("tmpfs", sub, "tmpfs", 0, "size=1m"); err != nil {
+		t.Fatal(err)
+	}
+	defer unix.Unmount(sub, unix.MNT_DETACH)
+	os.WriteFile(filepath.Join(sub, "f"), []byte("in tmpfs"), 0o644)
+	shared := newShared(t)
+	spec := &specs.Spec{
+		Root: &specs.Root{Path: "rootfs"},
+		Mounts: []specs.Mount{
+			{Destination: "/ro", Type: "bind", Source: "data", Options: []string{"rbind", "ro", "rnosuid"}},
+			{Destination: "/rro", Type: "bind", Source: "data", Options: []string{"rbind", "rro"}},
+		},
+	}
+	c, guest, err := PrepareContainer(shared, "c1", b, spec)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Cleanup()
+	var got []string
+	for _, m := range guest.Mounts {
+		got = append(got, fmt.Sprintf("%s<-%s %v", m.Destination, m.Source, m.Options))
+	}
+	want := []string{
+		"/ro<-/run/hull/shared/c1/mount-0 [rbind ro rnosuid]",
+		"/ro/sub<-/run/hull/shared/c1/mount-0.sub0 [bind nosuid]",
+		"/rro<-/run/hull/shared/c1/mount-1 [rbind rro]",
+		"/rro/sub<-/run/hull/shared/c1/mount-1.sub0 [bind ro]",
+	}
+	if !slices.Equal(got, want) {
+		t.Fatalf("guest mounts:\n%s\nwant:\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
+	}
+	if _, ok := guest.Annotations[agent.AutomountAnnotation]; ok {
+		t.Error("automount listed for a private rbind")
+	}
+	// The copies: the top has nothing mounted on sub; the submount's copy
+	// is beside it, writable under "ro", read-only under "rro".
+	if isMountPoint(filepath.Join(shared.View, "c1/mount-0/sub")) {
+		t.Error("a submount copy is mounted on the source's own directory")
+	}
+	if b, err := os.ReadFile(filepath.Join(shared.View, "c1/mount-0.sub0/f")); err != nil || string(b) != "in tmpfs" {
+		t.Errorf("submount copy: %q %v", b, err)
+	}
+	if err := os.WriteFile(filepath.Join(shared.View, "c1/mount-0.sub0/w"), nil, 0o644); err != nil {
+		t.Errorf("submount of an ro rbind not writable: %v", err)
+	}
+	if err := os.WriteFile(filepath.Join(shared.View, "c1/mount-1.sub0/w2"), nil, 0o644); err == nil {
+		t.Error("submount of an rro rbind writable")
+	}
+	// What critest's clean-up does while the pod runs.
+	if err := unix.Unmount(sub, 0); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Remove(sub); err != nil {
+		t.Errorf("rmdir of the unmounted source directory: %v", err)
+	}
+	if err := c.Cleanup(); err != nil {
+		t.Fatal(err)
+	}
+	if mountedUnder(shared.View + "/") {
+		t.Error("mounts left after cleanup")
+	}
+}
+
+
+func TestUnescapeMountinfo(t *testing.T) {
+	for in, want := range map[string]string{
+		`/a/b`:           "/a/b",
+		`/with\040space`: "/with space",
+		`/back\134slash`: `/back\slash`,
+		`/trailing\04`:   `/trailing\04`,
+		`/not\999octal`:  `/not\999octal`,
+	} {
+		if got := unescapeMountinfo(in); got != want {
+			t.Errorf("%q: got %q, want %q", in, got, want)
 		}
 	}
 }

@@ -165,7 +165,10 @@ func TestBindPropagationHostToContainer(t *testing.T) {
 // runc's "ro" on an rbind makes the bind's top mount read-only, not the
 // mounts under it: a tmpfs mounted on the host under the source before the
 // container starts stays writable in the container; "rro" makes it
-// read-only too.
+// read-only too. While the container runs, the host can unmount that tmpfs
+// and remove its directory (critest's "non-recursive readonly mounts" does
+// so in its clean-up): hull's copies of a private rbind's submounts are not
+// mounted on the source's own directories.
 func TestReadOnlyBindKeepsSubmountsWritable(t *testing.T) {
 	e := newCLIEnv(t)
 	vol := sharedHostDir(t)
@@ -174,17 +177,41 @@ func TestReadOnlyBindKeepsSubmountsWritable(t *testing.T) {
 		t.Fatal(err)
 	}
 	bundle := busyboxBundle(t)
-	spec := busyboxSpec("sh", "-c", "touch /ro/sub/a && ! touch /ro/b 2>/dev/null && ! touch /rro/sub/c 2>/dev/null && echo ok")
+	spec := busyboxSpec("sh", "-c", "touch /ro/sub/a && ! touch /ro/b 2>/dev/null && ! touch /rro/sub/c 2>/dev/null && echo ok > /ro/sub/result; sleep 1000")
 	spec.Mounts = append(spec.Mounts,
 		specs.Mount{Destination: "/ro", Type: "bind", Source: vol, Options: []string{"rbind", "ro"}},
 		specs.Mount{Destination: "/rro", Type: "bind", Source: vol, Options: []string{"rbind", "rro"}},
 	)
 	writeSpec(t, bundle, spec)
-	out, errOut, code := e.hull("run", "--bundle", bundle, "robind")
-	if code != 0 || out != "ok\n" {
-		t.Fatalf("run: exit %d, %q, %s", code, out, errOut)
+	const id = "robind"
+	if _, errOut, code := e.hull("create", "--bundle", bundle, id); code != 0 {
+		t.Fatalf("create: %s", errOut)
+	}
+	defer func() {
+		if _, errOut, code := e.hull("delete", "--force", id); code != 0 {
+			t.Errorf("delete --force: %s", errOut)
+		}
+	}()
+	if _, errOut, code := e.hull("start", id); code != 0 {
+		t.Fatalf("start: %s", errOut)
+	}
+	var b []byte
+	for deadline := time.Now().Add(30 * time.Second); time.Now().Before(deadline); time.Sleep(200 * time.Millisecond) {
+		if b, _ = os.ReadFile(filepath.Join(sub, "result")); len(b) > 0 {
+			break
+		}
+	}
+	if string(b) != "ok\n" {
+		out, _, _ := e.hull("exec", id, "sh", "-c", "touch /ro/sub/a; touch /ro/b; touch /rro/sub/c")
+		t.Fatalf("checks in the container failed (result %q): %s", b, out)
 	}
 	if _, err := os.Stat(filepath.Join(sub, "a")); err != nil {
 		t.Errorf("the write in the submount did not reach the host: %v", err)
+	}
+	if err := unix.Unmount(sub, unix.MNT_DETACH); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Remove(sub); err != nil {
+		t.Errorf("rmdir of the submount's directory while the container runs: %v", err)
 	}
 }
