@@ -38,6 +38,8 @@ while getopts rH:w:o:t:f: opt; do
 	*) echo "usage: $0 [-r] [-H HANDLERS] [-w WORKDIR] [-o DOC] [-t TIMEOUT] [-f FOCUS]" >&2; exit 2 ;;
 	esac
 done
+# The test runs in tests/containerd: make the paths absolute.
+doc=$(realpath -m "$doc") work=$(realpath -m "$work")
 for b in "$ROOT/bin/critest" "$ROOT/bin/crictl"; do
 	[[ -x $b ]] || { echo "run.sh: $b missing (make critest-bin crictl)" >&2; exit 1; }
 done
