@@ -388,7 +388,6 @@ func TestPrivateRbindCopiesSubmountsBeside(t *testing.T) {
 	}
 }
 
-
 func TestUnescapeMountinfo(t *testing.T) {
 	for in, want := range map[string]string{
 		`/a/b`:           "/a/b",
