@@ -22,7 +22,7 @@ AGENTBUILD  := CGO_ENABLED=1 $(GO) build -tags 'netgo osusergo seccomp' -trimpat
 	-ldflags '-s -w -linkmode external -extldflags "-static" -X main.version=$(VERSION) -X main.commit=$(COMMIT)'
 TEST_TIMEOUT ?= 25m
 
-.PHONY: all build install image setup test test-unit test-integration proto bench-boot bench-run bench-pods lint clean
+.PHONY: all build install kernel image setup test test-unit test-integration proto bench-boot bench-run bench-pods lint clean
 
 all: build
 
@@ -36,10 +36,28 @@ install: build
 	install -D -m 0755 bin/containerd-shim-hull-v2 $(DESTDIR)$(BINDIR)/containerd-shim-hull-v2
 	install -D -m 0755 bin/hull-agent $(DESTDIR)$(LIBEXECDIR)/hull-agent
 
+# The guest kernel is hull's own (kernel/hull-guest.config and
+# kernel/patches over Debian's linux-source-6.1, built by
+# scripts/build-kernel.sh into KERNEL_DIR, once per change);
+# GUEST_KERNEL=debian takes Debian's cloud kernel package instead.
+GUEST_KERNEL ?= hull
+KERNEL_DIR   ?= $(CACHE_DIR)/kernel
+
+kernel:
+	./scripts/build-kernel.sh $(KERNEL_DIR)
+
 # The guest image is built from the installed agent so that what the runtime
 # boots is what was installed.
+ifeq ($(GUEST_KERNEL),debian)
 image: install
 	$(BINDIR)/hull image build --agent $(LIBEXECDIR)/hull-agent --out $(IMAGE_DIR) --cache $(CACHE_DIR)
+else ifeq ($(GUEST_KERNEL),hull)
+image: install kernel
+	$(BINDIR)/hull image build --agent $(LIBEXECDIR)/hull-agent --out $(IMAGE_DIR) --kernel $(KERNEL_DIR)/bzImage
+else
+image:
+	@echo "GUEST_KERNEL=$(GUEST_KERNEL): not hull or debian" >&2; exit 1
+endif
 
 setup:
 	./scripts/setup.sh

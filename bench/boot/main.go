@@ -71,7 +71,7 @@ func run(n int, imageDir, cacheDir, accelMode string, memMiB int, idle time.Dura
 	}
 	fmt.Printf("\nguest: %d vCPU, %d MiB, machine %s\n", cfg.Hypervisor.VCPUs, memMiB, cfg.Hypervisor.Machine)
 
-	floorImage, err := floor.Image(ctx, work, cacheDir, *floorImageDir)
+	floorImage, err := floor.Image(ctx, work, cacheDir, imageDir, *floorImageDir)
 	if err != nil {
 		return fmt.Errorf("floor image: %w", err)
 	}

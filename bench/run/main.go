@@ -84,7 +84,7 @@ func run(n int, hullBin, runcBin, imageDir, cacheDir string, mib int) error {
 		return err
 	}
 	fmt.Printf("accelerator: %s\n", choice.Accel)
-	floorImage, err := floor.Image(ctx, work, cacheDir, *floorImageDir)
+	floorImage, err := floor.Image(ctx, work, cacheDir, imageDir, *floorImageDir)
 	if err != nil {
 		return err
 	}

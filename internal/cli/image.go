@@ -15,13 +15,14 @@ var imageCommand = cli.Command{
 	Usage: "manage the guest image",
 	Subcommands: []cli.Command{{
 		Name:  "build",
-		Usage: "build the guest kernel and initramfs from Debian's cloud kernel and hull-agent",
+		Usage: "build the guest image (kernel and initramfs) from hull's own kernel or Debian's cloud kernel, and hull-agent",
 		Flags: []cli.Flag{
 			cli.StringFlag{Name: "out", Usage: "output directory (default: image.dir of the config)"},
 			cli.StringFlag{Name: "cache", Value: "/var/cache/hull", Usage: "where the kernel package is cached"},
 			cli.StringFlag{Name: "agent", Value: "/usr/local/libexec/hull/hull-agent", Usage: "static hull-agent binary to use as /init"},
 			cli.StringFlag{Name: "kernel-package", Value: "linux-image-cloud-amd64", Usage: "Debian kernel package (a metapackage is resolved)"},
 			cli.StringFlag{Name: "deb", Usage: "use this kernel .deb instead of downloading one"},
+			cli.StringFlag{Name: "kernel", Usage: "use this kernel built from hull's config (scripts/build-kernel.sh; bzImage or vmlinux, drivers built in) instead of a package"},
 		},
 		Action: func(c *cli.Context) error {
 			cfg, err := loadConfig(c)
@@ -39,6 +40,7 @@ var imageCommand = cli.Command{
 				AgentVersion:  version.Version,
 				KernelPackage: c.String("kernel-package"),
 				DebPath:       c.String("deb"),
+				KernelPath:    c.String("kernel"),
 				Progress:      os.Stderr,
 			})
 			if err != nil {

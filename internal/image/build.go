@@ -70,6 +70,11 @@ type BuildOptions struct {
 	// DebPath, if set, is the kernel .deb to use instead of resolving and
 	// downloading KernelPackage; apt is then not needed.
 	DebPath string
+	// KernelPath, if set, is a kernel built from hull's own config
+	// (kernel/hull-guest.config, by scripts/build-kernel.sh): a bzImage or
+	// an ELF vmlinux with its drivers built in. No package is used and no
+	// module goes into the image; Modules must be empty.
+	KernelPath string
 	// Modules are the modules wanted in the image, '-' and '_' alike; their
 	// dependencies are added. Nil means DefaultModules. A wanted module the
 	// kernel has built in is skipped.
@@ -107,7 +112,7 @@ func newBuilder(opts BuildOptions) (*builder, error) {
 	if opts.KernelPackage == "" {
 		opts.KernelPackage = DefaultKernelPackage
 	}
-	if opts.Modules == nil {
+	if opts.Modules == nil && opts.KernelPath == "" {
 		opts.Modules = DefaultModules
 	}
 	b := &builder{opts: opts, progress: opts.Progress}
@@ -119,9 +124,11 @@ func newBuilder(opts BuildOptions) (*builder, error) {
 		return nil, fmt.Errorf("no output directory: %w", errdefs.ErrInvalidArgument)
 	case opts.AgentPath == "":
 		return nil, fmt.Errorf("no agent binary: %w", errdefs.ErrInvalidArgument)
-	case opts.DebPath == "" && opts.CacheDir == "":
+	case opts.KernelPath != "" && opts.DebPath != "":
+		return nil, fmt.Errorf("both a kernel file and a kernel package given: %w", errdefs.ErrInvalidArgument)
+	case opts.KernelPath == "" && opts.DebPath == "" && opts.CacheDir == "":
 		return nil, fmt.Errorf("no cache directory for the kernel package: %w", errdefs.ErrInvalidArgument)
-	case opts.DebPath == "" && !debianPackageName.MatchString(opts.KernelPackage):
+	case opts.KernelPath == "" && opts.DebPath == "" && !debianPackageName.MatchString(opts.KernelPackage):
 		return nil, fmt.Errorf("invalid package name %q: %w", opts.KernelPackage, errdefs.ErrInvalidArgument)
 	}
 	for _, m := range opts.Modules {
@@ -138,6 +145,9 @@ func (b *builder) logf(format string, args ...any) {
 }
 
 func (b *builder) build(ctx context.Context) (*Manifest, error) {
+	if b.opts.KernelPath != "" {
+		return b.buildOwnKernel(ctx)
+	}
 	opts := b.opts
 	tools := []string{"dpkg-deb"}
 	if opts.DebPath == "" {

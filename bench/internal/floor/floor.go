@@ -17,12 +17,13 @@ import (
 	"github.com/hull-runtime/hull/internal/vmm/qemu"
 )
 
-// Image returns the floor image: prebuilt when the caller names one (a
-// directory BuildImage filled earlier, so that the benchmarks run on a host
-// without Go or the kernel package), else one built now.
-func Image(ctx context.Context, work, cacheDir, prebuilt string) (string, error) {
+// Image returns the floor image of the sandbox image in imageDir: prebuilt
+// when the caller names one (a directory BuildImage filled earlier, so that
+// the benchmarks run on a host without Go or the kernel package), else one
+// built now.
+func Image(ctx context.Context, work, cacheDir, imageDir, prebuilt string) (string, error) {
 	if prebuilt == "" {
-		return BuildImage(ctx, work, cacheDir)
+		return BuildImage(ctx, work, cacheDir, imageDir)
 	}
 	if _, err := os.Stat(filepath.Join(prebuilt, "initramfs.img")); err != nil {
 		return "", fmt.Errorf("floor image: %w", err)
@@ -30,12 +31,23 @@ func Image(ctx context.Context, work, cacheDir, prebuilt string) (string, error)
 	return prebuilt, nil
 }
 
-// BuildImage builds an image from the same kernel whose /init is the
-// testinit fixture, which powers off at once.
-func BuildImage(ctx context.Context, work, cacheDir string) (string, error) {
-	debs, _ := filepath.Glob(filepath.Join(cacheDir, "linux-image-*.deb"))
-	if len(debs) == 0 {
-		return "", fmt.Errorf("no kernel package in %s: run make image", cacheDir)
+// BuildImage builds an image with the kernel of the sandbox image in
+// imageDir (hull's own, or the Debian package it came from) whose /init is
+// the testinit fixture, which powers off at once.
+func BuildImage(ctx context.Context, work, cacheDir, imageDir string) (string, error) {
+	kernel, m, err := imageKernel(imageDir)
+	if err != nil {
+		return "", err
+	}
+	opts := image.BuildOptions{Modules: []string{}}
+	if m.KernelPackage == image.OwnKernelPackage {
+		opts = image.BuildOptions{KernelPath: kernel}
+	} else {
+		deb := filepath.Join(cacheDir, m.KernelPackage+"_"+m.KernelPackageVersion+"_amd64.deb")
+		if _, err := os.Stat(deb); err != nil {
+			return "", fmt.Errorf("the image's kernel package: %w (run make image)", err)
+		}
+		opts.DebPath = deb
 	}
 	init := filepath.Join(work, "testinit")
 	cmd := exec.CommandContext(ctx, "go", "build", "-trimpath", "-ldflags", "-s -w", "-o", init, "./tests/fixtures/testinit")
@@ -43,9 +55,18 @@ func BuildImage(ctx context.Context, work, cacheDir string) (string, error) {
 	if out, err := cmd.CombinedOutput(); err != nil {
 		return "", fmt.Errorf("build testinit: %v: %s", err, out)
 	}
-	dir := filepath.Join(work, "floor-image")
-	_, err := image.Build(ctx, image.BuildOptions{OutDir: dir, AgentPath: init, DebPath: debs[len(debs)-1], Modules: []string{}})
-	return dir, err
+	opts.OutDir, opts.AgentPath = filepath.Join(work, "floor-image"), init
+	_, err = image.Build(ctx, opts)
+	return opts.OutDir, err
+}
+
+// imageKernel returns the kernel file and the manifest of the image in dir.
+func imageKernel(dir string) (string, *image.Manifest, error) {
+	kernel, _, m, err := image.Verify(dir)
+	if err != nil {
+		return "", nil, fmt.Errorf("sandbox image: %w", err)
+	}
+	return kernel, m, nil
 }
 
 // Boot boots the floor guest once and returns the time to its exit.
