@@ -32,6 +32,9 @@ import (
 // floorImageDir names a prebuilt floor image; empty builds one.
 var floorImageDir *string
 
+// tcgCache, when positive, sets hull's TCG translation cache size.
+var tcgCache *int
+
 func main() {
 	n := flag.Int("n", 10, "runs of each kind")
 	hull := flag.String("hull", "/usr/local/bin/hull", "hull binary")
@@ -39,7 +42,8 @@ func main() {
 	imageDir := flag.String("image", image.DefaultOutDir, "guest image directory")
 	cacheDir := flag.String("cache", image.DefaultCacheDir, "kernel package cache")
 	mib := flag.Int("mib", 256, "MiB for the throughput test")
-	floorImageDir = flag.String("floor-image", "", "prebuilt floor image directory (default: build one from the kernel package)")
+	floorImageDir = flag.String("floor-image", "", "prebuilt floor image directory (default: build one from the image's kernel)")
+	tcgCache = flag.Int("tcg-cache", 0, "hypervisor.tcg_translation_cache_mib for hull (0: hull's default)")
 	flag.Parse()
 	logrus.SetLevel(logrus.WarnLevel)
 	if err := run(*n, *hull, *runc, *imageDir, *cacheDir, *mib); err != nil {
@@ -65,7 +69,12 @@ func run(n int, hullBin, runcBin, imageDir, cacheDir string, mib int) error {
 	b := &bench{work: work, hull: hullBin, runc: runcBin,
 		hullRoot: filepath.Join(work, "hull-root"), runcRoot: filepath.Join(work, "runc-root"),
 		config: filepath.Join(work, "config.toml")}
-	if err := os.WriteFile(b.config, []byte(fmt.Sprintf("[image]\ndir = %q\n", imageDir)), 0o644); err != nil {
+	conf := fmt.Sprintf("[image]\ndir = %q\n", imageDir)
+	if *tcgCache > 0 {
+		conf += fmt.Sprintf("[hypervisor]\ntcg_translation_cache_mib = %d\n", *tcgCache)
+		fmt.Printf("TCG translation cache: %d MiB\n", *tcgCache)
+	}
+	if err := os.WriteFile(b.config, []byte(conf), 0o644); err != nil {
 		return err
 	}
 

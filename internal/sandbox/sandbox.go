@@ -295,12 +295,12 @@ func Boot(ctx context.Context, opts Options) (_ *Sandbox, retErr error) {
 	if _, err := s.agent.Version(ctx); err != nil {
 		return nil, err
 	}
-	// The guest is up: QEMU's copies of the kernel and initramfs are dead
-	// weight from here on.
-	if n, err := vm.ReleaseBootFiles(); err != nil {
-		logger.WithError(err).Warn("boot files stay mapped in qemu")
+	// The guest is up: QEMU's copies of the kernel and initramfs, and
+	// most of its start-up code, are dead weight from here on.
+	if n, err := vm.ReleaseColdPages(); err != nil {
+		logger.WithError(err).Warn("qemu's cold pages stay")
 	} else {
-		logger.Debugf("paged out %d bytes of boot files from qemu", n)
+		logger.Debugf("paged out %d bytes of files from qemu", n)
 	}
 	if s.io, err = s.openIO(ctx, vc.VsockCID); err != nil {
 		return nil, fmt.Errorf("sandbox %s: %w", opts.ID, err)

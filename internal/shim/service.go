@@ -30,6 +30,7 @@ import (
 	"github.com/hull-runtime/hull/internal/config"
 	"github.com/hull-runtime/hull/internal/hooks"
 	"github.com/hull-runtime/hull/internal/oci"
+	"github.com/hull-runtime/hull/internal/procmem"
 	"github.com/hull-runtime/hull/internal/sandbox"
 	"github.com/hull-runtime/hull/internal/version"
 )
@@ -411,6 +412,14 @@ func (s *service) Start(ctx context.Context, r *taskAPI.StartRequest) (*taskAPI.
 		pid := p.pid
 		p.mu.Unlock()
 		s.send(runtime.TaskStartEventTopic, &eventstypes.TaskStart{ContainerID: c.id, Pid: pid})
+		// The shim now mostly waits: its start-up code can leave memory
+		// (what runs again comes back from the file; pages other shims map
+		// too stay, see procmem.PageOutFiles).
+		go func() {
+			if _, err := procmem.PageOutFiles(os.Getpid()); err != nil {
+				log.G(ctx).WithError(err).Debug("shim's cold pages stay")
+			}
+		}()
 		return &taskAPI.StartResponse{Pid: pid}, nil
 	}
 	hio, err := openIO(ctx, c.id, s.ns, p.paths)

@@ -77,10 +77,14 @@ func lookPort(sysDir, devDir, name string) (string, bool) {
 	return "", false
 }
 
-// VsockAvailable tells whether the guest kernel has vsock.
+// VsockAvailable tells whether the VM has a vsock device. The vsock core
+// (built into hull's kernel, a module of Debian's) makes /dev/vsock either
+// way; only a probed device gives the guest a context ID of its own (3 or
+// more: without one the kernel answers VMADDR_CID_ANY, or the loopback
+// transport's 1), and without one a listener would wait for nobody.
 func VsockAvailable() bool {
-	_, err := os.Stat("/dev/vsock")
-	return err == nil
+	cid, err := vsock.ContextID()
+	return err == nil && cid > unix.VMADDR_CID_HOST && cid != unix.VMADDR_CID_ANY
 }
 
 // ListenVsock listens on port for any context ID, so that it does not

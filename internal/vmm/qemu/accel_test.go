@@ -36,26 +36,3 @@ func TestCheckKVMModule(t *testing.T) {
 		})
 	}
 }
-
-func TestFileMappings(t *testing.T) {
-	maps := `55d0c0000000-55d0c0100000 r--p 00000000 fd:01 123 /usr/bin/qemu-system-x86_64
-7f0000000000-7f0003000000 r--p 00000000 fd:01 456 /usr/local/share/hull/vmlinux
-7f0003000000-7f0003100000 r--p 00000000 fd:01 457 /usr/local/share/hull/initramfs.img
-7f0004000000-7f0004001000 rw-s 00000000 00:01 9 /memfd:memory-backend-memfd (deleted)
-7ffd00000000-7ffd00021000 rw-p 00000000 00:00 0 [stack]
-`
-	got, err := fileMappings(strings.NewReader(maps), []string{"/usr/local/share/hull/vmlinux", "/usr/local/share/hull/initramfs.img"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	want := []addrRange{{0x7f0000000000, 0x7f0003000000}, {0x7f0003000000, 0x7f0003100000}}
-	if len(got) != len(want) || got[0] != want[0] || got[1] != want[1] {
-		t.Fatalf("got %x, want %x", got, want)
-	}
-	if _, err := fileMappings(strings.NewReader("zz-1 r--p 0 0:0 1 /k\n"), []string{"/k"}); err == nil {
-		t.Fatal("a malformed range was accepted")
-	}
-	if _, err := fileMappings(strings.NewReader("2000-1000 r--p 0 0:0 1 /k\n"), []string{"/k"}); err == nil {
-		t.Fatal("an inverted range was accepted")
-	}
-}
