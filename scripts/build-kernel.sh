@@ -57,7 +57,7 @@ fi
 cd "$src"
 make -s tinyconfig >/dev/null
 scripts/kconfig/merge_config.sh -m -O . .config "$config" >/dev/null 2>&1
-make -s olddefconfig >/dev/null
+make -s olddefconfig >/dev/null 2>&1
 # Every line of the fragment must have survived: a dependency it lacks
 # turns an option off without a word otherwise.
 bad=0

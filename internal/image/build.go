@@ -1,8 +1,10 @@
-// Package image builds the guest image a hull VM boots: a Debian cloud kernel
-// taken from its package (never installed into the host's /boot) and a
-// deterministic initramfs holding the static hull-agent as /init and only the
-// kernel modules the agent needs, with a manifest of versions and checksums
-// that the runtime verifies before it starts a VM.
+// Package image builds the guest image a hull VM boots: a kernel, either
+// hull's own (built from kernel/hull-guest.config by scripts/build-kernel.sh,
+// drivers built in) or Debian's cloud kernel taken from its package (never
+// installed into the host's /boot), and a deterministic initramfs holding the
+// static hull-agent as /init and only the kernel modules the agent needs
+// (none for hull's kernel), with a manifest of versions and checksums that
+// the runtime verifies before it starts a VM.
 package image
 
 import (
