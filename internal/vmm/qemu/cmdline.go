@@ -47,7 +47,11 @@ func (c *Config) Args() []string {
 	case KVM:
 		add("-accel", "kvm", "-cpu", "host")
 	default:
-		add("-accel", "tcg,tb-size="+strconv.Itoa(c.TBSizeMiB), "-cpu", "max")
+		// No ERMS: with it the guest kernel copies user memory and clears
+		// pages with `rep movsb`/`rep stosb`, and Go's memmove uses
+		// `rep movsb` too, which TCG runs one byte per loop; without it
+		// they move 8 or 16 bytes per instruction.
+		add("-accel", "tcg,tb-size="+strconv.Itoa(c.TBSizeMiB), "-cpu", "max,erms=off")
 	}
 	add("-smp", strconv.Itoa(c.VCPUs))
 	add("-m", fmt.Sprintf("%dM", c.MemoryMiB))
