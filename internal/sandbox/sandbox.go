@@ -296,12 +296,16 @@ func Boot(ctx context.Context, opts Options) (_ *Sandbox, retErr error) {
 		return nil, err
 	}
 	// The guest is up: QEMU's copies of the kernel and initramfs, and
-	// most of its start-up code, are dead weight from here on.
-	if n, err := vm.ReleaseColdPages(); err != nil {
-		logger.WithError(err).Warn("qemu's cold pages stay")
-	} else {
-		logger.Debugf("paged out %d bytes of files from qemu", n)
-	}
+	// most of its start-up code, are dead weight from here on. Paging
+	// them out takes a while (tens of MiB of mappings), which the caller
+	// need not wait for; a QEMU gone meanwhile only fails the advice.
+	go func() {
+		if n, err := vm.ReleaseColdPages(); err != nil {
+			logger.WithError(err).Debug("qemu's cold pages stay")
+		} else {
+			logger.Debugf("paged out %d bytes of files from qemu", n)
+		}
+	}()
 	if s.io, err = s.openIO(ctx, vc.VsockCID); err != nil {
 		return nil, fmt.Errorf("sandbox %s: %w", opts.ID, err)
 	}
