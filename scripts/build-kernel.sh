@@ -76,10 +76,10 @@ done < "$config"
 [ "$bad" = 0 ] || exit 1
 
 echo "build-kernel: building $srcpkg $version with $(nproc) jobs ..." >&2
-# A fixed build user and host, and the source package's date as the build
-# time, make the banner (and the kernel) the same on every machine.
+# A fixed build user, host and number, and the source package's date as
+# the build time, make the banner the same on every machine and rebuild.
 KBUILD_BUILD_TIMESTAMP=$(date -u -r "/usr/src/$srcpkg.tar.xz" '+%Y-%m-%d %H:%M:%S UTC')
-export KBUILD_BUILD_USER=hull KBUILD_BUILD_HOST=hull KBUILD_BUILD_TIMESTAMP
+export KBUILD_BUILD_USER=hull KBUILD_BUILD_HOST=hull KBUILD_BUILD_TIMESTAMP KBUILD_BUILD_VERSION=1
 make -s -j"$(nproc)" bzImage >&2
 cp arch/x86/boot/bzImage "$out.tmp"
 mv "$out.tmp" "$out"

@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"os"
-	"regexp"
 	"sync"
 
 	"golang.org/x/sys/unix"
@@ -12,12 +11,8 @@ import (
 	"google.golang.org/grpc/status"
 
 	api "github.com/hull-runtime/hull/api/agent/v1"
+	"github.com/hull-runtime/hull/internal/guest/names"
 	"github.com/hull-runtime/hull/internal/guest/netconf"
-)
-
-var (
-	validTag      = regexp.MustCompile(`^[a-zA-Z0-9._-]{1,36}$`)
-	validHostname = regexp.MustCompile(`^[a-zA-Z0-9]([a-zA-Z0-9.-]{0,62})$`)
 )
 
 // sandboxState is what CreateSandbox set up; shared by every channel's
@@ -29,10 +24,10 @@ type sandboxState struct {
 
 // CreateSandbox mounts the shared file system and sets the hostname.
 func (s *Service) CreateSandbox(ctx context.Context, r *api.CreateSandboxRequest) (*api.CreateSandboxResponse, error) {
-	if r.SharedFsTag != "" && !validTag.MatchString(r.SharedFsTag) {
+	if r.SharedFsTag != "" && !names.Tag(r.SharedFsTag) {
 		return nil, status.Errorf(codes.InvalidArgument, "shared fs tag %q", r.SharedFsTag)
 	}
-	if r.Hostname != "" && !validHostname.MatchString(r.Hostname) {
+	if r.Hostname != "" && !names.Hostname(r.Hostname) {
 		return nil, status.Errorf(codes.InvalidArgument, "hostname %q", r.Hostname)
 	}
 	netCfg, err := parseNetwork(r)

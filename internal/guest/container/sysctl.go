@@ -3,14 +3,13 @@ package container
 import (
 	"fmt"
 	"os"
-	"regexp"
 	"strings"
 
 	"github.com/containerd/errdefs"
 	specs "github.com/opencontainers/runtime-spec/specs-go"
-)
 
-var sysctlKey = regexp.MustCompile(`^[a-z0-9_]+(\.[a-zA-Z0-9_-]+)+$`)
+	"github.com/hull-runtime/hull/internal/guest/names"
+)
 
 // applyVMNetSysctls handles the net.* sysctls of a container that shares
 // the VM's network namespace (the host turns a pod's network namespace
@@ -32,7 +31,7 @@ func (e *Engine) applyVMNetSysctls(spec *specs.Spec) error {
 			rest[k] = v
 			continue
 		}
-		if !sysctlKey.MatchString(k) || strings.Contains(k, "..") {
+		if !names.SysctlKey(k) || strings.Contains(k, "..") {
 			return fmt.Errorf("sysctl %q: %w", k, errdefs.ErrInvalidArgument)
 		}
 		p := "/proc/sys/" + strings.ReplaceAll(k, ".", "/")

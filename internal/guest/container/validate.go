@@ -4,26 +4,25 @@ import (
 	"encoding/json"
 	"fmt"
 	"path/filepath"
-	"regexp"
 
 	"github.com/containerd/errdefs"
 	"github.com/opencontainers/runc/libcontainer/configs"
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 	"golang.org/x/sys/unix"
+
+	"github.com/hull-runtime/hull/internal/guest/names"
 )
 
 // MaxSpecSize bounds the OCI spec of CreateContainer and the process of
 // ExecProcess.
 const MaxSpecSize = 1 << 20
 
-var validID = regexp.MustCompile(`^[a-zA-Z0-9][a-zA-Z0-9_.-]{0,63}$`)
-
 // ValidateID checks a container or exec id: a letter or digit, then up to
 // 63 letters, digits, '_', '.' or '-'. It keeps ids usable as file and
 // cgroup names.
 func ValidateID(kind, id string) error {
-	if !validID.MatchString(id) {
-		return fmt.Errorf("%s id %q: must match %s: %w", kind, id, validID, errdefs.ErrInvalidArgument)
+	if !names.ID(id) {
+		return fmt.Errorf("%s id %q: must match %s: %w", kind, id, names.IDPattern, errdefs.ErrInvalidArgument)
 	}
 	return nil
 }

@@ -8,13 +8,14 @@ package netconf
 import (
 	"fmt"
 	"net"
-	"regexp"
 	"strings"
 	"time"
 
 	"github.com/containerd/errdefs"
 	"github.com/vishvananda/netlink"
 	"golang.org/x/sys/unix"
+
+	"github.com/hull-runtime/hull/internal/guest/names"
 )
 
 // Bounds on a request.
@@ -45,8 +46,6 @@ type Config struct {
 	Interfaces []Interface
 	Routes     []Route
 }
-
-var validName = regexp.MustCompile(`^[a-zA-Z0-9_.-]{1,15}$`)
 
 // RawInterface and RawRoute are the request as the host sent it.
 type RawInterface struct {
@@ -84,7 +83,7 @@ func Parse(ifaces []RawInterface, routes []RawRoute) (*Config, error) {
 			return nil, invalid("interface MAC %s twice", mac)
 		}
 		macs[mac.String()] = true
-		if ri.Name != "" && !validName.MatchString(ri.Name) {
+		if ri.Name != "" && !names.Interface(ri.Name) {
 			return nil, invalid("interface name %q", ri.Name)
 		}
 		if ri.MTU < 68 || ri.MTU > 65535 {
