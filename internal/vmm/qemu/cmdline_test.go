@@ -5,6 +5,7 @@ import (
 	"flag"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 
@@ -174,5 +175,13 @@ func TestProbeRunsUnderTCG(t *testing.T) {
 	err = runProbe(t.Context(), bin, fw, "tcg", "max")
 	if err != nil {
 		t.Fatalf("probe firmware under tcg: %v", err)
+	}
+}
+
+func TestQEMUEnvHoldsMallocToOneArena(t *testing.T) {
+	got := qemuEnv([]string{"PATH=/bin", "MALLOC_ARENA_MAX=8", "HOME=/root"})
+	want := []string{"PATH=/bin", "HOME=/root", "MALLOC_ARENA_MAX=1"}
+	if !slices.Equal(got, want) {
+		t.Fatalf("qemuEnv = %q, want %q", got, want)
 	}
 }
