@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"runtime/debug"
 	"strings"
 	"sync"
 	"time"
@@ -414,8 +415,10 @@ func (s *service) Start(ctx context.Context, r *taskAPI.StartRequest) (*taskAPI.
 		s.send(runtime.TaskStartEventTopic, &eventstypes.TaskStart{ContainerID: c.id, Pid: pid})
 		// The shim now mostly waits: its start-up code can leave memory
 		// (what runs again comes back from the file; pages other shims map
-		// too stay, see procmem.PageOutFiles).
+		// too stay, see procmem.PageOutFiles), and so can the heap it left
+		// free, which the Go runtime would keep for minutes.
 		go func() {
+			debug.FreeOSMemory()
 			if _, err := procmem.PageOutFiles(os.Getpid()); err != nil {
 				log.G(ctx).WithError(err).Debug("shim's cold pages stay")
 			}
