@@ -131,6 +131,12 @@ func kernelParams(cfg config.Config) []string {
 		// slow TCG guests badly.
 		"mitigations=off",
 		"random.trust_cpu=on",
+		// The default first percpu chunk is embedded in 2 MiB units, so each
+		// later chunk spans 2 MiB per CPU, and kernel memory accounting gives
+		// each chunk a zeroed array of 8 bytes per 4-byte slot: 4 MiB of
+		// every guest, resident from boot. Page-sized units cut it to
+		// about 350 KiB.
+		"percpu_alloc=page",
 		"hull.log=" + cfg.Runtime.LogLevel,
 	}
 	if cfg.Hypervisor.FreePageReporting {
