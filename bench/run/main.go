@@ -260,11 +260,18 @@ func (b *bench) idleMemory() error {
 		name string
 		pid  int
 	}{{"supervisor", st.Supervisor}, {"qemu", st.QEMU}, {"virtiofsd", st.Virtiofsd}} {
-		u, err := procmem.Read(p.pid)
+		u, n, err := procmem.Usage{}, 1, error(nil)
+		if p.name == "virtiofsd" {
+			// It runs as two processes, hull's and its child.
+			u, n, err = procmem.ReadTree(p.pid)
+		} else {
+			// The supervisor's children are QEMU and virtiofsd.
+			u, err = procmem.Read(p.pid)
+		}
 		if err != nil {
 			return fmt.Errorf("%s: %w", p.name, err)
 		}
-		fmt.Printf("  %-10s %s\n", p.name, u)
+		fmt.Printf("  %-10s %s (%d processes)\n", p.name, u, n)
 		total = total.Add(u)
 	}
 	fmt.Printf("idle container total: %s (target PSS <= 100 MiB)\n", total)

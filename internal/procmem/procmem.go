@@ -8,6 +8,7 @@ import (
 	"bufio"
 	"fmt"
 	"os"
+	"path/filepath"
 	"strconv"
 	"strings"
 )
@@ -52,4 +53,45 @@ func Read(pid int) (Usage, error) {
 		}
 	}
 	return u, sc.Err()
+}
+
+// ReadTree returns the memory of process pid and of all its descendants,
+// and how many processes that was: a daemon such as virtiofsd forks, and
+// counting only the process hull started would leave out what its child
+// costs.
+func ReadTree(pid int) (Usage, int, error) {
+	total, err := Read(pid)
+	if err != nil {
+		return Usage{}, 0, err
+	}
+	n := 1
+	for _, child := range children(pid) {
+		u, m, err := ReadTree(child)
+		if err != nil {
+			if os.IsNotExist(err) {
+				continue // it exited meanwhile
+			}
+			return Usage{}, 0, err
+		}
+		total, n = total.Add(u), n+m
+	}
+	return total, n, nil
+}
+
+// children lists the children of every thread of pid.
+func children(pid int) []int {
+	files, _ := filepath.Glob(fmt.Sprintf("/proc/%d/task/*/children", pid))
+	var out []int
+	for _, f := range files {
+		data, err := os.ReadFile(f)
+		if err != nil {
+			continue
+		}
+		for _, field := range strings.Fields(string(data)) {
+			if c, err := strconv.Atoi(field); err == nil {
+				out = append(out, c)
+			}
+		}
+	}
+	return out
 }
