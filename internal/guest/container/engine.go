@@ -321,6 +321,11 @@ func (e *Engine) Start(id string) error {
 	}
 	c.started = true
 	steps.done("exec")
+	// Not a failure of the start: the program may still be on its way.
+	if _, err := waitExec(c.init.pid, execWaitLimit, execWaitPoll); err != nil {
+		e.cfg.Log.WithField("container", id).WithError(err).Warn("not known to run its program")
+	}
+	steps.done("running")
 	steps.log(e.cfg.Log.WithField("container", id), "container started")
 	return nil
 }
