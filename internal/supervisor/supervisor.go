@@ -476,7 +476,15 @@ func (s *supervisor) do(ctx context.Context, req Request) error {
 			go s.finish(context.WithoutCancel(ctx), 128+req.Signal)
 			return nil
 		}
-		return s.ctr.Signal(ctx, uint32(req.Signal), req.All)
+		err := s.ctr.Signal(ctx, uint32(req.Signal), req.All)
+		if errdefs.IsNotFound(err) || (err != nil && s.finishing.Load()) {
+			// The process has exited and the supervisor has yet to record
+			// it: `state` still says running, and, as kill(2) does for a
+			// zombie, the signal is taken with nothing left to reach.
+			log.G(ctx).WithError(err).Debug("signal after the container's process exited")
+			return nil
+		}
+		return err
 	}
 	return fmt.Errorf("unknown request %q: %w", req.Op, errdefs.ErrInvalidArgument)
 }

@@ -82,3 +82,36 @@ func TestCLIRunExitCodeAndOutput(t *testing.T) {
 		t.Fatalf("delete: %s", errOut)
 	}
 }
+
+// A container whose process exits at once: a kill soon after start either
+// reaches it while hull still reports it running (and, as kill(2) on a
+// zombie, is taken), or finds it stopped and says so. Never an error from
+// the guest ("process already finished") or from a sandbox going away: the
+// delays cover the time between the exit and hull's record of it.
+func TestCLIKillRightAfterExit(t *testing.T) {
+	e := newCLIEnv(t)
+	bundle := busyboxBundle(t)
+	writeSpec(t, bundle, busyboxSpec("true"))
+	for i, delay := range []time.Duration{0, 50 * time.Millisecond, 100 * time.Millisecond, 150 * time.Millisecond, 200 * time.Millisecond} {
+		id := "quick" + strconv.Itoa(i)
+		if out, errOut, code := e.hull("create", "--bundle", bundle, id); code != 0 {
+			t.Fatalf("create: %d %s %s", code, out, errOut)
+		}
+		if _, errOut, code := e.hull("start", id); code != 0 {
+			t.Fatalf("start: %s", errOut)
+		}
+		time.Sleep(delay)
+		_, errOut, code := e.hull("kill", id, "KILL")
+		t.Logf("kill %s after start: exit %d %s", delay, code, strings.TrimSpace(errOut))
+		if code != 0 && !strings.Contains(errOut, "is not running") {
+			t.Errorf("kill %s after start: exit %d, %s", delay, code, errOut)
+		}
+		deadline := time.Now().Add(30 * time.Second)
+		for e.state(id)["status"] != "stopped" && time.Now().Before(deadline) {
+			time.Sleep(50 * time.Millisecond)
+		}
+		if _, errOut, code := e.hull("delete", id); code != 0 {
+			t.Fatalf("delete: %s", errOut)
+		}
+	}
+}
