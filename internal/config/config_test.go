@@ -61,6 +61,7 @@ func TestBadConfigNamesKeyAndFile(t *testing.T) {
 		{"bad enum", "[hypervisor]\naccelerator = \"xen\"\n", "hypervisor.accelerator"},
 		{"bad type", "[hypervisor]\nvcpus = \"two\"\n", "hypervisor.vcpus"},
 		{"bad range", "[hypervisor]\nmemory_mib = 1\n", "hypervisor.memory_mib"},
+		{"negative cache", "[hypervisor]\ntcg_translation_cache_mib = -1\n", "hypervisor.tcg_translation_cache_mib"},
 		{"bad duration", "[agent]\nrequest_timeout = \"soon\"\n", "agent.request_timeout"},
 		{"relative dir", "[image]\ndir = \"share/hull\"\n", "image.dir"},
 		{"param with space", "[hypervisor]\nkernel_params = [\"a b\"]\n", "hypervisor.kernel_params"},
@@ -103,4 +104,21 @@ func writeConfig(t *testing.T, body string) string {
 		t.Fatal(err)
 	}
 	return p
+}
+
+func TestTCGCacheByUse(t *testing.T) {
+	h := Default().Hypervisor
+	if got := h.TCGCacheMiB(false); got != TCGCacheContainerMiB {
+		t.Errorf("default, stand-alone container: %d MiB, want %d", got, TCGCacheContainerMiB)
+	}
+	if got := h.TCGCacheMiB(true); got != TCGCachePodMiB {
+		t.Errorf("default, pod: %d MiB, want %d", got, TCGCachePodMiB)
+	}
+	c, err := Load(writeConfig(t, "[hypervisor]\ntcg_translation_cache_mib = 64\n"), true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if a, b := c.Hypervisor.TCGCacheMiB(false), c.Hypervisor.TCGCacheMiB(true); a != 64 || b != 64 {
+		t.Errorf("set to 64: %d and %d MiB", a, b)
+	}
 }

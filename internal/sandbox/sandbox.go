@@ -50,6 +50,10 @@ type Options struct {
 	// NetNS is the path of the network namespace whose links the VM
 	// mirrors (see package network); empty means loopback only.
 	NetNS string
+	// Pod says the VM holds a pod (the shim) rather than one stand-alone
+	// container (hull): defaults then favour density (see
+	// config.Hypervisor.TCGCacheMiB).
+	Pod bool
 	// ForwardLoopback relays TCP connections made to 127.0.0.1 in NetNS
 	// on the host to the same port on the guest's loopback: the CRI's
 	// port forwarding dials there.
@@ -168,7 +172,7 @@ func VMConfig(opts Options) (qemu.Config, error) {
 		Binary:       binary,
 		Machine:      cfg.Hypervisor.Machine,
 		Accel:        opts.Accel,
-		TBSizeMiB:    cfg.Hypervisor.TCGTranslationCacheMiB,
+		TBSizeMiB:    cfg.Hypervisor.TCGCacheMiB(opts.Pod),
 		VCPUs:        cfg.Hypervisor.VCPUs,
 		MemoryMiB:    cfg.Hypervisor.MemoryMiB,
 		SharedMemory: true,

@@ -308,6 +308,7 @@ func (s *service) bootPod(ctx context.Context, group, owner string, spec *specs.
 		ID: group, Config: cfg, Accel: accel,
 		RunDir: filepath.Join(dir, "vm"), SharedDir: filepath.Join(dir, "shared"),
 		Hostname: spec.Hostname, NetNS: sandbox.NetworkNamespacePath(spec),
+		Pod: true,
 		// The CRI's port forwarding dials the pod's loopback on the host.
 		ForwardLoopback: true,
 	})
