@@ -4,6 +4,7 @@ import (
 	"context"
 	"slices"
 
+	"golang.org/x/sys/unix"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
@@ -134,6 +135,9 @@ func (s *Service) DestroySandbox(context.Context, *api.DestroySandboxRequest) (*
 	if s.cfg.OnDestroy == nil {
 		return nil, status.Error(codes.Unimplemented, "this agent cannot power off")
 	}
+	// What the guest still holds for the host's files goes out before the
+	// answer: the host may end the VM as soon as it has it.
+	unix.Sync()
 	s.cfg.OnDestroy()
 	return &api.DestroySandboxResponse{}, nil
 }
