@@ -203,6 +203,13 @@ func (c *Container) Delete(ctx context.Context, force bool) error {
 			return fmt.Errorf("container %s: %w", c.id, err)
 		}
 	}
+	return c.Release()
+}
+
+// Release frees the container's host side (its IO streams, its mounts in
+// the shared directory) without asking the guest: for a container whose
+// VM has ended (Sandbox.Shutdown).
+func (c *Container) Release() error {
 	c.init.closeStreams()
 	return c.storage.Cleanup()
 }

@@ -429,6 +429,16 @@ func (s *Sandbox) Done() <-chan struct{} { return s.vm.Done() }
 // for the guest's own power-off (about 70 ms under TCG), which the agent
 // starts anyway in case the host's request fails.
 func (s *Sandbox) Destroy(ctx context.Context) error {
+	s.Shutdown(ctx)
+	return s.stop(ctx, 0)
+}
+
+// Shutdown ends the VM as Destroy does but keeps the host's resources
+// (virtiofsd, the shared directory, the network) for Destroy to release:
+// a front end whose VM holds one container ends it this way, then
+// releases the container's host side (Container.Release), with no
+// per-container call into a guest that is going anyway.
+func (s *Sandbox) Shutdown(ctx context.Context) {
 	select {
 	case <-s.vm.Done():
 	default:
@@ -440,7 +450,9 @@ func (s *Sandbox) Destroy(ctx context.Context) error {
 			}
 		}
 	}
-	return s.stop(ctx, 0)
+	if err := s.vm.Stop(ctx, 0); err != nil {
+		log.G(ctx).WithError(err).WithField("sandbox", s.id).Warn("stopping the vm")
+	}
 }
 
 func (s *Sandbox) stop(ctx context.Context, grace time.Duration) error {

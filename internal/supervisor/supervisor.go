@@ -538,7 +538,13 @@ func (s *supervisor) finish(ctx context.Context, status int) {
 // teardown removes the container from the guest and the VM from the host.
 func (s *supervisor) teardown(ctx context.Context) {
 	var errs []error
-	if s.ctr != nil {
+	switch {
+	case s.ctr != nil && s.sb != nil:
+		// The container is the VM's only one: ending the VM ends it, and
+		// removing it in the guest first would only delay that.
+		s.sb.Shutdown(ctx)
+		errs = append(errs, s.ctr.Release())
+	case s.ctr != nil:
 		errs = append(errs, s.ctr.Delete(ctx, true))
 	}
 	if s.sb != nil {
