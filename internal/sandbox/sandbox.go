@@ -262,6 +262,11 @@ func Boot(ctx context.Context, opts Options) (_ *Sandbox, retErr error) {
 	}
 	vm, err := qemu.Start(ctx, vc)
 	if err != nil {
+		if s.fs != nil {
+			if ferr := s.fs.ExitedAtStart(time.Second); ferr != nil {
+				return nil, fmt.Errorf("sandbox %s: %w (then qemu: %v)", opts.ID, ferr, err)
+			}
+		}
 		return nil, err
 	}
 	s.vm = vm

@@ -7,6 +7,7 @@ package storage
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net"
 	"os"
@@ -119,18 +120,26 @@ func StartVirtiofsd(ctx context.Context, cfg VirtiofsdConfig) (_ *Virtiofsd, ret
 		v.err = err
 		close(v.done)
 	}()
-	// virtiofsd exits at once on bad options or an unusable directory;
-	// catch that here rather than as a QEMU error.
-	select {
-	case <-v.done:
-		return nil, fmt.Errorf("virtiofsd exited at start: %w", v.err)
-	case <-time.After(20 * time.Millisecond):
-	case <-ctx.Done():
-		v.Stop()
-		return nil, ctx.Err()
-	}
+	// virtiofsd exits at once on bad options or an unusable directory.
+	// Waiting here to see that would cost every start; QEMU then fails to
+	// connect instead, and the caller asks ExitedAtStart for the reason.
 	log.G(ctx).WithField("pid", cmd.Process.Pid).Debug("virtiofsd started")
 	return v, nil
+}
+
+// ExitedAtStart returns virtiofsd's error if it exits within wait, nil if
+// it still runs: for a caller whose QEMU failed to start, to report the
+// cause rather than QEMU's failure to reach it.
+func (v *Virtiofsd) ExitedAtStart(wait time.Duration) error {
+	select {
+	case <-v.done:
+		if v.err == nil {
+			return errors.New("virtiofsd exited at start")
+		}
+		return fmt.Errorf("virtiofsd exited at start: %w", v.err)
+	case <-time.After(wait):
+		return nil
+	}
 }
 
 // QEMUConn returns the connected vhost-user socket to hand to QEMU. The
