@@ -262,8 +262,10 @@ func Boot(ctx context.Context, opts Options) (_ *Sandbox, retErr error) {
 	}
 	vm, err := qemu.Start(ctx, vc)
 	if err != nil {
+		// A virtiofsd that refused to run exits at once, long before QEMU
+		// gives up on it: a short wait tells the two failures apart.
 		if s.fs != nil {
-			if ferr := s.fs.ExitedAtStart(time.Second); ferr != nil {
+			if ferr := s.fs.ExitedAtStart(250 * time.Millisecond); ferr != nil {
 				return nil, fmt.Errorf("sandbox %s: %w (then qemu: %v)", opts.ID, ferr, err)
 			}
 		}
