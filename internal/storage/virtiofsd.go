@@ -13,6 +13,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strings"
 	"syscall"
 	"time"
 
@@ -115,7 +116,7 @@ func StartVirtiofsd(ctx context.Context, cfg VirtiofsdConfig) (_ *Virtiofsd, ret
 	go func() {
 		err := cmd.Wait()
 		if err != nil {
-			err = fmt.Errorf("virtiofsd: %w: %s", err, stderr.String())
+			err = fmt.Errorf("virtiofsd: %w: %s", err, strings.TrimSpace(stderr.String()))
 		}
 		v.err = err
 		close(v.done)
