@@ -260,7 +260,11 @@ func (b *bench) idleMemory() error {
 		name string
 		pid  int
 	}{{"supervisor", st.Supervisor}, {"qemu", st.QEMU}, {"virtiofsd", st.Virtiofsd}} {
-		u, n, err := procmem.Usage{}, 1, error(nil)
+		var (
+			u   procmem.Usage
+			n   = 1
+			err error
+		)
 		if p.name == "virtiofsd" {
 			// It runs as two processes, hull's and its child.
 			u, n, err = procmem.ReadTree(p.pid)

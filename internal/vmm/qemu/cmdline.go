@@ -79,10 +79,9 @@ func (c *Config) Args() []string {
 
 	if len(c.SerialPorts) > 0 {
 		// QEMU's default of 31 ports makes the guest driver set up 64
-		// virtqueues, each with its ring and bookkeeping (about 60 KiB
-		// on virtio-mmio, whose queues have 1024 entries): 3.4 MiB of
-		// every guest for ports never used. Port 0 is reserved for a
-		// console, hence the one extra.
+		// virtqueues, each with its ring and bookkeeping, for ports never
+		// used: 3.4 MiB of every guest with virtio-mmio's 1024-entry
+		// queues. Port 0 is reserved for a console, hence the one extra.
 		add("-device", fmt.Sprintf("%s,id=vser0,max_ports=%d", c.dev("virtio-serial"), len(c.SerialPorts)+1))
 		for i, name := range c.SerialPorts {
 			id := "port" + strconv.Itoa(i)
