@@ -6,11 +6,13 @@ package procmem
 
 import (
 	"bufio"
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
 	"strconv"
 	"strings"
+	"syscall"
 )
 
 // Usage is a process's memory in bytes.
@@ -68,8 +70,8 @@ func ReadTree(pid int) (Usage, int, error) {
 	for _, child := range children(pid) {
 		u, m, err := ReadTree(child)
 		if err != nil {
-			if os.IsNotExist(err) {
-				continue // it exited meanwhile
+			if os.IsNotExist(err) || errors.Is(err, syscall.ESRCH) {
+				continue // it exited meanwhile, or is exiting
 			}
 			return Usage{}, 0, err
 		}

@@ -1,9 +1,13 @@
 package procmem
 
 import (
+	"bufio"
+	"fmt"
 	"os"
 	"os/exec"
+	"runtime"
 	"testing"
+	"time"
 )
 
 func TestReadSelf(t *testing.T) {
@@ -19,18 +23,43 @@ func TestReadSelf(t *testing.T) {
 	}
 }
 
+// holdEnv makes the test binary a child that holds holdMiB of touched
+// memory until killed.
+const (
+	holdEnv = "HULL_TEST_HOLD_MEMORY"
+	holdMiB = 32
+)
+
+func TestMain(m *testing.M) {
+	if os.Getenv(holdEnv) != "" {
+		b := make([]byte, holdMiB<<20)
+		for i := range b {
+			b[i] = 1
+		}
+		fmt.Println("ready")
+		time.Sleep(time.Minute)
+		runtime.KeepAlive(b)
+		os.Exit(0)
+	}
+	os.Exit(m.Run())
+}
+
 func TestReadTreeCountsChildren(t *testing.T) {
-	cmd := exec.Command("sleep", "30")
+	cmd := exec.Command(os.Args[0])
+	cmd.Env = append(os.Environ(), holdEnv+"=1")
+	out, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
 	defer func() { cmd.Process.Kill(); cmd.Wait() }()
-
-	self, err := Read(os.Getpid())
-	if err != nil {
+	if _, err := bufio.NewReader(out).ReadString('\n'); err != nil {
 		t.Fatal(err)
 	}
-	child, err := Read(cmd.Process.Pid)
+
+	self, err := Read(os.Getpid())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -39,11 +68,11 @@ func TestReadTreeCountsChildren(t *testing.T) {
 		t.Fatal(err)
 	}
 	if n < 2 {
-		t.Fatalf("ReadTree counted %d processes, want the test and its sleep at least", n)
+		t.Fatalf("ReadTree counted %d processes, want the test and its child at least", n)
 	}
-	// PSS moves a little between the reads; the child's share must be in.
-	if tree.PSS < self.PSS/2+child.PSS || tree.RSS < child.RSS {
-		t.Fatalf("tree %v, self %v, child %v: the child is not counted", tree, self, child)
+	// The child's anonymous memory is its own: it must be in the sum.
+	if got := tree.PSSAnon - self.PSSAnon; got < (holdMiB-4)<<20 {
+		t.Fatalf("tree %v, self %v: %d MiB of the child's %d MiB counted", tree, self, got>>20, holdMiB)
 	}
 }
 

@@ -266,7 +266,7 @@ func Boot(ctx context.Context, opts Options) (_ *Sandbox, retErr error) {
 		// gives up on it: a short wait tells the two failures apart.
 		if s.fs != nil {
 			if ferr := s.fs.ExitedAtStart(250 * time.Millisecond); ferr != nil {
-				return nil, fmt.Errorf("sandbox %s: %w (then qemu: %v)", opts.ID, ferr, err)
+				return nil, fmt.Errorf("sandbox %s: %w (then qemu: %w)", opts.ID, ferr, err)
 			}
 		}
 		return nil, err
@@ -440,6 +440,9 @@ func (s *Sandbox) Destroy(ctx context.Context) error {
 	return s.stop(ctx, 0)
 }
 
+// destroyAnswerTimeout bounds the wait for DestroySandbox's answer.
+const destroyAnswerTimeout = 5 * time.Second
+
 // Shutdown ends the VM as Destroy does but keeps the host's resources
 // (virtiofsd, the shared directory, the network) for Destroy to release:
 // a front end whose VM holds one container ends it this way, then
@@ -449,7 +452,12 @@ func (s *Sandbox) Shutdown(ctx context.Context) {
 	select {
 	case <-s.vm.Done():
 	default:
-		if err := s.agent.DestroySandbox(ctx); err != nil {
+		// The agent answers once the guest has synced: bounded as the
+		// guest's power-off used to be, for a host slow to flush.
+		dctx, cancel := context.WithTimeout(ctx, destroyAnswerTimeout)
+		err := s.agent.DestroySandbox(dctx)
+		cancel()
+		if err != nil {
 			select {
 			case <-s.vm.Done():
 			case <-time.After(time.Second):

@@ -7,7 +7,6 @@ package storage
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"net"
 	"os"
@@ -128,14 +127,15 @@ func StartVirtiofsd(ctx context.Context, cfg VirtiofsdConfig) (_ *Virtiofsd, ret
 	return v, nil
 }
 
-// ExitedAtStart returns virtiofsd's error if it exits within wait, nil if
-// it still runs: for a caller whose QEMU failed to start, to report the
-// cause rather than QEMU's failure to reach it.
+// ExitedAtStart returns virtiofsd's error if it fails within wait, nil if
+// it still runs or ended cleanly: for a caller whose QEMU failed to start,
+// to report the cause rather than QEMU's failure to reach it. A virtiofsd
+// that QEMU left (QEMU failed on another device) exits with status 0.
 func (v *Virtiofsd) ExitedAtStart(wait time.Duration) error {
 	select {
 	case <-v.done:
 		if v.err == nil {
-			return errors.New("virtiofsd exited at start")
+			return nil
 		}
 		return fmt.Errorf("virtiofsd exited at start: %w", v.err)
 	case <-time.After(wait):

@@ -35,6 +35,27 @@ func TestVirtiofsdExitedAtStart(t *testing.T) {
 	}
 }
 
+// One that ends cleanly, as when QEMU failed on another device and left
+// it, is not the cause.
+func TestVirtiofsdCleanExitIsNotTheCause(t *testing.T) {
+	dir := t.TempDir()
+	bin := filepath.Join(dir, "virtiofsd")
+	if err := os.WriteFile(bin, []byte("#!/bin/sh\nexit 0\n"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	shared := filepath.Join(dir, "shared")
+	os.Mkdir(shared, 0o755)
+	v, err := StartVirtiofsd(context.Background(), VirtiofsdConfig{Binary: bin, SharedDir: shared, RunDir: dir})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer v.Stop()
+	<-v.Done()
+	if err := v.ExitedAtStart(time.Second); err != nil {
+		t.Fatalf("ExitedAtStart after a clean exit: %v", err)
+	}
+}
+
 // One that runs is reported as running once the wait is over.
 func TestVirtiofsdRunning(t *testing.T) {
 	dir := t.TempDir()

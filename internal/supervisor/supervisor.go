@@ -69,9 +69,13 @@ type supervisor struct {
 	tty   *terminal
 	winch chan os.Signal
 
-	mu         sync.Mutex
-	st         state.State // guarded by mu
-	started    bool        // guarded by mu
+	mu      sync.Mutex
+	st      state.State // guarded by mu
+	started bool        // guarded by mu
+	// liveExecs counts the execs whose callers wait for their status
+	// (guarded by mu); execs is done when they have it.
+	liveExecs  int
+	execs      sync.WaitGroup
 	exited     chan struct{}
 	finishOnce sync.Once
 	finishing  atomic.Bool    // set once the container's end is being handled
@@ -376,17 +380,22 @@ func readRequest(conn *net.UnixConn) (Request, []*os.File, error) {
 // exec runs a process in the container with the files the caller sent as
 // its stdio, answers with its pid, and then with its exit status.
 func (s *supervisor) exec(ctx context.Context, conn *net.UnixConn, enc *json.Encoder, req Request, files []*os.File) error {
+	// Registered under mu against finish's flag, so that the teardown
+	// knows of every exec whose caller still waits.
 	s.mu.Lock()
-	started := s.started
+	if !s.started || s.finishing.Load() {
+		s.mu.Unlock()
+		return fmt.Errorf("container %s is not running: %w", s.opts.ID, errdefs.ErrFailedPrecondition)
+	}
+	s.liveExecs++
+	s.execs.Add(1)
 	s.mu.Unlock()
-	if !started {
-		return fmt.Errorf("container %s is not running: %w", s.opts.ID, errdefs.ErrFailedPrecondition)
-	}
-	select {
-	case <-s.exited:
-		return fmt.Errorf("container %s is not running: %w", s.opts.ID, errdefs.ErrFailedPrecondition)
-	default:
-	}
+	defer func() {
+		s.mu.Lock()
+		s.liveExecs--
+		s.mu.Unlock()
+		s.execs.Done()
+	}()
 	var tty *terminal
 	var stdio sandbox.Stdio
 	if req.Process != nil && req.Process.Terminal {
@@ -489,6 +498,23 @@ func (s *supervisor) do(ctx context.Context, req Request) error {
 	return fmt.Errorf("unknown request %q: %w", req.Op, errdefs.ErrInvalidArgument)
 }
 
+// execDrainTimeout bounds the teardown's wait for the execs' callers to
+// have their status.
+const execDrainTimeout = 5 * time.Second
+
+// waitTimeout waits for wg, at most d.
+func waitTimeout(wg *sync.WaitGroup, d time.Duration) {
+	done := make(chan struct{})
+	go func() {
+		wg.Wait()
+		close(done)
+	}()
+	select {
+	case <-done:
+	case <-time.After(d):
+	}
+}
+
 // coldPagesDelay is how long after the start the supervisor pages out its
 // binary: time for the command that started it to exit.
 const coldPagesDelay = 2 * time.Second
@@ -538,14 +564,20 @@ func (s *supervisor) finish(ctx context.Context, status int) {
 // teardown removes the container from the guest and the VM from the host.
 func (s *supervisor) teardown(ctx context.Context) {
 	var errs []error
+	s.mu.Lock()
+	execs := s.liveExecs
+	s.mu.Unlock()
 	switch {
-	case s.ctr != nil && s.sb != nil:
+	case s.ctr != nil && s.sb != nil && execs == 0:
 		// The container is the VM's only one: ending the VM ends it, and
 		// removing it in the guest first would only delay that.
 		s.sb.Shutdown(ctx)
 		errs = append(errs, s.ctr.Release())
 	case s.ctr != nil:
+		// Removing it in the guest kills the execs there; their callers
+		// get their status and output before the VM goes.
 		errs = append(errs, s.ctr.Delete(ctx, true))
+		waitTimeout(&s.execs, execDrainTimeout)
 	}
 	if s.sb != nil {
 		errs = append(errs, s.sb.Destroy(ctx))

@@ -7,6 +7,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	specs "github.com/opencontainers/runtime-spec/specs-go"
 )
 
 func TestCLILifecycle(t *testing.T) {
@@ -113,5 +115,67 @@ func TestCLIKillRightAfterExit(t *testing.T) {
 		if _, errOut, code := e.hull("delete", id); code != 0 {
 			t.Fatalf("delete: %s", errOut)
 		}
+	}
+}
+
+// An exec that still runs when the container's init exits gets a status
+// and its output, not an error from a VM that went first. Without a PID
+// namespace of its own the kernel does not end the exec with the init:
+// the teardown kills it, as runc's delete does.
+func TestCLIExecOutlivedByInit(t *testing.T) {
+	e := newCLIEnv(t)
+	bundle := busyboxBundle(t)
+	// The init ends by itself once the exec runs.
+	spec := busyboxSpec("sh", "-c", "while [ ! -e /exec-ready ]; do sleep 1; done")
+	spec.Root.Readonly = false
+	var nss []specs.LinuxNamespace
+	for _, ns := range spec.Linux.Namespaces {
+		if ns.Type != specs.PIDNamespace {
+			nss = append(nss, ns)
+		}
+	}
+	spec.Linux.Namespaces = nss
+	writeSpec(t, bundle, spec)
+	if out, errOut, code := e.hull("create", "--bundle", bundle, "outlived"); code != 0 {
+		t.Fatalf("create: %d %s %s", code, out, errOut)
+	}
+	if _, errOut, code := e.hull("start", "outlived"); code != 0 {
+		t.Fatalf("start: %s", errOut)
+	}
+	type result struct {
+		out, errOut string
+		code        int
+	}
+	done := make(chan result, 1)
+	go func() {
+		o, eo, c := runHull(t, nil, "--root", e.root, "--config", e.config, "exec", "outlived", "sh", "-c", "echo in-exec; : > /exec-ready; exec sleep 100")
+		done <- result{o, eo, c}
+	}()
+	// The file appears on the host through virtio-fs once the exec has
+	// written its line.
+	ready := filepath.Join(bundle, "rootfs", "exec-ready")
+	deadline := time.Now().Add(60 * time.Second)
+	for {
+		if _, err := os.Stat(ready); err == nil {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the exec never ran")
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	select {
+	case r := <-done:
+		if r.code != 137 || r.out != "in-exec\n" {
+			t.Errorf("exec that outlived its container's init: exit %d, stdout %q, stderr %q; want 137 and its output", r.code, r.out, r.errOut)
+		}
+	case <-time.After(90 * time.Second):
+		t.Fatal("exec still waiting 90 s after its container was killed")
+	}
+	for e.state("outlived")["status"] != "stopped" && time.Now().Before(deadline) {
+		time.Sleep(50 * time.Millisecond)
+	}
+	if _, errOut, code := e.hull("delete", "outlived"); code != 0 {
+		t.Fatalf("delete: %s", errOut)
 	}
 }

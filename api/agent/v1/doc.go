@@ -5,7 +5,11 @@ package agent
 
 // APIVersion is the level of this API. An agent answers Version with the
 // level it implements and the host refuses a level it does not know.
-const APIVersion = 1
+//
+// Level 2: DestroySandbox answers only after the guest has flushed what it
+// holds for the host's files (the host then ends the VM at once), and
+// StartContainer only once the container's program runs.
+const APIVersion = 2
 
 // SerialPortName is the name of the virtio-serial port that carries the API;
 // the guest finds the port by this name under /sys/class/virtio-ports.

@@ -306,22 +306,27 @@ func (e *Engine) Start(id string) error {
 		return err
 	}
 	c.mu.Lock()
-	defer c.mu.Unlock()
 	switch {
 	case c.removing:
+		c.mu.Unlock()
 		return fmt.Errorf("container %q is being removed: %w", id, errdefs.ErrFailedPrecondition)
 	case c.started:
+		c.mu.Unlock()
 		return fmt.Errorf("container %q already started: %w", id, errdefs.ErrFailedPrecondition)
 	case c.init.hasExited():
+		c.mu.Unlock()
 		return fmt.Errorf("container %q: init exited before start: %w", id, errdefs.ErrFailedPrecondition)
 	}
 	steps := newStepTimer()
 	if err := c.lc.Exec(); err != nil {
+		c.mu.Unlock()
 		return fmt.Errorf("starting container %q: %w", id, err)
 	}
 	c.started = true
+	c.mu.Unlock()
 	steps.done("exec")
-	// Not a failure of the start: the program may still be on its way.
+	// Outside the lock: an exec or a removal need not wait for it. Not a
+	// failure of the start: the program may still be on its way.
 	if _, err := waitExec(c.init.pid, execWaitLimit, execWaitPoll); err != nil {
 		e.cfg.Log.WithField("container", id).WithError(err).Warn("not known to run its program")
 	}
