@@ -4,12 +4,14 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
+	"fmt"
 	"io"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
 
+	agent "github.com/hull-runtime/hull/api/agent/v1"
 	"github.com/hull-runtime/hull/internal/image"
 )
 
@@ -225,7 +227,7 @@ func TestCheckAndBoot(t *testing.T) {
 func TestVersion(t *testing.T) {
 	requireHull(t)
 	stdout, _, code := runHull(t, nil, "version")
-	if code != 0 || !strings.HasPrefix(stdout, "hull version ") || !strings.Contains(stdout, "agent api: 1") {
+	if code != 0 || !strings.HasPrefix(stdout, "hull version ") || !strings.Contains(stdout, fmt.Sprintf("agent api: %d\n", agent.APIVersion)) {
 		t.Fatalf("hull version: exit %d: %q", code, stdout)
 	}
 }
