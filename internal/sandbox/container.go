@@ -82,7 +82,7 @@ func (s *Sandbox) CreateContainer(ctx context.Context, cfg ContainerConfig) (_ *
 	guestSpec.Hooks = nil
 	// A host network namespace path means nothing in the guest; the VM's
 	// own namespace holds the links mirrored from it.
-	guestSpec.Linux = guestNetworkNamespace(guestSpec.Linux)
+	guestSpec.Linux = guestNetworkNamespace(guestSpec.Linux, !s.pod)
 	b, err := json.Marshal(guestSpec)
 	if err != nil {
 		return nil, fmt.Errorf("container %s: spec: %w", cfg.ID, err)

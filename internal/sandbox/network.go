@@ -54,14 +54,19 @@ func netRequest(n *network.Network, req *agent.CreateSandboxRequest) {
 // guest must see it. A namespace with a path is a host namespace (CNI's,
 // podman's): its links are mirrored into the VM, so the container joins
 // the VM's own namespace, which has them, and the entry goes. A namespace
-// without a path stays: the container gets a new one with loopback only.
-// linux is not modified.
-func guestNetworkNamespace(linux *specs.Linux) *specs.Linux {
+// without a path asks for a new one with loopback only. In a pod's VM it
+// stays, since the pod's other containers share the VM. A stand-alone
+// container (alone) is the only one its VM will ever hold, and the VM's
+// namespace is already a new one with loopback only (no link is mirrored
+// without a path, and the agent listens on none): the container takes it,
+// which spares the guest kernel a namespace set up and torn down (35 to 65
+// ms of `hull run` under TCG). linux is not modified.
+func guestNetworkNamespace(linux *specs.Linux, alone bool) *specs.Linux {
 	if linux == nil {
 		return nil
 	}
 	i := slices.IndexFunc(linux.Namespaces, func(ns specs.LinuxNamespace) bool {
-		return ns.Type == specs.NetworkNamespace && ns.Path != ""
+		return ns.Type == specs.NetworkNamespace && (ns.Path != "" || alone)
 	})
 	if i < 0 {
 		return linux

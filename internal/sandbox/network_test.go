@@ -8,9 +8,11 @@ import (
 
 func TestGuestNetworkNamespace(t *testing.T) {
 	host := &specs.Linux{Namespaces: []specs.LinuxNamespace{{Type: specs.PIDNamespace}, {Type: specs.NetworkNamespace, Path: "/var/run/netns/x"}}}
-	g := guestNetworkNamespace(host)
-	if len(g.Namespaces) != 1 || g.Namespaces[0].Type != specs.PIDNamespace {
-		t.Fatalf("guest namespaces %+v", g.Namespaces)
+	for _, alone := range []bool{false, true} {
+		g := guestNetworkNamespace(host, alone)
+		if len(g.Namespaces) != 1 || g.Namespaces[0].Type != specs.PIDNamespace {
+			t.Fatalf("alone=%v: guest namespaces %+v", alone, g.Namespaces)
+		}
 	}
 	if len(host.Namespaces) != 2 || host.Namespaces[1].Path == "" {
 		t.Fatalf("host spec modified: %+v", host.Namespaces)
@@ -18,8 +20,19 @@ func TestGuestNetworkNamespace(t *testing.T) {
 	if NetworkNamespacePath(&specs.Spec{Linux: host}) != "/var/run/netns/x" {
 		t.Fatal("path not found")
 	}
-	fresh := &specs.Linux{Namespaces: []specs.LinuxNamespace{{Type: specs.NetworkNamespace}}}
-	if g := guestNetworkNamespace(fresh); g != fresh {
-		t.Fatal("a new network namespace must stay")
+	fresh := &specs.Linux{Namespaces: []specs.LinuxNamespace{{Type: specs.UTSNamespace}, {Type: specs.NetworkNamespace}}}
+	if g := guestNetworkNamespace(fresh, false); g != fresh {
+		t.Fatal("in a pod's VM a new network namespace must stay")
+	}
+	g := guestNetworkNamespace(fresh, true)
+	if len(g.Namespaces) != 1 || g.Namespaces[0].Type != specs.UTSNamespace {
+		t.Fatalf("a stand-alone container takes the VM's namespace: %+v", g.Namespaces)
+	}
+	if len(fresh.Namespaces) != 2 {
+		t.Fatalf("spec modified: %+v", fresh.Namespaces)
+	}
+	none := &specs.Linux{Namespaces: []specs.LinuxNamespace{{Type: specs.PIDNamespace}}}
+	if g := guestNetworkNamespace(none, true); g != none {
+		t.Fatal("no network namespace entry: nothing to change")
 	}
 }

@@ -89,6 +89,8 @@ type Sandbox struct {
 	rec     Record
 	channel string
 	timings Timings
+	// pod says the VM holds a pod rather than one stand-alone container.
+	pod bool
 }
 
 var validID = regexp.MustCompile(`^[a-zA-Z0-9][a-zA-Z0-9_.-]{0,63}$`)
@@ -215,7 +217,7 @@ func Boot(ctx context.Context, opts Options) (_ *Sandbox, retErr error) {
 	if err := os.MkdirAll(opts.RunDir, 0o700); err != nil {
 		return nil, fmt.Errorf("sandbox %s: %w", opts.ID, err)
 	}
-	s := &Sandbox{id: opts.ID, runDir: opts.RunDir, rec: Record{Version: recordVersion, ID: opts.ID}}
+	s := &Sandbox{id: opts.ID, runDir: opts.RunDir, pod: opts.Pod, rec: Record{Version: recordVersion, ID: opts.ID}}
 	defer func() {
 		if retErr != nil {
 			s.stop(context.WithoutCancel(ctx), 0)
