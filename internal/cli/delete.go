@@ -18,6 +18,7 @@ import (
 	"github.com/hull-runtime/hull/internal/sandbox"
 	"github.com/hull-runtime/hull/internal/state"
 	"github.com/hull-runtime/hull/internal/storage"
+	"github.com/hull-runtime/hull/internal/supervisor"
 )
 
 var deleteCommand = cli.Command{
@@ -52,6 +53,7 @@ func deleteContainer(store *state.Store, id string, force bool) error {
 		if !force {
 			return fmt.Errorf("container %s is %s: stop it or use --force: %w", id, st.Status, errdefs.ErrFailedPrecondition)
 		}
+		stopThroughSupervisor(store, id, st)
 		// QEMU and virtiofsd die with their supervisor (parent-death
 		// signal); what they leave is cleaned below.
 		killAndWait(st.Supervisor, st.SupervisorStart)
@@ -83,6 +85,35 @@ func forceCleanup(store *state.Store, st *state.State) error {
 	}
 	defer h.Unlock()
 	return cleanup(h)
+}
+
+// gracefulStopTimeout bounds how long delete --force waits for a container
+// it killed through its supervisor to be gone.
+const gracefulStopTimeout = 10 * time.Second
+
+// stopThroughSupervisor kills the container's processes in the guest
+// through its supervisor, as runc's delete --force kills them, and waits
+// for the supervisor to have ended the VM. Processes that end inside the
+// VM write what they hold in shared mappings of host files back as they
+// unmap it, and the teardown syncs the guest before the VM goes; killing
+// the supervisor instead ends the VM under them and those bytes are lost.
+// A supervisor that does not answer, or not in time, is left to
+// killAndWait.
+func stopThroughSupervisor(store *state.Store, id string, st *state.State) {
+	if !state.Alive(st.Supervisor, st.SupervisorStart) {
+		return
+	}
+	ctx, cancel := controlContext()
+	err := supervisor.Call(ctx, store.Dir(id), supervisor.Request{Op: "kill", Signal: int(syscall.SIGKILL), All: true})
+	cancel()
+	if err != nil {
+		log.G(commandContext()).WithError(err).Debug("delete --force: kill through the supervisor")
+		return
+	}
+	deadline := time.Now().Add(gracefulStopTimeout)
+	for state.Alive(st.Supervisor, st.SupervisorStart) && time.Now().Before(deadline) {
+		time.Sleep(20 * time.Millisecond)
+	}
 }
 
 func killAndWait(pid int, start uint64) {

@@ -137,7 +137,7 @@ func (s *Service) DestroySandbox(context.Context, *api.DestroySandboxRequest) (*
 	}
 	// What the guest still holds for the host's files goes out before the
 	// answer: the host may end the VM as soon as it has it.
-	unix.Sync()
+	syncUnwritten(readUnwritten, unix.Sync)
 	s.cfg.OnDestroy()
 	return &api.DestroySandboxResponse{}, nil
 }
@@ -146,4 +146,17 @@ func (s *Service) DestroySandbox(context.Context, *api.DestroySandboxRequest) (*
 // status for it: nothing the host can fix.
 func internal(err error) error {
 	return status.Error(codes.Internal, err.Error())
+}
+
+// syncUnwritten syncs unless the guest's page cache holds nothing dirty or
+// under writeback, or when unwritten cannot tell. Writes to virtio-fs go
+// through to the host as they are made, so only pages dirtied through a
+// shared mapping wait in the guest. A sync with nothing to write still
+// costs a syncfs round trip to virtiofsd per virtio-fs superblock: 20 to
+// 70 ms of every teardown under TCG.
+func syncUnwritten(unwritten func() (uint64, error), sync func()) {
+	if n, err := unwritten(); err == nil && n == 0 {
+		return
+	}
+	sync()
 }

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"slices"
 	"strconv"
 	"strings"
 
@@ -28,37 +29,56 @@ func kernelRelease() (string, error) {
 
 // parseMeminfo returns MemTotal and MemAvailable in bytes.
 func parseMeminfo(r io.Reader) (total, available uint64, err error) {
-	var haveTotal, haveAvail bool
+	v, err := meminfoBytes(r, "MemTotal", "MemAvailable")
+	if err != nil {
+		return 0, 0, err
+	}
+	return v[0], v[1], nil
+}
+
+// parseUnwritten returns the bytes of file pages that are dirty or being
+// written back (Dirty plus Writeback).
+func parseUnwritten(r io.Reader) (uint64, error) {
+	v, err := meminfoBytes(r, "Dirty", "Writeback")
+	if err != nil {
+		return 0, err
+	}
+	return v[0] + v[1], nil
+}
+
+// meminfoBytes returns the values of keys, in bytes, from /proc/meminfo's
+// text; each key must be there.
+func meminfoBytes(r io.Reader, keys ...string) ([]uint64, error) {
+	vals := make([]uint64, len(keys))
+	have := make([]bool, len(keys))
 	sc := bufio.NewScanner(r)
 	for sc.Scan() {
 		key, rest, ok := strings.Cut(sc.Text(), ":")
-		if !ok || (key != "MemTotal" && key != "MemAvailable") {
+		i := slices.Index(keys, key)
+		if !ok || i < 0 {
 			continue
 		}
 		fields := strings.Fields(rest)
 		if len(fields) != 2 || fields[1] != "kB" {
-			return 0, 0, fmt.Errorf("meminfo: bad %s line %q", key, sc.Text())
+			return nil, fmt.Errorf("meminfo: bad %s line %q", key, sc.Text())
 		}
 		kb, err := strconv.ParseUint(fields[0], 10, 64)
 		if err != nil {
-			return 0, 0, fmt.Errorf("meminfo: %s: %w", key, err)
+			return nil, fmt.Errorf("meminfo: %s: %w", key, err)
 		}
-		if key == "MemTotal" {
-			total, haveTotal = kb*1024, true
-		} else {
-			available, haveAvail = kb*1024, true
-		}
+		vals[i], have[i] = kb*1024, true
 	}
 	if err := sc.Err(); err != nil {
-		return 0, 0, err
+		return nil, err
 	}
-	if !haveTotal || !haveAvail {
-		return 0, 0, fmt.Errorf("meminfo: no MemTotal or MemAvailable")
+	for i, ok := range have {
+		if !ok {
+			return nil, fmt.Errorf("meminfo: no %s", keys[i])
+		}
 	}
-	return total, available, nil
+	return vals, nil
 }
 
-// parseCPUList counts the CPUs of a kernel CPU list such as "0-3,5".
 func parseCPUList(s string) (int, error) {
 	s = strings.TrimSpace(s)
 	if s == "" {
@@ -112,6 +132,16 @@ func readMeminfo() (total, available uint64, err error) {
 	}
 	defer f.Close()
 	return parseMeminfo(f)
+}
+
+// readUnwritten returns parseUnwritten of the guest's /proc/meminfo.
+func readUnwritten() (uint64, error) {
+	f, err := os.Open(meminfoPath)
+	if err != nil {
+		return 0, err
+	}
+	defer f.Close()
+	return parseUnwritten(f)
 }
 
 func readOnlineCPUs() (int, error) {

@@ -1,6 +1,7 @@
 package agent
 
 import (
+	"errors"
 	"strings"
 	"testing"
 )
@@ -55,6 +56,33 @@ func TestParseUptime(t *testing.T) {
 	for _, bad := range []string{"", "x 1", "1.x 2", "-1.0 2"} {
 		if got, err := parseUptime(bad); err == nil {
 			t.Errorf("parseUptime(%q) = %d, want error", bad, got)
+		}
+	}
+}
+
+func TestParseUnwritten(t *testing.T) {
+	in := "MemTotal: 1000 kB\nDirty:  12 kB\nWriteback:   3 kB\nWritebackTmp: 7 kB\n"
+	if n, err := parseUnwritten(strings.NewReader(in)); err != nil || n != 15*1024 {
+		t.Errorf("parseUnwritten = %d, %v; want %d", n, err, 15*1024)
+	}
+	for _, bad := range []string{"Dirty: 0 kB\n", "Writeback: 0 kB\n", "Dirty: x kB\nWriteback: 0 kB\n", "Dirty: 1 MB\nWriteback: 0 kB\n"} {
+		if _, err := parseUnwritten(strings.NewReader(bad)); err == nil {
+			t.Errorf("parseUnwritten(%q) did not fail", bad)
+		}
+	}
+}
+
+func TestSyncUnwritten(t *testing.T) {
+	cases := []struct {
+		n    uint64
+		err  error
+		want bool
+	}{{0, nil, false}, {4096, nil, true}, {0, errors.New("no meminfo"), true}}
+	for _, c := range cases {
+		synced := false
+		syncUnwritten(func() (uint64, error) { return c.n, c.err }, func() { synced = true })
+		if synced != c.want {
+			t.Errorf("unwritten %d, %v: synced %v, want %v", c.n, c.err, synced, c.want)
 		}
 	}
 }
