@@ -23,7 +23,9 @@ func Main(args []string) int {
 	app.Name = "hull"
 	app.Usage = "run OCI containers, each pod in its own lightweight virtual machine"
 	app.Version = version.Version
-	app.HideVersion = true
+	// --version and -v, as runc has them (podman asks the runtime for its
+	// version that way).
+	cli.VersionPrinter = func(c *cli.Context) { printVersion(c.App.Writer) }
 	app.ErrWriter = os.Stderr
 	app.Flags = []cli.Flag{
 		cli.BoolFlag{Name: "debug", Usage: "enable debug logging"},

@@ -11,6 +11,8 @@ import (
 	"strings"
 	"testing"
 
+	specs "github.com/opencontainers/runtime-spec/specs-go"
+
 	agent "github.com/hull-runtime/hull/api/agent/v1"
 	"github.com/hull-runtime/hull/internal/image"
 )
@@ -227,7 +229,15 @@ func TestCheckAndBoot(t *testing.T) {
 func TestVersion(t *testing.T) {
 	requireHull(t)
 	stdout, _, code := runHull(t, nil, "version")
-	if code != 0 || !strings.HasPrefix(stdout, "hull version ") || !strings.Contains(stdout, fmt.Sprintf("agent api: %d\n", agent.APIVersion)) {
+	if code != 0 || !strings.HasPrefix(stdout, "hull version ") || !strings.Contains(stdout, fmt.Sprintf("agent api: %d\n", agent.APIVersion)) ||
+		!strings.Contains(stdout, "\nspec: "+specs.Version+"\n") {
 		t.Fatalf("hull version: exit %d: %q", code, stdout)
+	}
+	// runc's global flags: podman asks the runtime for its version so.
+	for _, flag := range []string{"--version", "-v"} {
+		out, errOut, code := runHull(t, nil, flag)
+		if code != 0 || out != stdout {
+			t.Errorf("hull %s: exit %d: %q (stderr %q), want %q", flag, code, out, errOut, stdout)
+		}
 	}
 }
