@@ -30,7 +30,7 @@ var execCommand = cli.Command{
 		cli.StringFlag{Name: "process, p", Usage: "process.json (the process object of the OCI spec)"},
 		cli.BoolFlag{Name: "tty, t", Usage: "allocate a terminal"},
 		cli.BoolFlag{Name: "detach, d", Usage: "do not wait for the process"},
-		cli.StringFlag{Name: "pid-file", Usage: "file to write the process's pid in the guest"},
+		cli.StringFlag{Name: "pid-file", Usage: "file to write the pid of the host process that stands for the exec'd one (it exits with its status)"},
 		cli.StringFlag{Name: "cwd", Usage: "working directory"},
 		cli.StringSliceFlag{Name: "env, e", Usage: "environment variable (NAME=value)"},
 		cli.StringFlag{Name: "user, u", Usage: "uid[:gid]"},
@@ -38,6 +38,11 @@ var execCommand = cli.Command{
 		cli.StringFlag{Name: "console-socket", Usage: "unix socket that receives the pty master"},
 		cli.BoolFlag{Name: "no-new-privs", Usage: "set no_new_privileges"},
 		cli.StringSliceFlag{Name: "cap, c", Usage: "add a capability"},
+		cli.StringFlag{Name: "apparmor", Usage: "AppArmor profile of the process (applied in the guest, as process.apparmorProfile)"},
+		cli.StringFlag{Name: "process-label", Usage: "SELinux label of the process (applied in the guest, as process.selinuxLabel)"},
+		cli.IntFlag{Name: "preserve-fds", Usage: "not supported: file descriptors cannot cross into the VM"},
+		cli.StringFlag{Name: "cgroup", Usage: "not supported: an exec runs in the container's cgroup in the guest"},
+		cli.BoolFlag{Name: "ignore-paused", Usage: "accepted for runc compatibility (hull does not pause containers)"},
 		cli.IntFlag{Name: "hull-standin-fd", Hidden: true, Usage: "internal: this process stands for a detached exec"},
 	},
 	SkipArgReorder: true,
@@ -181,6 +186,12 @@ func detachExec(c *cli.Context) error {
 // execProcess builds the process from -p or from the container's own
 // process with the command line's changes, as runc does.
 func execProcess(c *cli.Context, bundle string) (*specs.Process, error) {
+	if c.Int("preserve-fds") > 0 {
+		return nil, fmt.Errorf("--preserve-fds: file descriptors cannot be passed into a VM: %w", errdefs.ErrNotImplemented)
+	}
+	if g := c.String("cgroup"); g != "" {
+		return nil, fmt.Errorf("--cgroup %q: an exec cannot be put in a sub-cgroup of its container: %w", g, errdefs.ErrNotImplemented)
+	}
 	if path := c.String("process"); path != "" {
 		b, err := os.ReadFile(path)
 		if err != nil {
@@ -233,6 +244,12 @@ func execProcess(c *cli.Context, bundle string) (*specs.Process, error) {
 	}
 	if c.Bool("no-new-privs") {
 		p.NoNewPrivileges = true
+	}
+	if a := c.String("apparmor"); a != "" {
+		p.ApparmorProfile = a
+	}
+	if l := c.String("process-label"); l != "" {
+		p.SelinuxLabel = l
 	}
 	if caps := c.StringSlice("cap"); len(caps) > 0 && p.Capabilities != nil {
 		cp := *p.Capabilities

@@ -21,6 +21,7 @@ var runCommand = cli.Command{
 	Flags: append([]cli.Flag{
 		cli.BoolFlag{Name: "detach, d", Usage: "do not wait for the container"},
 		cli.BoolFlag{Name: "keep", Usage: "keep the container's state after it exits (runc's run deletes it)"},
+		cli.BoolFlag{Name: "no-subreaper", Usage: "accepted for runc compatibility: hull's supervisor, not a subreaper, reports the container's exit"},
 	}, createFlags...),
 	Action: func(c *cli.Context) error {
 		socket := c.String("console-socket")

@@ -51,6 +51,10 @@ func TestCLIBadInput(t *testing.T) {
 		{"kill unknown id", func(b string) []string { return []string{"kill", "nobody", "KILL"} }, "does not exist"},
 		{"delete unknown id", func(b string) []string { return []string{"delete", "nobody"} }, "does not exist"},
 		{"start unknown id", func(b string) []string { return []string{"start", "nobody"} }, "does not exist"},
+		{"rootless spec", func(b string) []string {
+			os.Remove(filepath.Join(b, "config.json"))
+			return []string{"spec", "--rootless", "--bundle", b}
+		}, "--rootless"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			b := busyboxBundle(t)

@@ -62,7 +62,8 @@ func TestCLIRunExitCodeAndOutput(t *testing.T) {
 	e := newCLIEnv(t)
 	bundle := busyboxBundle(t)
 	writeSpec(t, bundle, busyboxSpec("sh", "-c", "echo to-stdout; echo to-stderr >&2; exit 7"))
-	out, errOut, code := e.hull("run", "--bundle", bundle, "runner")
+	// --no-subreaper, a runc flag some callers pass, changes nothing here.
+	out, errOut, code := e.hull("run", "--no-subreaper", "--bundle", bundle, "runner")
 	if code != 7 {
 		t.Errorf("exit %d, want 7 (stderr %q)", code, errOut)
 	}

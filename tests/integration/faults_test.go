@@ -118,6 +118,17 @@ func TestCLIExec(t *testing.T) {
 	if code != 6 || out != "in-exec\n" || !strings.Contains(errOut, "exec-err") {
 		t.Errorf("exec: exit %d, stdout %q, stderr %q", code, out, errOut)
 	}
+	// runc's exec flags: accepted where they mean something in a VM,
+	// refused by name where they cannot.
+	if out, errOut, code := e.hull("exec", "--ignore-paused", "host", "echo", "ok"); code != 0 || out != "ok\n" {
+		t.Errorf("exec --ignore-paused: exit %d, stdout %q, stderr %q", code, out, errOut)
+	}
+	for _, flags := range [][]string{{"--preserve-fds", "1"}, {"--cgroup", "sub"}} {
+		args := append(append([]string{"exec"}, flags...), "host", "true")
+		if _, errOut, code := e.hull(args...); code == 0 || !strings.Contains(errOut, flags[0]) || !strings.Contains(errOut, "not implemented") {
+			t.Errorf("exec %v: exit %d, %q; want a refusal naming the flag", flags, code, errOut)
+		}
+	}
 	out, _, code = e.hull("ps", "--format", "json", "host")
 	if code != 0 || !strings.HasPrefix(out, "[") {
 		t.Errorf("ps: exit %d, %q", code, out)
