@@ -63,7 +63,8 @@ func bootCheck(ctx context.Context, c *cli.Context) error {
 	if err != nil {
 		return err
 	}
-	accel, err := chooseAccel(ctx, cfg.Hypervisor.Path, cfg.Hypervisor.Accelerator)
+	// A check probes afresh: it is what tells a changed host.
+	accel, err := chooseAccel(ctx, cfg.Hypervisor.Path, cfg.Hypervisor.Accelerator, "")
 	if err != nil {
 		return err
 	}
@@ -105,9 +106,9 @@ func bootCheck(ctx context.Context, c *cli.Context) error {
 }
 
 // chooseAccel resolves the configured accelerator, warning once when auto
-// falls back to TCG.
-func chooseAccel(ctx context.Context, qemuPath, mode string) (qemu.Accel, error) {
-	choice, err := qemu.SelectAccel(ctx, qemuPath, mode)
+// falls back to TCG. cacheDir keeps the KVM probe's outcome ("" for none).
+func chooseAccel(ctx context.Context, qemuPath, mode, cacheDir string) (qemu.Accel, error) {
+	choice, err := qemu.SelectAccel(ctx, qemuPath, mode, cacheDir)
 	if err != nil {
 		return "", err
 	}

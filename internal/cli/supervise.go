@@ -51,7 +51,7 @@ var superviseCommand = cli.Command{
 			return cli.NewExitError("", 1)
 		}
 		ctx := log.WithLogger(commandContext(), log.L.WithField("container", id))
-		accel, err := chooseAccel(ctx, cfg.Hypervisor.Path, cfg.Hypervisor.Accelerator)
+		accel, err := chooseAccel(ctx, cfg.Hypervisor.Path, cfg.Hypervisor.Accelerator, cfg.Runtime.Root)
 		if err != nil {
 			report(err)
 			return cli.NewExitError("", 1)

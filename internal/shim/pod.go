@@ -87,7 +87,7 @@ func removePodDir(dir string) {
 }
 
 func chooseAccel(ctx context.Context, cfg config.Config) (qemu.Accel, error) {
-	choice, err := qemu.SelectAccel(ctx, cfg.Hypervisor.Path, cfg.Hypervisor.Accelerator)
+	choice, err := qemu.SelectAccel(ctx, cfg.Hypervisor.Path, cfg.Hypervisor.Accelerator, cfg.Runtime.Root)
 	if err != nil {
 		return "", err
 	}

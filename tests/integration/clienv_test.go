@@ -10,6 +10,7 @@ import (
 
 	"github.com/hull-runtime/hull/internal/image"
 	"github.com/hull-runtime/hull/internal/oci"
+	"github.com/hull-runtime/hull/internal/vmm/qemu"
 )
 
 // cliEnv is one runtime root and config for a black-box CLI test.
@@ -39,7 +40,7 @@ func (e *cliEnv) assertClean() {
 	e.t.Helper()
 	ents, _ := os.ReadDir(e.root)
 	for _, d := range ents {
-		if d.Name() != image.VerifiedCacheFile {
+		if d.Name() != image.VerifiedCacheFile && d.Name() != qemu.ProbeCacheFile {
 			e.t.Errorf("state left: %s", filepath.Join(e.root, d.Name()))
 		}
 	}

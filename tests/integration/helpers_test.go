@@ -117,8 +117,9 @@ func assertNoLeaks(t *testing.T, name, root string) {
 	}
 	var left []string
 	_ = filepath.Walk(root, func(p string, info os.FileInfo, err error) error {
-		// The image check's record is runtime-wide, not a sandbox's.
-		if err == nil && p != root && p != filepath.Join(root, image.VerifiedCacheFile) {
+		// The image check's and the KVM probe's records are runtime-wide,
+		// not a sandbox's.
+		if err == nil && p != root && p != filepath.Join(root, image.VerifiedCacheFile) && p != filepath.Join(root, qemu.ProbeCacheFile) {
 			left = append(left, p)
 		}
 		return nil

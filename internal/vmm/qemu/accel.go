@@ -113,7 +113,7 @@ func runProbe(ctx context.Context, binary, firmware, accel, cpu string) error {
 		return nil
 	}
 	if ctx.Err() != nil {
-		return fmt.Errorf("%s guest did not run within %s", accel, probeTimeout)
+		return fmt.Errorf("%s guest did not run within %s: %w", accel, probeTimeout, errProbeTimeout)
 	}
 	msg := lastLine(string(out))
 	if msg == "" && err != nil {
@@ -174,11 +174,12 @@ func LookBinary(name string) (string, error) {
 }
 
 // SelectAccel resolves the QEMU binary and chooses the accelerator for the
-// configured mode, probing KVM when the mode needs it.
-func SelectAccel(ctx context.Context, qemuPath, mode string) (AccelChoice, error) {
+// configured mode, probing KVM when the mode needs it. The probe's outcome
+// is remembered in cacheDir (see CachedProbeKVM); "" probes afresh.
+func SelectAccel(ctx context.Context, qemuPath, mode, cacheDir string) (AccelChoice, error) {
 	bin, err := LookBinary(qemuPath)
 	if err != nil {
 		return AccelChoice{}, err
 	}
-	return ChooseAccel(mode, func() error { return ProbeKVM(ctx, bin, os.TempDir()) })
+	return ChooseAccel(mode, func() error { return CachedProbeKVM(ctx, bin, os.TempDir(), cacheDir) })
 }
