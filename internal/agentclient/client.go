@@ -55,7 +55,7 @@ func (c *Client) bound(ctx context.Context) (context.Context, context.CancelFunc
 func (c *Client) WaitReady(ctx context.Context) error {
 	r, err := c.api.Check(ctx, &agent.CheckRequest{})
 	if err != nil {
-		return fmt.Errorf("agent check: %w", err)
+		return native("check", err)
 	}
 	if r.GetStatus() != agent.CheckResponse_SERVING {
 		return fmt.Errorf("agent check: status %v: %w", r.GetStatus(), errdefs.ErrUnavailable)
@@ -70,7 +70,7 @@ func (c *Client) Version(ctx context.Context) (*agent.VersionResponse, error) {
 	defer cancel()
 	r, err := c.api.Version(ctx, &agent.VersionRequest{})
 	if err != nil {
-		return nil, fmt.Errorf("agent version: %w", err)
+		return nil, native("version", err)
 	}
 	if err := checkStrings(r.AgentVersion, r.Commit); err != nil {
 		return nil, fmt.Errorf("agent version: %w", err)
@@ -88,7 +88,7 @@ func (c *Client) GuestDetails(ctx context.Context) (*agent.GetGuestDetailsRespon
 	defer cancel()
 	r, err := c.api.GetGuestDetails(ctx, &agent.GetGuestDetailsRequest{})
 	if err != nil {
-		return nil, fmt.Errorf("agent guest details: %w", err)
+		return nil, native("guest details", err)
 	}
 	if len(r.LoadedModules) > maxModules {
 		return nil, fmt.Errorf("agent guest details: %d modules: %w", len(r.LoadedModules), errdefs.ErrOutOfRange)
@@ -104,7 +104,7 @@ func (c *Client) DestroySandbox(ctx context.Context) error {
 	ctx, cancel := c.bound(ctx)
 	defer cancel()
 	if _, err := c.api.DestroySandbox(ctx, &agent.DestroySandboxRequest{}); err != nil {
-		return fmt.Errorf("agent destroy sandbox: %w", err)
+		return native("destroy sandbox", err)
 	}
 	return nil
 }
@@ -121,7 +121,7 @@ func (c *Client) CreateSandboxWith(ctx context.Context, req *agent.CreateSandbox
 	ctx, cancel := c.bound(ctx)
 	defer cancel()
 	if _, err := c.api.CreateSandbox(ctx, req); err != nil {
-		return fmt.Errorf("agent create sandbox: %w", err)
+		return native("create sandbox", err)
 	}
 	return nil
 }

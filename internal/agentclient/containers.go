@@ -3,7 +3,11 @@ package agentclient
 import (
 	"context"
 	"fmt"
+	"strconv"
+	"strings"
 	"time"
+	"unicode"
+	"unicode/utf8"
 
 	"github.com/containerd/errdefs"
 	"github.com/containerd/errdefs/pkg/errgrpc"
@@ -15,15 +19,56 @@ import (
 // maxPids bounds the process list a guest may answer with.
 const maxPids = 1 << 16
 
+// maxErrorMessage bounds the text of an error the guest sends: it ends up
+// in logs, on terminals and in containerd's answers.
+const maxErrorMessage = 1024
+
 // native turns the agent's RPC status into hull's error vocabulary, so that
 // callers test errors with errdefs, whatever channel they came through.
 // Errors that are no status (the caller's context, a closed connection)
-// are kept as they are.
+// are kept as they are. Of a status only the code and a bounded, printable
+// message are kept: its details are the guest's to fill, and decoding them
+// (errgrpc decodes nested statuses recursively, each level copying the
+// rest) lets a few hundred KiB of reply take gigabytes of the host.
 func native(call string, err error) error {
-	if _, ok := status.FromError(err); !ok {
+	st, ok := status.FromError(err)
+	if !ok {
 		return fmt.Errorf("agent %s: %w", call, err)
 	}
-	return fmt.Errorf("agent %s: %w", call, errgrpc.ToNative(err))
+	clean := status.New(st.Code(), Printable(st.Message(), maxErrorMessage))
+	return fmt.Errorf("agent %s: %w", call, errgrpc.ToNative(clean.Err()))
+}
+
+// Printable cuts s to at most max bytes and escapes what is not printable
+// (control characters, invalid UTF-8), so that text from the guest cannot
+// forge log lines or drive a terminal.
+func Printable(s string, max int) string {
+	cut := len(s) > max
+	if cut {
+		s = s[:max]
+	}
+	var b strings.Builder
+	for i := 0; i < len(s); {
+		r, n := utf8.DecodeRuneInString(s[i:])
+		switch {
+		case r == utf8.RuneError && n <= 1:
+			if cut && !utf8.FullRuneInString(s[i:]) {
+				i = len(s) // a rune split by the cut
+				continue
+			}
+			fmt.Fprintf(&b, `\x%02x`, s[i])
+		case unicode.IsPrint(r):
+			b.WriteRune(r)
+		default:
+			q := strconv.QuoteRune(r)
+			b.WriteString(q[1 : len(q)-1])
+		}
+		i += n
+	}
+	if cut {
+		b.WriteString("...")
+	}
+	return b.String()
 }
 
 // CreateContainer creates a container from a spec whose paths are guest

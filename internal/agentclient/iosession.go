@@ -32,7 +32,7 @@ func NewIOSession(conn net.Conn) (*IOSession, error) {
 	cfg.EnableKeepAlive = false
 	cfg.ConnectionWriteTimeout = 30 * time.Second
 	cfg.LogOutput = io.Discard
-	sess, err := yamux.Client(conn, cfg)
+	sess, err := yamux.Client(&guestFrames{Conn: conn}, cfg)
 	if err != nil {
 		return nil, fmt.Errorf("io session: %w", err)
 	}

@@ -154,9 +154,12 @@ func copyIn(c net.Conn, r io.Reader) {
 	_ = c.Close()
 }
 
-// copyOut copies a process's output until the agent closes the stream.
+// copyOut copies a process's output until the agent closes the stream,
+// then closes the host's side: a stream stays in the IO session, with its
+// buffer, until both sides closed it.
 func copyOut(w io.Writer, c net.Conn) {
 	_, _ = io.Copy(w, c)
+	_ = c.Close()
 }
 
 func (p *Process) closeStreams() {
@@ -234,6 +237,9 @@ func (p *Process) Wait(ctx context.Context) (int32, error) {
 		p.output.Wait()
 		close(done)
 	}()
+	// The process is gone: its streams, stdin's included, serve no more
+	// (an exec's would otherwise stay in the session until the VM ends).
+	defer p.closeStreams()
 	select {
 	case <-done:
 	case <-time.After(outputGrace):

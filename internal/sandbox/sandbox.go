@@ -386,6 +386,13 @@ func (s *Sandbox) bootError(ctx context.Context, timeout time.Duration, err erro
 	return fmt.Errorf("agent: %w; console: %s", err, tail)
 }
 
+// consoleLineMax bounds each console line quoted in an error.
+const consoleLineMax = 240
+
+// consoleTail returns the last n lines of the console log for an error
+// message. The guest wrote them: each is cut and escaped, so that they
+// can neither swell the error nor carry control sequences to a terminal
+// or a log.
 func consoleTail(path string, n int) string {
 	b, err := os.ReadFile(path)
 	if err != nil || len(b) == 0 {
@@ -394,6 +401,9 @@ func consoleTail(path string, n int) string {
 	lines := strings.Split(strings.TrimSpace(string(b)), "\n")
 	if len(lines) > n {
 		lines = lines[len(lines)-n:]
+	}
+	for i, l := range lines {
+		lines[i] = agentclient.Printable(strings.TrimSuffix(l, "\r"), consoleLineMax)
 	}
 	return strings.Join(lines, " | ")
 }

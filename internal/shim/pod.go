@@ -106,6 +106,7 @@ func (s *service) watchOOM(sb *sandbox.Sandbox) {
 		<-sb.Done()
 		cancel()
 	}()
+	limit := newOOMLimiter(oomEventInterval)
 	for {
 		id, err := sb.WaitOOM(ctx)
 		if err != nil {
@@ -123,8 +124,44 @@ func (s *service) watchOOM(sb *sandbox.Sandbox) {
 		if _, err := s.get(id); err != nil {
 			continue
 		}
+		if !limit.allow(id, time.Now()) {
+			// containerd learns that the container met the OOM killer;
+			// more of the same in a second tells it nothing, and a guest
+			// could answer with events as fast as the host asks.
+			continue
+		}
 		s.send(runtime.TaskOOMEventTopic, &eventstypes.TaskOOM{ContainerID: id})
 	}
+}
+
+// oomEventInterval is the least time between two TaskOOM events of one
+// container.
+const oomEventInterval = time.Second
+
+// oomLimiter lets through one OOM event per container per interval.
+type oomLimiter struct {
+	interval time.Duration
+	last     map[string]time.Time
+}
+
+func newOOMLimiter(interval time.Duration) *oomLimiter {
+	return &oomLimiter{interval: interval, last: make(map[string]time.Time)}
+}
+
+func (l *oomLimiter) allow(id string, now time.Time) bool {
+	if t, ok := l.last[id]; ok && now.Sub(t) < l.interval {
+		return false
+	}
+	if len(l.last) >= 64 {
+		// Containers come and go in a pod: forget the quiet ones.
+		for k, t := range l.last {
+			if now.Sub(t) >= l.interval {
+				delete(l.last, k)
+			}
+		}
+	}
+	l.last[id] = now
+	return true
 }
 
 // Pause freezes a container.

@@ -46,7 +46,13 @@ type Response struct {
 	ExitStatus int      `json:"exitStatus,omitempty"`
 }
 
-const maxMessage = 64 << 10
+// maxMessage bounds a request to the supervisor; maxAnswer an answer,
+// which may carry a container's whole process list (the agent client
+// takes up to 65,536 pids, about 720 KB of JSON).
+const (
+	maxMessage = 64 << 10
+	maxAnswer  = 1 << 20
+)
 
 // Call sends req to the supervisor of the container whose directory is dir.
 func Call(ctx context.Context, dir string, req Request) error {
@@ -125,7 +131,7 @@ func dial(ctx context.Context, dir string, req Request, files []*os.File) (*clie
 		return nil, err
 	}
 	sc := bufio.NewScanner(conn)
-	sc.Buffer(make([]byte, 4096), maxMessage)
+	sc.Buffer(make([]byte, 4096), maxAnswer)
 	return &client{conn: conn, sc: sc}, nil
 }
 

@@ -1,0 +1,44 @@
+package supervisor
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"net"
+	"path/filepath"
+	"testing"
+
+	"github.com/hull-runtime/hull/internal/state"
+)
+
+// The answer to `ps` carries every pid the agent may report (up to 65,536,
+// about 720 KB of JSON); it once broke past 64 KiB as "supervisor closed
+// the connection".
+func TestCallForTakesALargeProcessList(t *testing.T) {
+	dir := t.TempDir()
+	l, err := net.Listen("unix", filepath.Join(dir, state.SocketFile))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	pids := make([]uint32, 1<<16)
+	for i := range pids {
+		pids[i] = 4000000000 + uint32(i)
+	}
+	go func() {
+		c, err := l.Accept()
+		if err != nil {
+			return
+		}
+		defer c.Close()
+		bufio.NewReader(c).ReadString('\n')
+		json.NewEncoder(c).Encode(Response{Pids: pids})
+	}()
+	r, err := CallFor(context.Background(), dir, Request{Op: "ps"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(r.Pids) != len(pids) || r.Pids[len(pids)-1] != pids[len(pids)-1] {
+		t.Fatalf("%d pids back", len(r.Pids))
+	}
+}
