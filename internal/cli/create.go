@@ -13,6 +13,7 @@ import (
 	"syscall"
 
 	"github.com/containerd/errdefs"
+	"github.com/containerd/log"
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 	"github.com/urfave/cli"
 
@@ -45,10 +46,22 @@ var createCommand = cli.Command{
 	},
 }
 
-// containerID returns the one argument every container verb takes.
+// maxArgs is how many arguments a verb takes at most, as runc counts
+// them (exec and ps pass the rest on).
+var maxArgs = map[string]int{"create": 1, "run": 1, "start": 1, "state": 1, "delete": 1, "kill": 2, "supervise": 1}
+
+// containerID returns the one argument every container verb takes, and
+// refuses more arguments than the verb takes, as runc does: an id too
+// many would otherwise be silently ignored.
 func containerID(c *cli.Context) (string, error) {
 	if c.NArg() < 1 {
 		return "", fmt.Errorf("%s: missing container id: %w", c.Command.Name, errdefs.ErrInvalidArgument)
+	}
+	if max, ok := maxArgs[c.Command.Name]; ok && c.NArg() > max {
+		if max == 1 {
+			return "", fmt.Errorf("%q requires exactly 1 argument(s), got %q: %w", c.Command.Name, []string(c.Args()), errdefs.ErrInvalidArgument)
+		}
+		return "", fmt.Errorf("%q requires a maximum of %d arguments, got %q: %w", c.Command.Name, max, []string(c.Args()), errdefs.ErrInvalidArgument)
 	}
 	id := c.Args().First()
 	return id, state.ValidID(id)
@@ -153,12 +166,29 @@ func spawnSupervisor(c *cli.Context, consoleSocket string) (*exec.Cmd, error) {
 	}
 	if p := c.String("pid-file"); p != "" {
 		if err := writePidFile(p, cmd.Process.Pid); err != nil {
-			cmd.Process.Kill()
-			cmd.Wait()
+			abandon(cmd, cfg.Runtime.Root, id)
 			return nil, err
 		}
 	}
 	return cmd, nil
+}
+
+// abandon ends a container that its command could not finish creating or
+// starting, as runc destroys it: the supervisor goes (QEMU and virtiofsd
+// die with it), then what it leaves (state, mounts, taps) goes as with
+// delete --force.
+func abandon(sup *exec.Cmd, root, id string) {
+	sup.Process.Signal(syscall.SIGKILL)
+	sup.Wait()
+	store, err := state.Open(root)
+	if err != nil {
+		return
+	}
+	if st, err := store.Read(id); err == nil {
+		if err := forceCleanup(store, st); err != nil {
+			log.G(commandContext()).WithError(err).Warn("cleaning up the abandoned container")
+		}
+	}
 }
 
 // checkConsoleSocket checks that a console socket comes with a terminal and

@@ -34,7 +34,19 @@ var killCommand = cli.Command{
 			return err
 		}
 		if st.Status == state.Stopped {
+			if c.Bool("all") {
+				// As runc: every process of a container that is gone has
+				// had the signal (containerd and podman kill --all to be
+				// sure after an exit).
+				return nil
+			}
 			return fmt.Errorf("container %s is not running: %w", id, errdefs.ErrFailedPrecondition)
+		}
+		if sig == 0 {
+			// kill(2)'s signal 0: is it there? A created or running
+			// container has a live supervisor (Read says stopped when
+			// it died).
+			return nil
 		}
 		ctx, cancel := controlContext()
 		defer cancel()
@@ -42,10 +54,11 @@ var killCommand = cli.Command{
 	},
 }
 
-// parseSignal accepts what runc accepts: 9, KILL, SIGKILL.
+// parseSignal accepts what runc accepts: 9, KILL, SIGKILL, and 0 (no
+// signal: only whether the container is there).
 func parseSignal(s string) (unix.Signal, error) {
 	if n, err := strconv.Atoi(s); err == nil {
-		if n <= 0 || n > 64 {
+		if n < 0 || n > 64 {
 			return 0, fmt.Errorf("unknown signal %q: %w", s, errdefs.ErrInvalidArgument)
 		}
 		return unix.Signal(n), nil

@@ -22,20 +22,28 @@ var psCommand = cli.Command{
 		if err != nil {
 			return err
 		}
-		if st.Status == state.Stopped {
-			return fmt.Errorf("container %s is not running: %w", id, errdefs.ErrFailedPrecondition)
+		if c.NArg() > 1 {
+			// runc hands them to the host's ps; the processes are in the
+			// VM, where there is none.
+			return fmt.Errorf("ps options %q: not supported, the container's processes are in its VM: %w", []string(c.Args()[1:]), errdefs.ErrNotImplemented)
 		}
-		ctx, cancel := controlContext()
-		defer cancel()
-		r, err := supervisor.CallFor(ctx, store.Dir(id), supervisor.Request{Op: "ps"})
-		if err != nil {
-			return err
+		format := c.String("format")
+		if format != "json" && format != "table" {
+			return fmt.Errorf("--format %q: must be table or json", format)
 		}
-		pids := r.Pids
-		if pids == nil {
-			pids = []uint32{}
+		var pids []uint32
+		if st.Status != state.Stopped {
+			ctx, cancel := controlContext()
+			defer cancel()
+			r, err := supervisor.CallFor(ctx, store.Dir(id), supervisor.Request{Op: "ps"})
+			if err != nil {
+				return err
+			}
+			pids = r.Pids
 		}
-		switch c.String("format") {
+		// A stopped container has no processes: runc prints none (null in
+		// JSON) and succeeds.
+		switch format {
 		case "json":
 			return json.NewEncoder(os.Stdout).Encode(pids)
 		case "table":

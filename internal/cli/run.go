@@ -5,7 +5,6 @@ import (
 	"os"
 	"os/exec"
 	"os/signal"
-	"syscall"
 
 	"github.com/containerd/log"
 	"github.com/urfave/cli"
@@ -46,16 +45,12 @@ var runCommand = cli.Command{
 			cancel()
 		}
 		if err != nil {
-			// The container never ran: the supervisor goes, and what it
-			// leaves (VM processes die with it) is removed as by delete
-			// --force.
-			sup.Process.Signal(syscall.SIGKILL)
-			sup.Wait()
-			if store != nil {
-				if st, rerr := store.Read(id); rerr == nil {
-					forceCleanup(store, st)
-				}
+			// The container never ran.
+			cfg, cerr := loadConfig(c)
+			if cerr != nil {
+				return errors.Join(err, cerr)
 			}
+			abandon(sup, cfg.Runtime.Root, c.Args().First())
 			return err
 		}
 		if c.Bool("detach") {
@@ -65,7 +60,7 @@ var runCommand = cli.Command{
 		// Signals for this command are for the container: the supervisor
 		// forwards them to its init.
 		sigs := make(chan os.Signal, 8)
-		signal.Notify(sigs, syscall.SIGTERM, syscall.SIGINT, syscall.SIGHUP, syscall.SIGQUIT, syscall.SIGUSR1, syscall.SIGUSR2)
+		signal.Notify(sigs, supervisor.ForwardedSignals()...)
 		go func() {
 			for s := range sigs {
 				sup.Process.Signal(s)

@@ -4,7 +4,9 @@ import (
 	"encoding/json"
 	"fmt"
 	"os"
+	"os/user"
 	"path/filepath"
+	"strconv"
 	"text/tabwriter"
 	"time"
 
@@ -24,8 +26,8 @@ type ociState struct {
 	Bundle      string            `json:"bundle"`
 	Rootfs      string            `json:"rootfs"`
 	Created     time.Time         `json:"created"`
-	Owner       string            `json:"owner"`
 	Annotations map[string]string `json:"annotations,omitempty"`
+	Owner       string            `json:"owner"`
 }
 
 func toOCI(st *state.State) ociState {
@@ -33,10 +35,27 @@ func toOCI(st *state.State) ociState {
 	if st.Status == state.Stopped {
 		pid = 0
 	}
-	return ociState{
-		OCIVersion: specs.Version, ID: st.ID, Pid: pid, Status: st.Status, Bundle: st.Bundle,
-		Rootfs: filepath.Join(st.Bundle, "rootfs"), Created: st.Created, Owner: "", Annotations: st.Annotations,
+	// Containers created before these were recorded have runc's
+	// defaults.
+	version, rootfs := st.OCIVersion, st.Rootfs
+	if version == "" {
+		version = specs.Version
 	}
+	if rootfs == "" {
+		rootfs = filepath.Join(st.Bundle, "rootfs")
+	}
+	return ociState{
+		OCIVersion: version, ID: st.ID, Pid: pid, Status: st.Status, Bundle: st.Bundle,
+		Rootfs: rootfs, Created: st.Created, Owner: userName(st.Owner), Annotations: st.Annotations,
+	}
+}
+
+// userName names uid as runc's state does: the user's name, or #uid.
+func userName(uid int) string {
+	if u, err := user.LookupId(strconv.Itoa(uid)); err == nil {
+		return u.Username
+	}
+	return "#" + strconv.Itoa(uid)
 }
 
 var stateCommand = cli.Command{
@@ -48,9 +67,10 @@ var stateCommand = cli.Command{
 		if err != nil {
 			return err
 		}
+		// As runc: indented, with no newline after it.
 		b, _ := json.MarshalIndent(toOCI(st), "", "  ")
-		fmt.Println(string(b))
-		return nil
+		_, err = os.Stdout.Write(b)
+		return err
 	},
 }
 
@@ -88,15 +108,13 @@ var listCommand = cli.Command{
 		}
 		switch c.String("format") {
 		case "json":
-			if all == nil {
-				all = []ociState{}
-			}
+			// No containers is null, as runc prints it.
 			return json.NewEncoder(os.Stdout).Encode(all)
 		case "table":
 			w := tabwriter.NewWriter(os.Stdout, 12, 1, 3, ' ', 0)
 			fmt.Fprint(w, "ID\tPID\tSTATUS\tBUNDLE\tCREATED\tOWNER\n")
 			for _, s := range all {
-				fmt.Fprintf(w, "%s\t%d\t%s\t%s\t%s\t%s\n", s.ID, s.Pid, s.Status, s.Bundle, s.Created.Format(time.RFC3339Nano), "root")
+				fmt.Fprintf(w, "%s\t%d\t%s\t%s\t%s\t%s\n", s.ID, s.Pid, s.Status, s.Bundle, s.Created.Format(time.RFC3339Nano), s.Owner)
 			}
 			return w.Flush()
 		}

@@ -56,6 +56,10 @@ type State struct {
 	// ExitStatus is set once the container stopped.
 	ExitStatus *int `json:"exitStatus,omitempty"`
 	Owner      int  `json:"owner"`
+	// OCIVersion and Rootfs are the spec's ociVersion and root path (made
+	// absolute), which `state` reports as runc does.
+	OCIVersion string `json:"ociVersion,omitempty"`
+	Rootfs     string `json:"rootfs,omitempty"`
 }
 
 var validID = regexp.MustCompile(`^[a-zA-Z0-9][a-zA-Z0-9_.+-]{0,253}$`)

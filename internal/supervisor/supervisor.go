@@ -103,6 +103,10 @@ func Run(ctx context.Context, opts Options, ready func(error)) int {
 		return 1
 	}
 	ready(nil)
+	// The init is watched from now on, not from the start: a signal sent
+	// to a created container can end its init too (runc's shows such a
+	// container stopped at once).
+	go s.wait(context.WithoutCancel(ctx))
 	return s.serve(ctx, l)
 }
 
@@ -122,6 +126,7 @@ func (s *supervisor) create(ctx context.Context) (retErr error) {
 	s.st = state.State{
 		ID: s.opts.ID, Bundle: s.opts.Bundle, Status: state.Creating, Created: time.Now().UTC(),
 		Annotations: s.opts.Spec.Annotations, Supervisor: os.Getpid(), SupervisorStart: start, Owner: os.Geteuid(),
+		OCIVersion: s.opts.Spec.Version, Rootfs: rootfsPath(s.opts.Bundle, s.opts.Spec),
 	}
 	if err := h.Save(&s.st); err != nil {
 		return err
@@ -244,7 +249,7 @@ func (s *supervisor) serve(ctx context.Context, l net.Listener) int {
 	s.h.Unlock()
 	go s.accept(ctx, l)
 	sigs := make(chan os.Signal, 8)
-	signal.Notify(sigs, syscall.SIGTERM, syscall.SIGINT, syscall.SIGHUP, syscall.SIGQUIT, syscall.SIGUSR1, syscall.SIGUSR2)
+	signal.Notify(sigs, ForwardedSignals()...)
 	go s.forward(ctx, sigs)
 	if s.tty != nil {
 		go s.watchSize(ctx)
@@ -469,7 +474,6 @@ func (s *supervisor) do(ctx context.Context, req Request) error {
 				log.G(ctx).WithError(err).Warn("poststart hook")
 			}
 		}
-		go s.wait(context.WithoutCancel(ctx))
 		// Later, not now: the `hull start` that asked maps the same binary
 		// until it has its answer, and shared pages are not paged out.
 		time.AfterFunc(coldPagesDelay, func() { releaseColdPages(ctx) })
@@ -589,4 +593,16 @@ func (s *supervisor) teardown(ctx context.Context) {
 	if err := errors.Join(errs...); err != nil {
 		log.G(ctx).WithError(err).Warn("teardown")
 	}
+}
+
+// rootfsPath is the spec's root path, relative to the bundle unless it is
+// absolute.
+func rootfsPath(bundle string, spec *specs.Spec) string {
+	if spec.Root == nil {
+		return ""
+	}
+	if filepath.IsAbs(spec.Root.Path) {
+		return filepath.Clean(spec.Root.Path)
+	}
+	return filepath.Join(bundle, spec.Root.Path)
 }

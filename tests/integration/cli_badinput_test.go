@@ -51,6 +51,10 @@ func TestCLIBadInput(t *testing.T) {
 		{"kill unknown id", func(b string) []string { return []string{"kill", "nobody", "KILL"} }, "does not exist"},
 		{"delete unknown id", func(b string) []string { return []string{"delete", "nobody"} }, "does not exist"},
 		{"start unknown id", func(b string) []string { return []string{"start", "nobody"} }, "does not exist"},
+		{"pid file in a missing directory", func(b string) []string {
+			// Found only once the container exists: it must go again.
+			return []string{"create", "--pid-file", filepath.Join(b, "missing", "pid"), "--bundle", good, "bad6"}
+		}, "--pid-file"},
 		{"rootless spec", func(b string) []string {
 			os.Remove(filepath.Join(b, "config.json"))
 			return []string{"spec", "--rootless", "--bundle", b}

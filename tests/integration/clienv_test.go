@@ -25,7 +25,16 @@ func newCLIEnv(t *testing.T) *cliEnv {
 	root := t.TempDir()
 	cfg := writeConfig(t, "[image]\ndir = \""+imageDir+"\"\n[hypervisor]\naccelerator = \"tcg\"\nboot_timeout = \"60s\"\n")
 	e := &cliEnv{t: t, root: root, config: cfg}
-	t.Cleanup(func() { e.assertClean() })
+	t.Cleanup(func() {
+		e.assertClean()
+		// A test that stopped half-way leaves its containers: remove them
+		// (after the check, which reports them), so that no VM outlives
+		// the test and the temporary root holds no mount when it goes.
+		out, _, _ := e.hull("list", "--quiet")
+		for _, id := range strings.Fields(out) {
+			e.hull("delete", "--force", id)
+		}
+	})
 	return e
 }
 

@@ -1,0 +1,154 @@
+package integration
+
+import (
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+)
+
+// waitStatus polls `state` until the container has status, or fails.
+func (e *cliEnv) waitStatus(id, status string) map[string]any {
+	e.t.Helper()
+	deadline := time.Now().Add(60 * time.Second)
+	for {
+		s := e.state(id)
+		if s["status"] == status {
+			return s
+		}
+		if time.Now().After(deadline) {
+			e.t.Fatalf("%s still %v, not %s, after 60 s", id, s["status"], status)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+}
+
+// A signal that ends a created container's init (not only KILL or TERM)
+// leaves it stopped, as with runc.
+func TestCLICreatedContainerKilledBySignal(t *testing.T) {
+	e := newCLIEnv(t)
+	bundle := busyboxBundle(t)
+	writeSpec(t, bundle, busyboxSpec("sleep", "1000"))
+	if _, errOut, code := e.hull("create", "--bundle", bundle, "hup"); code != 0 {
+		t.Fatalf("create: %s", errOut)
+	}
+	if _, errOut, code := e.hull("kill", "hup", "HUP"); code != 0 {
+		t.Fatalf("kill HUP: %s", errOut)
+	}
+	if s := e.waitStatus("hup", "stopped"); s["pid"] != float64(0) {
+		t.Errorf("stopped with pid %v", s["pid"])
+	}
+	if _, errOut, code := e.hull("start", "hup"); code == 0 || !strings.Contains(errOut, "stopped") {
+		t.Errorf("start of the stopped container: exit %d, %q", code, errOut)
+	}
+	if _, errOut, code := e.hull("delete", "hup"); code != 0 {
+		t.Fatalf("delete: %s", errOut)
+	}
+}
+
+// kill 0, kill --all and ps of a stopped container, the state's fields and
+// the count of arguments, as runc has them.
+func TestCLIRuncVerbsAndState(t *testing.T) {
+	e := newCLIEnv(t)
+	bundle := busyboxBundle(t)
+	spec := busyboxSpec("sleep", "1000")
+	spec.Version = "1.0.2"
+	// The rootfs elsewhere than <bundle>/rootfs, by absolute path.
+	rootfs := filepath.Join(filepath.Dir(bundle), filepath.Base(bundle)+"-rootfs")
+	if err := os.Rename(filepath.Join(bundle, "rootfs"), rootfs); err != nil {
+		t.Fatal(err)
+	}
+	spec.Root.Path = rootfs
+	writeSpec(t, bundle, spec)
+	startBundle(t, e, "v", bundle)
+
+	out, errOut, code := e.hull("state", "v")
+	if code != 0 || strings.HasSuffix(out, "\n") {
+		t.Errorf("state: exit %d, %q (runc ends it without a newline), %s", code, out, errOut)
+	}
+	s := e.state("v")
+	if s["ociVersion"] != "1.0.2" || s["rootfs"] != rootfs || s["owner"] != "root" {
+		t.Errorf("state: ociVersion %v, rootfs %v, owner %v; want the bundle's 1.0.2, %s, root", s["ociVersion"], s["rootfs"], s["owner"], rootfs)
+	}
+	if _, errOut, code := e.hull("kill", "v", "0"); code != 0 {
+		t.Errorf("kill 0 of a running container: exit %d, %s", code, errOut)
+	}
+	for _, args := range [][]string{{"state", "v", "w"}, {"start", "v", "w"}, {"delete", "v", "w"}, {"kill", "v", "KILL", "w"}, {"ps", "v", "-o", "pid"}} {
+		if _, errOut, code := e.hull(args...); code == 0 || errOut == "" {
+			t.Errorf("%v: exit %d; want a refusal", args, code)
+		}
+	}
+	if s := e.state("v"); s["status"] != "running" {
+		t.Fatalf("the refused calls changed the container: %v", s["status"])
+	}
+
+	if _, errOut, code := e.hull("kill", "v", "KILL"); code != 0 {
+		t.Fatalf("kill: %s", errOut)
+	}
+	e.waitStatus("v", "stopped")
+	if _, errOut, code := e.hull("kill", "v", "0"); code == 0 || !strings.Contains(errOut, "not running") {
+		t.Errorf("kill 0 of a stopped container: exit %d, %q", code, errOut)
+	}
+	if _, errOut, code := e.hull("kill", "--all", "v", "KILL"); code != 0 {
+		t.Errorf("kill --all of a stopped container: exit %d, %s", code, errOut)
+	}
+	if out, errOut, code := e.hull("ps", "--format", "json", "v"); code != 0 || out != "null\n" {
+		t.Errorf("ps of a stopped container: exit %d, %q, %s", code, out, errOut)
+	}
+	if _, errOut, code := e.hull("delete", "v"); code != 0 {
+		t.Fatalf("delete: %s", errOut)
+	}
+	if out, _, code := e.hull("list", "--format", "json"); code != 0 || out != "null\n" {
+		t.Errorf("list of nothing: exit %d, %q", code, out)
+	}
+}
+
+// A foreground run passes on every signal it can catch, as runc's does,
+// not only the usual stop signals.
+func TestCLIRunForwardsSignals(t *testing.T) {
+	e := newCLIEnv(t)
+	bundle := busyboxBundle(t)
+	spec := busyboxSpec("sh", "-c", "trap 'exit 4' ALRM; trap 'exit 6' TTIN; : > /ready; while :; do sleep 1; done")
+	spec.Root.Readonly = false // for /ready, which tells the traps are set
+	writeSpec(t, bundle, spec)
+	for _, tc := range []struct {
+		sig  syscall.Signal
+		want int
+	}{{syscall.SIGALRM, 4}, {syscall.SIGTTIN, 6}} {
+		os.Remove(filepath.Join(bundle, "rootfs", "ready"))
+		cmd := exec.Command(hullBin, "--root", e.root, "--config", e.config, "run", "--bundle", bundle, "sig")
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		deadline := time.Now().Add(60 * time.Second)
+		for {
+			if _, err := os.Stat(filepath.Join(bundle, "rootfs", "ready")); err == nil {
+				break
+			}
+			if time.Now().After(deadline) {
+				cmd.Process.Kill()
+				cmd.Wait()
+				e.hull("delete", "--force", "sig")
+				t.Fatal("the container's shell never set its traps")
+			}
+			time.Sleep(50 * time.Millisecond)
+		}
+		cmd.Process.Signal(tc.sig)
+		done := make(chan error, 1)
+		go func() { done <- cmd.Wait() }()
+		select {
+		case <-done:
+		case <-time.After(60 * time.Second):
+			cmd.Process.Kill()
+			<-done
+			e.hull("delete", "--force", "sig")
+			t.Fatalf("%v: hull run did not end", tc.sig)
+		}
+		if code := cmd.ProcessState.ExitCode(); code != tc.want {
+			t.Errorf("%v: hull run exited %d, want the container's %d", tc.sig, code, tc.want)
+		}
+	}
+}
