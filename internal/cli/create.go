@@ -48,7 +48,7 @@ var createCommand = cli.Command{
 
 // maxArgs is how many arguments a verb takes at most, as runc counts
 // them (exec and ps pass the rest on).
-var maxArgs = map[string]int{"create": 1, "run": 1, "start": 1, "state": 1, "delete": 1, "kill": 2, "supervise": 1}
+var maxArgs = map[string]int{"create": 1, "run": 1, "start": 1, "state": 1, "delete": 1, "kill": 2, "supervise": 1, "pause": 1, "resume": 1, "update": 1}
 
 // containerID returns the one argument every container verb takes, and
 // refuses more arguments than the verb takes, as runc does: an id too

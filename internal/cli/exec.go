@@ -42,7 +42,7 @@ var execCommand = cli.Command{
 		cli.StringFlag{Name: "process-label", Usage: "SELinux label of the process (applied in the guest, as process.selinuxLabel)"},
 		cli.IntFlag{Name: "preserve-fds", Usage: "not supported: file descriptors cannot cross into the VM"},
 		cli.StringFlag{Name: "cgroup", Usage: "not supported: an exec runs in the container's cgroup in the guest"},
-		cli.BoolFlag{Name: "ignore-paused", Usage: "accepted for runc compatibility (hull does not pause containers)"},
+		cli.BoolFlag{Name: "ignore-paused", Usage: "exec in a paused container (the process starts frozen with it)"},
 		cli.IntFlag{Name: "hull-standin-fd", Hidden: true, Usage: "internal: this process stands for a detached exec"},
 	},
 	SkipArgReorder: true,
@@ -51,7 +51,10 @@ var execCommand = cli.Command{
 		if err != nil {
 			return err
 		}
-		if st.Status != state.Running {
+		switch {
+		case st.Status == state.Paused && !c.Bool("ignore-paused"):
+			return fmt.Errorf("cannot exec in a paused container (use --ignore-paused to override): %w", errdefs.ErrFailedPrecondition)
+		case st.Status != state.Running && st.Status != state.Paused:
 			return fmt.Errorf("cannot exec in a container that is %s: %w", st.Status, errdefs.ErrFailedPrecondition)
 		}
 		p, err := execProcess(c, st.Bundle)

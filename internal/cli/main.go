@@ -48,6 +48,9 @@ func Main(args []string) int {
 		specCommand,
 		execCommand,
 		psCommand,
+		pauseCommand,
+		resumeCommand,
+		updateCommand,
 		featuresCommand,
 		checkCommand,
 		imageCommand,
@@ -55,6 +58,12 @@ func Main(args []string) int {
 		superviseCommand,
 	}
 	app.Before = setupLogging
+	// runc's verbs that hull has not (events, checkpoint, restore) fail
+	// with a word and status 1, as unknown verbs do under runc.
+	app.CommandNotFound = func(c *cli.Context, name string) {
+		fmt.Fprintf(os.Stderr, "hull: no command %q (checkpoint and restore of VMs and events are not implemented)\n", name)
+		os.Exit(1)
+	}
 	// urfave/cli prints usage errors itself; runtime errors are printed
 	// once, below, so that the exit status and message are ours.
 	exit := 0

@@ -26,7 +26,9 @@ const (
 	Creating = "creating"
 	Created  = "created"
 	Running  = "running"
-	Stopped  = "stopped"
+	// Paused is runc's status of a frozen container (not in the spec).
+	Paused  = "paused"
+	Stopped = "stopped"
 )
 
 // File names inside a container's directory.

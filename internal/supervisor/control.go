@@ -20,7 +20,7 @@ import (
 
 // Request is one control request from a hull command to a supervisor.
 type Request struct {
-	Op     string `json:"op"` // start, kill, exec, ps
+	Op     string `json:"op"` // start, kill, exec, ps, pause, resume, update
 	Signal int    `json:"signal,omitempty"`
 	All    bool   `json:"all,omitempty"`
 	// ExecID and Process describe an exec; its stdin, stdout and stderr
@@ -32,6 +32,9 @@ type Request struct {
 	// ConsoleSocket, for a Process with a terminal, is the unix socket
 	// that gets the terminal's master; no files come with the request.
 	ConsoleSocket string `json:"consoleSocket,omitempty"`
+	// Resources are the limits an update sets; what they leave out keeps
+	// its value.
+	Resources *specs.LinuxResources `json:"resources,omitempty"`
 }
 
 // Response answers a Request. An exec gets two: one when the process

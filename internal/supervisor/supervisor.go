@@ -478,6 +478,31 @@ func (s *supervisor) do(ctx context.Context, req Request) error {
 		// until it has its answer, and shared pages are not paged out.
 		time.AfterFunc(coldPagesDelay, func() { releaseColdPages(ctx) })
 		return nil
+	case "pause", "resume":
+		s.mu.Lock()
+		defer s.mu.Unlock()
+		from, to, call := state.Running, state.Paused, s.ctr.Pause
+		if req.Op == "resume" {
+			from, to, call = state.Paused, state.Running, s.ctr.Resume
+		}
+		if s.st.Status != from {
+			return fmt.Errorf("container %s is %s, not %s: %w", s.opts.ID, s.st.Status, from, errdefs.ErrFailedPrecondition)
+		}
+		if err := call(ctx); err != nil {
+			return err
+		}
+		s.st.Status = to
+		return s.h.Save(&s.st)
+	case "update":
+		if req.Resources == nil {
+			return fmt.Errorf("update without resources: %w", errdefs.ErrInvalidArgument)
+		}
+		s.mu.Lock()
+		defer s.mu.Unlock()
+		if s.st.Status == state.Stopped {
+			return fmt.Errorf("container %s is stopped: %w", s.opts.ID, errdefs.ErrFailedPrecondition)
+		}
+		return s.ctr.Update(ctx, req.Resources)
 	case "kill":
 		if req.Signal <= 0 || req.Signal > 64 {
 			return fmt.Errorf("signal %d: %w", req.Signal, errdefs.ErrInvalidArgument)

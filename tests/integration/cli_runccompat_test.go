@@ -152,3 +152,71 @@ func TestCLIRunForwardsSignals(t *testing.T) {
 		}
 	}
 }
+
+// pause freezes the container's processes and resume thaws them; update
+// changes its limits in the guest.
+func TestCLIPauseResumeUpdate(t *testing.T) {
+	e := newCLIEnv(t)
+	bundle := busyboxBundle(t)
+	spec := busyboxSpec("sh", "-c", "i=0; while :; do i=$((i+1)); echo $i > /count; sleep 0.2; done")
+	spec.Root.Readonly = false
+	writeSpec(t, bundle, spec)
+	startBundle(t, e, "p", bundle)
+	count := filepath.Join(bundle, "rootfs", "count")
+	read := func() string {
+		b, _ := os.ReadFile(count)
+		return strings.TrimSpace(string(b))
+	}
+	// The loop runs: the count moves.
+	waitMoves := func(what string) {
+		t.Helper()
+		first := read()
+		deadline := time.Now().Add(30 * time.Second)
+		for read() == first {
+			if time.Now().After(deadline) {
+				t.Fatalf("%s: the count stays at %q", what, first)
+			}
+			time.Sleep(100 * time.Millisecond)
+		}
+	}
+	waitMoves("running")
+
+	if _, errOut, code := e.hull("resume", "p"); code == 0 || !strings.Contains(errOut, "not paused") {
+		t.Errorf("resume of a running container: exit %d, %q", code, errOut)
+	}
+	if _, errOut, code := e.hull("pause", "p"); code != 0 {
+		t.Fatalf("pause: %s", errOut)
+	}
+	if s := e.state("p"); s["status"] != "paused" {
+		t.Errorf("state after pause: %v", s["status"])
+	}
+	frozen := read()
+	time.Sleep(1500 * time.Millisecond) // seven turns of the loop, were it running
+	if got := read(); got != frozen {
+		t.Errorf("the count moved from %q to %q while paused", frozen, got)
+	}
+	if _, errOut, code := e.hull("exec", "p", "true"); code == 0 || !strings.Contains(errOut, "--ignore-paused") {
+		t.Errorf("exec into a paused container: exit %d, %q", code, errOut)
+	}
+	if _, errOut, code := e.hull("resume", "p"); code != 0 {
+		t.Fatalf("resume: %s", errOut)
+	}
+	if s := e.state("p"); s["status"] != "running" {
+		t.Errorf("state after resume: %v", s["status"])
+	}
+	waitMoves("resumed")
+
+	if _, errOut, code := e.hull("update", "--pids-limit", "42", "--memory", "96m", "p"); code != 0 {
+		t.Fatalf("update: %s", errOut)
+	}
+	out, errOut, code := e.hull("exec", "p", "cat", "/sys/fs/cgroup/pids.max", "/sys/fs/cgroup/memory.max")
+	if code != 0 || strings.Fields(out)[0] != "42" || strings.Fields(out)[1] != "100663296" {
+		t.Errorf("limits after update: exit %d, %q, %s", code, out, errOut)
+	}
+	if _, errOut, code := e.hull("update", "--cpu-rt-period", "1000", "p"); code == 0 || !strings.Contains(errOut, "cpu-rt-period") {
+		t.Errorf("update --cpu-rt-period: exit %d, %q", code, errOut)
+	}
+	if _, errOut, code := e.hull("delete", "--force", "p"); code != 0 {
+		t.Fatalf("delete: %s", errOut)
+	}
+}

@@ -30,9 +30,13 @@ func newCLIEnv(t *testing.T) *cliEnv {
 		// A test that stopped half-way leaves its containers: remove them
 		// (after the check, which reports them), so that no VM outlives
 		// the test and the temporary root holds no mount when it goes.
-		out, _, _ := e.hull("list", "--quiet")
-		for _, id := range strings.Fields(out) {
-			e.hull("delete", "--force", id)
+		// t's context is over by now: the commands run on their own.
+		run := func(args ...string) string {
+			out, _ := exec.Command(hullBin, append([]string{"--root", e.root, "--config", e.config}, args...)...).Output()
+			return string(out)
+		}
+		for _, id := range strings.Fields(run("list", "--quiet")) {
+			run("delete", "--force", id)
 		}
 	})
 	return e

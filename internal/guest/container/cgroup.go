@@ -102,7 +102,8 @@ func (e *Engine) Update(id string, resources []byte) error {
 	if cfg.Cgroups == nil {
 		return fmt.Errorf("container %q has no cgroup: %w", id, errdefs.ErrFailedPrecondition)
 	}
-	cfg.Cgroups = updatedCgroup(cfg.Cgroups, r)
+	updated := updatedCgroup(cfg.Cgroups, r)
+	cfg.Cgroups = updated
 	if err := c.lc.Set(cfg); err != nil {
 		switch {
 		case errors.Is(err, libcontainer.ErrNotRunning):
@@ -115,6 +116,11 @@ func (e *Engine) Update(id string, resources []byte) error {
 		}
 		return fmt.Errorf("updating container %q: %w", id, err)
 	}
+	// SkipDevices is for this Set alone, as in runc's update, where it is
+	// never saved to state.json. libcontainer keeps the config it was
+	// given, though, and refuses to start a process (an exec) in a
+	// container whose config has it: every exec after an update failed.
+	updated.Resources.SkipDevices = false
 	return nil
 }
 
