@@ -80,7 +80,19 @@ func (c *Client) CreateContainer(ctx context.Context, id string, spec []byte, st
 	if err != nil {
 		return 0, native("create container", err)
 	}
-	return r.Pid, nil
+	return checkPid("create container", r.Pid)
+}
+
+// maxPid is the kernel's largest pid (PID_MAX_LIMIT on 64-bit).
+const maxPid = 1 << 22
+
+// checkPid refuses a pid no guest process can have: callers pass it on
+// (containerd takes it as the task's pid).
+func checkPid(call string, pid uint32) (uint32, error) {
+	if pid == 0 || pid > maxPid {
+		return 0, fmt.Errorf("agent %s: pid %d from the guest: %w", call, pid, errdefs.ErrOutOfRange)
+	}
+	return pid, nil
 }
 
 // StartContainer runs the user process of a created container.
@@ -101,7 +113,7 @@ func (c *Client) ExecProcess(ctx context.Context, id, execID string, process []b
 	if err != nil {
 		return 0, native("exec process", err)
 	}
-	return r.Pid, nil
+	return checkPid("exec process", r.Pid)
 }
 
 // Signal signals a container's init (execID empty) or exec process, or

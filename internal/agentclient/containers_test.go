@@ -77,3 +77,11 @@ func TestPrintable(t *testing.T) {
 		}
 	}
 }
+
+func TestCheckPid(t *testing.T) {
+	for pid, ok := range map[uint32]bool{0: false, 1: true, 4194304: true, 4194305: false, 1<<32 - 1: false} {
+		if _, err := checkPid("create container", pid); (err == nil) != ok {
+			t.Errorf("pid %d: %v", pid, err)
+		}
+	}
+}
