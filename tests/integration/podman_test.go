@@ -133,6 +133,19 @@ func TestPodmanDetached(t *testing.T) {
 	if code != 4 || !strings.Contains(out, "in-exec") {
 		t.Errorf("podman exec: exit %d: %q", code, out)
 	}
+	// podman pause and unpause go through the runtime's pause and resume.
+	if out, code := p.run("pause", "bg"); code != 0 {
+		t.Errorf("podman pause: %s", out)
+	}
+	if out, _ := p.run("inspect", "-f", "{{.State.Status}}", "bg"); strings.TrimSpace(out) != "paused" {
+		t.Errorf("status after podman pause: %q", out)
+	}
+	if out, code := p.run("unpause", "bg"); code != 0 {
+		t.Errorf("podman unpause: %s", out)
+	}
+	if out, code := p.run("exec", "bg", "echo", "thawed"); code != 0 || !strings.Contains(out, "thawed") {
+		t.Errorf("exec after unpause: exit %d: %q", code, out)
+	}
 	if out, code := p.run("stop", "-t", "1", "bg"); code != 0 {
 		t.Errorf("podman stop: %s", out)
 	}
