@@ -9,10 +9,13 @@ import (
 	"io"
 	"os"
 	"os/exec"
+	"os/signal"
 	"strconv"
 	"strings"
+	"syscall"
 
 	"github.com/containerd/errdefs"
+	"github.com/containerd/log"
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 	"github.com/urfave/cli"
 
@@ -43,7 +46,6 @@ var execCommand = cli.Command{
 		cli.IntFlag{Name: "preserve-fds", Usage: "not supported: file descriptors cannot cross into the VM"},
 		cli.StringFlag{Name: "cgroup", Usage: "not supported: an exec runs in the container's cgroup in the guest"},
 		cli.BoolFlag{Name: "ignore-paused", Usage: "exec in a paused container (the process starts frozen with it)"},
-		cli.IntFlag{Name: "hull-standin-fd", Hidden: true, Usage: "internal: this process stands for a detached exec"},
 	},
 	SkipArgReorder: true,
 	Action: func(c *cli.Context) error {
@@ -61,7 +63,7 @@ var execCommand = cli.Command{
 		if err != nil {
 			return err
 		}
-		standin := c.Int("hull-standin-fd")
+		standin := standinFD()
 		detached := c.Bool("detach") || standin > 0
 		if c.Bool("detach") && standin == 0 {
 			if p.Terminal {
@@ -87,7 +89,7 @@ var execCommand = cli.Command{
 		var b [6]byte
 		rand.Read(b[:])
 		req := supervisor.Request{ExecID: "exec-" + hex.EncodeToString(b[:]), Process: p}
-		files := []*os.File{os.Stdin, os.Stdout, os.Stderr}
+		var files []*os.File
 		if p.Terminal {
 			// The terminal's master goes to the console socket, or, in
 			// the foreground without one, to this command, which gives
@@ -112,9 +114,27 @@ var execCommand = cli.Command{
 			if req.ConsoleSocket, err = checkConsoleSocket(true, socket); err != nil {
 				return err
 			}
-		} else if _, err := checkConsoleSocket(false, c.String("console-socket")); err != nil {
-			return err
+		} else {
+			if _, err := checkConsoleSocket(false, c.String("console-socket")); err != nil {
+				return err
+			}
+			// The process's stdin is a pipe this command feeds: the
+			// caller's own stdin is never handed to the supervisor,
+			// which would go on reading it (and swallow what the caller's
+			// shell reads next) after the process ended.
+			stdin, err := feedStdin()
+			if err != nil {
+				return err
+			}
+			defer stdin.Close()
+			files = []*os.File{stdin, os.Stdout, os.Stderr}
 		}
+		// Signals for this command are for the process it stands for, as
+		// runc's exec passes them on (to the stand-in's pid too, which
+		// conmon and containerd signal to stop an exec).
+		sigs := make(chan os.Signal, 16)
+		signal.Notify(sigs, supervisor.ForwardedSignals()...)
+		defer signal.Stop(sigs)
 		ctx, cancel := controlContext()
 		defer cancel()
 		status, err := supervisor.Exec(ctx, store.Dir(id), req, files, func(uint32) {
@@ -124,10 +144,12 @@ var execCommand = cli.Command{
 				writePidFile(f, os.Getpid())
 			}
 			report(nil)
+			go forwardExecSignals(store.Dir(id), req.ExecID, sigs)
 		})
 		report(err)
 		if err != nil {
-			return err
+			// As runc's exec when the process cannot be started.
+			return cli.NewExitError(err.Error(), 255)
 		}
 		if status != 0 {
 			return cli.NewExitError("", status)
@@ -147,21 +169,11 @@ func detachExec(c *cli.Context) error {
 		return err
 	}
 	defer r.Close()
-	var args []string
-	for _, a := range os.Args[1:] {
-		if a == "-d" || a == "--detach" || a == "-detach" || a == "--detach=true" {
-			continue
-		}
-		args = append(args, a)
-	}
-	// The hidden flag goes right after the verb: flags end at the id.
-	for i, a := range args {
-		if a == "exec" {
-			args = append(args[:i+1], append([]string{"--hull-standin-fd=3"}, args[i+1:]...)...)
-			break
-		}
-	}
-	cmd := exec.Command("/proc/self/exe", args...)
+	// The same command line: the environment tells the stand-in what it
+	// is (and that its -d is done with), so that the process's own
+	// arguments are passed on untouched.
+	cmd := exec.Command("/proc/self/exe", os.Args[1:]...)
+	cmd.Env = append(os.Environ(), standinEnv+"=3")
 	cmd.Stdin, cmd.Stdout, cmd.Stderr = os.Stdin, os.Stdout, os.Stderr
 	cmd.ExtraFiles = []*os.File{w}
 	if err := cmd.Start(); err != nil {
@@ -262,4 +274,44 @@ func execProcess(c *cli.Context, bundle string) (*specs.Process, error) {
 		p.Capabilities = &cp
 	}
 	return &p, nil
+}
+
+// standinEnv names the descriptor on which a stand-in started by `exec
+// -d` reports that the process runs.
+const standinEnv = "HULL_EXEC_STANDIN_FD"
+
+// standinFD returns the stand-in's report descriptor, 0 in any other exec.
+func standinFD() int {
+	n, err := strconv.Atoi(os.Getenv(standinEnv))
+	if err != nil || n < 3 {
+		return 0
+	}
+	return n
+}
+
+// feedStdin returns a pipe that carries this command's stdin to the
+// process until its EOF.
+func feedStdin() (*os.File, error) {
+	r, w, err := os.Pipe()
+	if err != nil {
+		return nil, fmt.Errorf("exec: stdin: %w", err)
+	}
+	go func() {
+		_, _ = io.Copy(w, os.Stdin)
+		w.Close()
+	}()
+	return r, nil
+}
+
+// forwardExecSignals passes the signals this command gets on to the exec
+// execID, until sigs is stopped.
+func forwardExecSignals(dir, execID string, sigs chan os.Signal) {
+	for sig := range sigs {
+		ctx, cancel := controlContext()
+		err := supervisor.Call(ctx, dir, supervisor.Request{Op: "kill", ExecID: execID, Signal: int(sig.(syscall.Signal))})
+		cancel()
+		if err != nil {
+			log.G(commandContext()).WithError(err).WithField("signal", sig).Debug("forwarding a signal to the exec")
+		}
+	}
 }

@@ -3,11 +3,11 @@ package sandbox
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
 	"net"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/containerd/errdefs"
@@ -53,6 +53,16 @@ type Process struct {
 	streams []net.Conn
 	// output is done when every byte of stdout and stderr has been copied.
 	output sync.WaitGroup
+	// moved tells whether the output copies still move (Wait's grace).
+	moved outputProgress
+}
+
+// outputProgress is what the output copies of a process report: when a
+// byte last came from the guest, and how many copies are blocked writing
+// to the host's side (a slow reader there is not the guest's doing).
+type outputProgress struct {
+	lastRead atomic.Int64 // unix nanoseconds
+	writing  atomic.Int32
 }
 
 // CreateContainer shares the container's rootfs and mounts with the guest,
@@ -141,7 +151,7 @@ func (s *Sandbox) openProcess(cid, execID string, host Stdio) (*Process, *agent.
 		p.output.Add(1)
 		go func() {
 			defer p.output.Done()
-			copyOut(o.w, c)
+			copyOut(o.w, c, &p.moved)
 		}()
 	}
 	return p, stdio, nil
@@ -157,9 +167,24 @@ func copyIn(c net.Conn, r io.Reader) {
 // copyOut copies a process's output until the agent closes the stream,
 // then closes the host's side: a stream stays in the IO session, with its
 // buffer, until both sides closed it.
-func copyOut(w io.Writer, c net.Conn) {
-	_, _ = io.Copy(w, c)
-	_ = c.Close()
+func copyOut(w io.Writer, c net.Conn, pr *outputProgress) {
+	defer c.Close()
+	buf := make([]byte, 32<<10)
+	for {
+		n, err := c.Read(buf)
+		if n > 0 {
+			pr.lastRead.Store(time.Now().UnixNano())
+			pr.writing.Add(1)
+			_, werr := w.Write(buf[:n])
+			pr.writing.Add(-1)
+			if werr != nil {
+				return
+			}
+		}
+		if err != nil {
+			return
+		}
+	}
 }
 
 func (p *Process) closeStreams() {
@@ -240,12 +265,29 @@ func (p *Process) Wait(ctx context.Context) (int32, error) {
 	// The process is gone: its streams, stdin's included, serve no more
 	// (an exec's would otherwise stay in the session until the VM ends).
 	defer p.closeStreams()
-	select {
-	case <-done:
-	case <-time.After(outputGrace):
-		return status, errors.New("process output still arriving 10s after exit")
+	answered := time.Now()
+	tick := time.NewTicker(outputGrace / 10)
+	defer tick.Stop()
+	for {
+		select {
+		case <-done:
+			return status, nil
+		case <-tick.C:
+		}
+		// The grace runs while nothing comes from the guest: output that
+		// still arrives, or waits for a slow reader on the host, is not
+		// cut off.
+		if p.moved.writing.Load() > 0 {
+			continue
+		}
+		last := time.Unix(0, p.moved.lastRead.Load())
+		if last.Before(answered) {
+			last = answered
+		}
+		if time.Since(last) > outputGrace {
+			return status, fmt.Errorf("no process output for %s after its exit, and its streams still open (a process left holding them?)", outputGrace)
+		}
 	}
-	return status, nil
 }
 
 // Exec runs an additional process in the container; Wait on the returned

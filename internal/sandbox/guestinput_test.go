@@ -47,7 +47,7 @@ func TestCopyOutReleasesTheStream(t *testing.T) {
 			t.Fatal(err)
 		}
 		var out bytes.Buffer
-		copyOut(&out, c)
+		copyOut(&out, c, &outputProgress{})
 		if out.String() != "output" {
 			t.Fatalf("copied %q", out.String())
 		}

@@ -80,6 +80,9 @@ type container struct {
 	ctr    *sandbox.Container
 	init   *process
 	execs  map[string]*process // guarded by service.mu
+	// deleting is set while a Delete removes the container, so that a
+	// second Delete finds nothing to delete. Guarded by service.mu.
+	deleting bool
 	// startMu orders the exit event after the start event.
 	startMu sync.Mutex
 }
@@ -355,8 +358,12 @@ func (s *service) waitExit(c *container, p *process) {
 	}
 	status, err := g.Wait(ctx)
 	code := uint32(status)
-	if err != nil || status < 0 {
+	if err != nil {
+		// Output that did not drain in time (a child left holding the
+		// process's stdout, say) is no reason to lose a known status.
 		log.G(ctx).WithError(err).WithField("process", p.name()).Warn("wait")
+	}
+	if status < 0 {
 		code = lostExitStatus
 	}
 	s.exited(c, p, code, time.Now())
@@ -428,11 +435,15 @@ func (s *service) Start(ctx context.Context, r *taskAPI.StartRequest) (*taskAPI.
 	}
 	hio, err := openIO(ctx, c.id, s.ns, p.paths)
 	if err != nil {
+		// Its Wait must end too, as with runc: CRI waits on an exec
+		// without a deadline.
+		p.setExited(lostExitStatus, time.Now())
 		return nil, rpcError(err)
 	}
 	g, err := c.ctr.Exec(ctx, r.ExecID, p.spec, hio.stdio(p.spec.Terminal))
 	if err != nil {
 		hio.close()
+		p.setExited(lostExitStatus, time.Now())
 		return nil, rpcError(err)
 	}
 	p.mu.Lock()
@@ -455,14 +466,38 @@ func (s *service) Delete(ctx context.Context, r *taskAPI.DeleteRequest) (*taskAP
 		return nil, rpcError(fmt.Errorf("process %s is running: %w", p.name(), errdefs.ErrFailedPrecondition))
 	}
 	if r.ExecID != "" {
+		if status == task.Status_CREATED {
+			// Never started: whoever waits on it is told it is over.
+			p.setExited(lostExitStatus, time.Now())
+			_, _, code, at = p.snapshot()
+		}
 		s.mu.Lock()
 		delete(c.execs, r.ExecID)
 		s.mu.Unlock()
 		return &taskAPI.DeleteResponse{Pid: pid, ExitStatus: code, ExitedAt: protobuf.ToTimestamp(at)}, nil
 	}
+	s.mu.Lock()
+	if s.containers[c.id] != c || c.deleting {
+		s.mu.Unlock()
+		return nil, rpcError(fmt.Errorf("container %s is deleted already: %w", c.id, errdefs.ErrNotFound))
+	}
+	c.deleting = true
+	owner := s.pod != nil && s.pod.owner == c.id
+	s.mu.Unlock()
 	// A container deleted before it ran is killed in the guest first.
 	var errs []error
-	errs = append(errs, c.ctr.Delete(ctx, true))
+	if err := c.ctr.Delete(ctx, true); err != nil {
+		if !owner {
+			// Still in the guest, and its mounts on the host: kept, so
+			// that containerd's retry finds it (as runc's delete fails).
+			s.mu.Lock()
+			c.deleting = false
+			s.mu.Unlock()
+			return nil, rpcError(err)
+		}
+		// The owner's VM goes below, and all in it.
+		errs = append(errs, err)
+	}
 	if status == task.Status_CREATED {
 		p.setExited(lostExitStatus, time.Now())
 		_, _, code, at = p.snapshot()

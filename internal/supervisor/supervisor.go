@@ -431,7 +431,12 @@ func (s *supervisor) exec(ctx context.Context, conn *net.UnixConn, enc *json.Enc
 	}
 	enc.Encode(Response{Pid: p.Pid()})
 	conn.SetDeadline(time.Time{})
+	waited := make(chan struct{})
+	if !req.Detach {
+		go s.killExecWhenCallerGoes(ctx, conn, req.ExecID, waited)
+	}
 	status, err := p.Wait(context.WithoutCancel(ctx))
+	close(waited)
 	if err != nil {
 		return err
 	}
@@ -442,6 +447,33 @@ func (s *supervisor) exec(ctx context.Context, conn *net.UnixConn, enc *json.Enc
 	}
 	enc.Encode(Response{Exited: true, ExitStatus: int(status)})
 	return nil
+}
+
+// killExecWhenCallerGoes kills exec execID if its caller (`hull exec`, or
+// the stand-in of `exec -d`, whose pid stands for the process) goes before
+// the process ended: killed with SIGKILL, which it cannot pass on, for
+// one. The caller sends nothing after its request, so a read of conn ends
+// at the caller's end, or at this side's once the exit status went out.
+func (s *supervisor) killExecWhenCallerGoes(ctx context.Context, conn *net.UnixConn, execID string, waited chan struct{}) {
+	gone := make(chan struct{})
+	go func() {
+		var b [1]byte
+		conn.Read(b[:])
+		close(gone)
+	}()
+	select {
+	case <-waited:
+	case <-gone:
+		select {
+		case <-waited:
+			return
+		default:
+		}
+		log.G(ctx).WithField("exec", execID).Info("the exec's caller is gone: killing the exec")
+		if err := s.ctr.SignalProcess(context.WithoutCancel(ctx), execID, uint32(syscall.SIGKILL), false); err != nil && !errdefs.IsNotFound(err) {
+			log.G(ctx).WithError(err).WithField("exec", execID).Warn("killing the exec whose caller went")
+		}
+	}
 }
 
 func (s *supervisor) do(ctx context.Context, req Request) error {
@@ -506,6 +538,15 @@ func (s *supervisor) do(ctx context.Context, req Request) error {
 	case "kill":
 		if req.Signal <= 0 || req.Signal > 64 {
 			return fmt.Errorf("signal %d: %w", req.Signal, errdefs.ErrInvalidArgument)
+		}
+		if req.ExecID != "" {
+			// For an exec, from the command that stands for it.
+			err := s.ctr.SignalProcess(ctx, req.ExecID, uint32(req.Signal), false)
+			if errdefs.IsNotFound(err) {
+				// Ended already: taken with nothing left to reach.
+				return nil
+			}
+			return err
 		}
 		s.mu.Lock()
 		started := s.started

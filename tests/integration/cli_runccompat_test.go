@@ -1,9 +1,12 @@
 package integration
 
 import (
+	"encoding/json"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -217,6 +220,114 @@ func TestCLIPauseResumeUpdate(t *testing.T) {
 		t.Errorf("update --cpu-rt-period: exit %d, %q", code, errOut)
 	}
 	if _, errOut, code := e.hull("delete", "--force", "p"); code != 0 {
+		t.Fatalf("delete: %s", errOut)
+	}
+}
+
+// Signals sent to `hull exec`, and to the stand-in of `exec -d` whose pid
+// conmon and containerd signal, reach the process in the guest; the
+// caller's stdin is not kept by the supervisor once the exec ended; an
+// exec that cannot start exits 255, as runc's.
+func TestCLIExecSignalsAndStdin(t *testing.T) {
+	e := newCLIEnv(t)
+	bundle := busyboxBundle(t)
+	spec := busyboxSpec("sleep", "1000")
+	spec.Root.Readonly = false
+	writeSpec(t, bundle, spec)
+	st := startBundle(t, e, "x", bundle)
+	rootfs := filepath.Join(bundle, "rootfs")
+	waitFile := func(name string) {
+		t.Helper()
+		deadline := time.Now().Add(60 * time.Second)
+		for {
+			if _, err := os.Stat(filepath.Join(rootfs, name)); err == nil {
+				return
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("%s never appeared", name)
+			}
+			time.Sleep(50 * time.Millisecond)
+		}
+	}
+
+	// Foreground: TERM goes to the process, whose trap decides the status.
+	cmd := exec.Command(hullBin, "--root", e.root, "--config", e.config, "exec", "x", "sh", "-c", "trap 'exit 7' TERM; : > /fg-ready; while :; do sleep 1; done")
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	waitFile("fg-ready")
+	cmd.Process.Signal(syscall.SIGTERM)
+	done := make(chan struct{})
+	go func() { cmd.Wait(); close(done) }()
+	select {
+	case <-done:
+		if code := cmd.ProcessState.ExitCode(); code != 7 {
+			t.Errorf("exec after SIGTERM: exit %d, want the trap's 7", code)
+		}
+	case <-time.After(60 * time.Second):
+		cmd.Process.Kill()
+		<-done
+		t.Error("SIGTERM to hull exec did not reach its process")
+	}
+
+	// exec -d: SIGKILL of the stand-in ends the process too.
+	pidFile := filepath.Join(t.TempDir(), "pid")
+	if _, errOut, code := e.hull("exec", "-d", "--pid-file", pidFile, "x", "sh", "-c", ": > /bg-ready; exec sleep 1000"); code != 0 {
+		t.Fatalf("exec -d: %s", errOut)
+	}
+	waitFile("bg-ready")
+	b, err := os.ReadFile(pidFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pid, _ := strconv.Atoi(string(b))
+	syscall.Kill(pid, syscall.SIGKILL)
+	deadline := time.Now().Add(60 * time.Second)
+	for {
+		out, _, _ := e.hull("ps", "--format", "json", "x")
+		var pids []int
+		json.Unmarshal([]byte(out), &pids)
+		if len(pids) == 1 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the exec of a killed stand-in still runs: pids %v", pids)
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+
+	// The caller's stdin (a FIFO whose writer the test holds) is not
+	// among the supervisor's files once the exec returned.
+	fifo := filepath.Join(t.TempDir(), "in")
+	if err := syscall.Mkfifo(fifo, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	w, err := os.OpenFile(fifo, os.O_RDWR, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer w.Close()
+	r, err := os.Open(fifo)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ex := exec.Command(hullBin, "--root", e.root, "--config", e.config, "exec", "x", "true")
+	ex.Stdin = r
+	if out, err := ex.CombinedOutput(); err != nil {
+		t.Fatalf("exec with a FIFO for stdin: %v: %s", err, out)
+	}
+	r.Close()
+	fds, _ := os.ReadDir(fmt.Sprintf("/proc/%d/fd", st.Supervisor))
+	for _, fd := range fds {
+		if target, _ := os.Readlink(fmt.Sprintf("/proc/%d/fd/%s", st.Supervisor, fd.Name())); strings.Contains(target, fifo) {
+			t.Errorf("the supervisor keeps the exec's caller's stdin (fd %s -> %s)", fd.Name(), target)
+		}
+	}
+
+	if _, errOut, code := e.hull("exec", "x", "/no/such/program"); code != 255 {
+		t.Errorf("exec of a missing program: exit %d, want runc's 255 (%s)", code, errOut)
+	}
+	if _, errOut, code := e.hull("delete", "--force", "x"); code != 0 {
 		t.Fatalf("delete: %s", errOut)
 	}
 }
