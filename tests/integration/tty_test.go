@@ -424,6 +424,28 @@ func TestTTYExecConsoleSocket(t *testing.T) {
 	if s := out.String(); !strings.Contains(s, "/dev/pts/") {
 		t.Errorf("exec terminal output %q, want a /dev/pts path", s)
 	}
+
+	// Closing the master hangs the terminal up: the process gets SIGHUP,
+	// as on the host (an interactive shell would wait for ever).
+	sock2, masters2 := consoleSocket(t)
+	go func() {
+		o, eo, c := e.hull("exec", "-t", "--console-socket", sock2, "ex", "sh", "-c", "echo ready; while :; do sleep 1; done")
+		res <- result{o, eo, c}
+	}()
+	master = recvMaster(t, masters2)
+	out = readTTY(master)
+	if !out.waitFor(t, "ready", time.Minute, func() {}) {
+		t.Fatalf("the second exec never ran; output %q", out.String())
+	}
+	master.Close()
+	select {
+	case r := <-res:
+		if r.code != 129 {
+			t.Errorf("exec whose master closed: exit %d, want 129 (SIGHUP) (%q)", r.code, r.errOut)
+		}
+	case <-time.After(2 * time.Minute):
+		t.Fatal("exec whose master closed did not end")
+	}
 	// In the foreground in a terminal, exec -t gives the process the
 	// caller's terminal and size.
 	ptyM, ptyS := openPty(t)

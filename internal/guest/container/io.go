@@ -270,8 +270,19 @@ func (pio *procIO) copyStdin() {
 			break
 		}
 	}
+	pio.stdinMu.Lock()
+	closedHere := pio.stdinClosed
+	pio.stdinMu.Unlock()
 	if pio.console == nil {
 		pio.closeStdin()
+	} else if !closedHere {
+		// The host's end of the terminal went (its master closed, or the
+		// exec's caller was killed) while the process runs: closing the
+		// guest's master hangs the terminal up, and the kernel sends the
+		// process SIGHUP, as it would on the host; a shell would wait on
+		// it for ever otherwise. Its output had nobody left to read it.
+		// (TIOCSIG cannot send SIGHUP.)
+		pio.console.Close()
 	}
 	pio.stdin.Close()
 }
