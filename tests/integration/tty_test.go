@@ -411,15 +411,20 @@ func TestTTYExecConsoleSocket(t *testing.T) {
 	if !out.waitFor(t, "30 90", time.Minute, func() { master.Write([]byte("x\n")) }) {
 		t.Fatalf("no size 30 90 in the exec's terminal; output %q", out.String())
 	}
-	master.Write([]byte{4})
-	select {
-	case r := <-res:
-		if r.code != 3 {
-			t.Errorf("exec exit status %d, want 3 (%q)", r.code, r.errOut)
+	// waitExit waits for the exec of res to end with status want.
+	waitExit := func(want int, what string) {
+		t.Helper()
+		select {
+		case r := <-res:
+			if r.code != want {
+				t.Errorf("%s: exit %d, want %d (%q)", what, r.code, want, r.errOut)
+			}
+		case <-time.After(2 * time.Minute):
+			t.Fatalf("%s did not end", what)
 		}
-	case <-time.After(2 * time.Minute):
-		t.Fatal("exec did not end")
 	}
+	master.Write([]byte{4})
+	waitExit(3, "exec")
 	out.waitEnd(t)
 	if s := out.String(); !strings.Contains(s, "/dev/pts/") {
 		t.Errorf("exec terminal output %q, want a /dev/pts path", s)
@@ -438,14 +443,7 @@ func TestTTYExecConsoleSocket(t *testing.T) {
 		t.Fatalf("the second exec never ran; output %q", out.String())
 	}
 	master.Close()
-	select {
-	case r := <-res:
-		if r.code != 129 {
-			t.Errorf("exec whose master closed: exit %d, want 129 (SIGHUP) (%q)", r.code, r.errOut)
-		}
-	case <-time.After(2 * time.Minute):
-		t.Fatal("exec whose master closed did not end")
-	}
+	waitExit(129, "exec whose master closed (SIGHUP)")
 	// In the foreground in a terminal, exec -t gives the process the
 	// caller's terminal and size.
 	ptyM, ptyS := openPty(t)
