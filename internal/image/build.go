@@ -64,6 +64,10 @@ type BuildOptions struct {
 	CacheDir string
 	// AgentPath is the static hull-agent binary that becomes /init.
 	AgentPath string
+	// InitPath is the static hull-init (cmd/hull-init) that sets up
+	// containers in the guest; empty leaves it out, and libcontainer sets
+	// up every container.
+	InitPath string
 	// AgentVersion is recorded in the manifest; it may be empty.
 	AgentVersion string
 	// KernelPackage is the package to take the kernel from, or a
@@ -217,10 +221,16 @@ func (b *builder) build(ctx context.Context) (*Manifest, error) {
 	if err != nil {
 		return nil, err
 	}
+	initSize, err := checkInit(opts.InitPath, ctl.Architecture)
+	if err != nil {
+		return nil, err
+	}
 	initrd, err := b.writeInitrd(&initramfsSpec{
 		Release:   scan.Release,
 		AgentPath: opts.AgentPath,
 		AgentSize: agentSize,
+		InitPath:  opts.InitPath,
+		InitSize:  initSize,
 		Modules:   res.Load,
 		Data:      data,
 	})

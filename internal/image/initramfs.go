@@ -50,8 +50,11 @@ type initramfsSpec struct {
 	Release   string
 	AgentPath string
 	AgentSize int64
-	Modules   []module          // load order
-	Data      map[string][]byte // module contents by module.Path
+	// InitPath is hull-init's host file; empty leaves it out.
+	InitPath string
+	InitSize int64
+	Modules  []module          // load order
+	Data     map[string][]byte // module contents by module.Path
 }
 
 // modulePath is where a module lives in the guest.
@@ -79,6 +82,9 @@ func (s *initramfsSpec) entries() ([]cpioEntry, error) {
 		{name: "dev/console", mode: modeCharDev, rdevMajor: 5, rdevMinor: 1},
 		{name: strings.TrimPrefix(ModulesLoadPath, "/"), mode: modeFile, data: modulesLoad(s.Release, s.Modules)},
 		{name: strings.TrimPrefix(ReleasePath, "/"), mode: modeFile, data: []byte(s.Release + "\n")},
+	}
+	if s.InitPath != "" {
+		es = append(es, cpioEntry{name: strings.TrimPrefix(GuestInitPath, "/"), mode: modeExec, file: s.InitPath, size: s.InitSize})
 	}
 	for _, m := range s.Modules {
 		data, ok := s.Data[m.Path]

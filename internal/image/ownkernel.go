@@ -115,7 +115,11 @@ func (b *builder) buildOwnKernel(ctx context.Context) (*Manifest, error) {
 	b.logf("kernel %s (%s): drivers built in, no modules", k.release, k.arch)
 
 	b.logf("writing %s ...", InitrdFile)
-	initrd, err := b.writeInitrd(&initramfsSpec{Release: k.release, AgentPath: opts.AgentPath, AgentSize: agentSize})
+	initSize, err := checkInit(opts.InitPath, k.arch)
+	if err != nil {
+		return nil, err
+	}
+	initrd, err := b.writeInitrd(&initramfsSpec{Release: k.release, AgentPath: opts.AgentPath, AgentSize: agentSize, InitPath: opts.InitPath, InitSize: initSize})
 	if err != nil {
 		return nil, err
 	}

@@ -193,6 +193,10 @@ func VMConfig(opts Options) (qemu.Config, error) {
 		channel = "vsock"
 	}
 	vc.KernelParams = append(vc.KernelParams, "hull.channel="+channel)
+	if opts.SharedDir != "" {
+		// The agent mounts it while it waits for its channel.
+		vc.KernelParams = append(vc.KernelParams, "hull.share="+SharedFSTag)
+	}
 	if opts.Accel == qemu.TCG {
 		vc.TSCKHz = qemu.HostTSCKHz()
 	}

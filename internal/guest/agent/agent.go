@@ -39,6 +39,9 @@ const (
 	// TestStateEnv names libcontainer's state directory in test mode
 	// (container.DefaultStateRoot otherwise).
 	TestStateEnv = "HULL_AGENT_TEST_STATE"
+	// TestInitEnv names hull-init in test mode (none otherwise: the host
+	// has no container.DefaultInitPath).
+	TestInitEnv = "HULL_AGENT_TEST_INIT"
 
 	// serialTimeout bounds the wait for the virtio-serial port after the
 	// modules are loaded. It is long because TCG guests are slow; a VM
@@ -146,12 +149,22 @@ func (a *agent) run() error {
 	if a.testMode() && os.Getenv(TestStateEnv) != "" {
 		stateRoot = os.Getenv(TestStateEnv)
 	}
+	initPath := container.DefaultInitPath
+	if a.testMode() {
+		initPath = os.Getenv(TestInitEnv)
+	}
+	if _, err := os.Stat(initPath); err != nil {
+		a.log.WithError(err).Info("no hull-init: libcontainer sets up every container")
+		initPath = ""
+	}
 	engine := container.NewEngine(container.Config{
 		StateRoot: stateRoot,
+		InitPath:  initPath,
 		Reaper:    a.reaper,
 		Streams:   streams,
-		Log:       a.log.WithField("engine", "libcontainer"),
+		Log:       a.log.WithField("engine", "containers"),
 	})
+	prep := a.prepare(params, engine)
 	svc := NewService(ServiceConfig{
 		Version:       a.version,
 		Commit:        a.commit,
@@ -163,6 +176,7 @@ func (a *agent) run() error {
 		},
 		OnDestroy: a.destroy,
 		Sandbox:   &sandboxState{},
+		Prepared:  prep,
 		Engine:    engine,
 	})
 	a.errc = make(chan error, 2)

@@ -77,6 +77,14 @@ func setupE2E(t *testing.T) *e2e {
 		t.Fatalf("building the agent: %v\n%s", err, out)
 	}
 
+	// The containers' inits are hull-init's, as in the image.
+	initBin := filepath.Join(dir, "hull-init")
+	cc := exec.Command("gcc", "-O2", "-static", "-Wall", "-Wextra", "-Werror", "-o", initBin, "cmd/hull-init/hull-init.c")
+	cc.Dir = root
+	if out, err := cc.CombinedOutput(); err != nil {
+		t.Fatalf("building hull-init: %v\n%s", err, out)
+	}
+
 	e.rootfs = filepath.Join(dir, "rootfs")
 	for _, d := range []string{"bin", "proc", "dev", "sys", "tmp", "etc"} {
 		must(t, os.MkdirAll(filepath.Join(e.rootfs, d), 0o755))
@@ -93,7 +101,8 @@ func setupE2E(t *testing.T) *e2e {
 	e.agent = exec.Command(bin)
 	e.agent.Env = append(os.Environ(),
 		agent.TestSocketEnv+"="+apiSock, agent.TestIOSocketEnv+"="+ioSock,
-		agent.TestStateEnv+"="+filepath.Join(dir, "state"), agent.TestCmdlineEnv+"=hull.log=info")
+		agent.TestStateEnv+"="+filepath.Join(dir, "state"), agent.TestCmdlineEnv+"=hull.log=info",
+		agent.TestInitEnv+"="+initBin)
 	e.agent.Stderr = &logWriter{t: t}
 	must(t, e.agent.Start())
 	e.agentPid = e.agent.Process.Pid

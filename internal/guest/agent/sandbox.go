@@ -3,7 +3,6 @@ package agent
 import (
 	"context"
 	"fmt"
-	"os"
 	"sync"
 
 	"golang.org/x/sys/unix"
@@ -47,13 +46,14 @@ func (s *Service) CreateSandbox(ctx context.Context, r *api.CreateSandboxRequest
 		return nil, status.Error(codes.AlreadyExists, "sandbox already created")
 	}
 	if r.SharedFsTag != "" {
-		if err := os.MkdirAll(api.SharedMountPoint, 0o700); err != nil {
-			return nil, status.Errorf(codes.Internal, "shared mount point: %v", err)
+		// Mounted at boot when the host named it on the command line.
+		if err := s.cfg.Prepared.wait(ctx); err != nil {
+			return nil, status.FromContextError(err).Err()
 		}
-		// nodev: device nodes the host puts in a rootfs are recreated by the
-		// container engine, never used from the share.
-		if err := unix.Mount(r.SharedFsTag, api.SharedMountPoint, "virtiofs", unix.MS_NODEV, ""); err != nil {
-			return nil, status.Errorf(codes.FailedPrecondition, "mounting virtio-fs %q at %s: %v", r.SharedFsTag, api.SharedMountPoint, err)
+		if s.cfg.Prepared == nil || s.cfg.Prepared.share != r.SharedFsTag {
+			if err := mountShare(r.SharedFsTag); err != nil {
+				return nil, status.Error(codes.FailedPrecondition, err.Error())
+			}
 		}
 	}
 	if r.Hostname != "" {

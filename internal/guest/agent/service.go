@@ -34,6 +34,8 @@ type ServiceConfig struct {
 	// Sandbox holds what CreateSandbox set up; nil means the agent cannot
 	// create one (tests of the basic calls).
 	Sandbox *sandboxState
+	// Prepared is what the agent set up at boot; nil when nothing.
+	Prepared *prepared
 	// Engine runs the containers; nil means the agent cannot (tests of
 	// the basic calls).
 	Engine *container.Engine

@@ -32,7 +32,7 @@ func (e *Engine) running(id string) (*Container, error) {
 
 // paused tells whether the container's cgroup is frozen.
 func (c *Container) paused() bool {
-	st, err := c.lc.Status()
+	st, err := c.handle().Status()
 	return err == nil && st == libcontainer.Paused
 }
 
@@ -47,7 +47,7 @@ func (e *Engine) Pause(id string) error {
 	if c.paused() {
 		return fmt.Errorf("container %q is already paused: %w", id, errdefs.ErrFailedPrecondition)
 	}
-	if err := c.lc.Pause(); err != nil {
+	if err := c.handle().Pause(); err != nil {
 		if errors.Is(err, libcontainer.ErrNotRunning) {
 			return fmt.Errorf("container %q is not running: %w", id, errdefs.ErrFailedPrecondition)
 		}
@@ -70,7 +70,7 @@ func (e *Engine) Resume(id string) error {
 	}
 	c.cgMu.Lock()
 	defer c.cgMu.Unlock()
-	if err := c.lc.Resume(); err != nil {
+	if err := c.handle().Resume(); err != nil {
 		if errors.Is(err, libcontainer.ErrNotPaused) {
 			return fmt.Errorf("container %q is not paused: %w", id, errdefs.ErrFailedPrecondition)
 		}
@@ -98,13 +98,13 @@ func (e *Engine) Update(id string, resources []byte) error {
 	}
 	c.cgMu.Lock()
 	defer c.cgMu.Unlock()
-	cfg := c.lc.Config()
+	cfg := c.handle().Config()
 	if cfg.Cgroups == nil {
 		return fmt.Errorf("container %q has no cgroup: %w", id, errdefs.ErrFailedPrecondition)
 	}
 	updated := updatedCgroup(cfg.Cgroups, r)
 	cfg.Cgroups = updated
-	if err := c.lc.Set(cfg); err != nil {
+	if err := c.handle().Set(cfg); err != nil {
 		switch {
 		case errors.Is(err, libcontainer.ErrNotRunning):
 			return fmt.Errorf("container %q is not running: %w", id, errdefs.ErrFailedPrecondition)
@@ -130,7 +130,7 @@ func (e *Engine) Stats(id string) (*api.StatsContainerResponse, error) {
 	if err != nil {
 		return nil, err
 	}
-	st, err := c.lc.Stats()
+	st, err := c.handle().Stats()
 	if err != nil {
 		return nil, fmt.Errorf("statistics of container %q: %w", id, err)
 	}

@@ -21,7 +21,9 @@ import (
 
 	"github.com/containerd/errdefs"
 	"github.com/opencontainers/cgroups"
+	"github.com/opencontainers/cgroups/manager"
 	"github.com/opencontainers/runc/libcontainer"
+	"github.com/opencontainers/runc/libcontainer/configs"
 	"github.com/opencontainers/runc/libcontainer/specconv"
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 	"github.com/sirupsen/logrus"
@@ -63,7 +65,10 @@ type Config struct {
 	// OOMEvents is how many OOM events the engine keeps
 	// (DefaultOOMEvents when 0).
 	OOMEvents int
-	Log       *logrus.Entry
+	// InitPath is hull-init, which sets up the containers it can instead
+	// of libcontainer's re-executed agent; empty: libcontainer does all.
+	InitPath string
+	Log      *logrus.Entry
 }
 
 // Engine holds the containers of the sandbox.
@@ -100,8 +105,19 @@ func NewEngine(cfg Config) *Engine {
 type Container struct {
 	// Set at creation, then read-only.
 	id   string
-	lc   *libcontainer.Container
 	init *Process
+	// lc is libcontainer's handle of the container, made on first use
+	// (handle) for a container that hull-init started: hull run's
+	// container often needs none.
+	lc     *libcontainer.Container
+	lcOnce sync.Once
+	lcLoad func() (*libcontainer.Container, error)
+	// leanCgroups are the cgroup paths of a container hull-init started.
+	leanCgroups map[string]string
+	log         *logrus.Entry
+	// lean is the init that hull-init started, until it runs the program
+	// (guarded by mu); nil when libcontainer started it.
+	lean *leanInit
 	// cgroupV2 tells the cgroup version; memCgroup is the cgroup
 	// directory with the memory controller.
 	cgroupV2  bool
@@ -220,7 +236,36 @@ func (e *Engine) Create(ctx context.Context, id string, specJSON []byte, stdio S
 		return 0, fmt.Errorf("creating container %q: %w", id, err)
 	}
 	steps.done("state")
-	p, err := e.start(lc.Start, lp, pio, stdio.Terminal, "")
+	var (
+		p    *Process
+		lean *leanInit
+	)
+	var (
+		lcLoad      func() (*libcontainer.Container, error)
+		cgroupPaths map[string]string
+	)
+	lpl, err := e.leanPlan(id, cfg, lp, stdio.Terminal)
+	if err == nil {
+		p, lean, cgroupPaths, err = e.startLean(id, cfg, lpl, lp, pio, steps)
+		if err == nil {
+			lcLoad, err = e.leanState(id, cfg, p.pid, cgroupPaths)
+			if err != nil {
+				lean.close()
+				_ = p.proc.Signal(unix.SIGKILL)
+				<-p.done
+			}
+		}
+	} else {
+		if !errors.Is(err, errUnsupported) {
+			pio.abort()
+			if derr := lc.Destroy(); derr != nil {
+				log.WithError(derr).Warn("destroying the failed container")
+			}
+			return 0, err
+		}
+		log.WithError(err).Debug("libcontainer sets this container up")
+		p, err = e.start(lc.Start, lp, pio, stdio.Terminal, "")
+	}
 	if err != nil {
 		if derr := lc.Destroy(); derr != nil {
 			log.WithError(derr).Warn("destroying the failed container")
@@ -230,14 +275,14 @@ func (e *Engine) Create(ctx context.Context, id string, specJSON []byte, stdio S
 	// The init is set up (namespaces, cgroup, mounts, pivot_root,
 	// capabilities, seccomp) and waits on the exec fifo.
 	steps.done("init")
-	c := &Container{id: id, lc: lc, init: p, execs: make(map[string]*Process)}
+	c := &Container{id: id, lc: lc, lcLoad: lcLoad, leanCgroups: cgroupPaths, init: p, lean: lean, execs: make(map[string]*Process), log: log}
 	c.cgroupV2 = cgroups.IsCgroup2UnifiedMode()
-	if st, err := lc.State(); err != nil {
+	if paths, err := c.cgroupPaths(); err != nil {
 		log.WithError(err).Warn("container state")
 	} else if c.cgroupV2 {
-		c.memCgroup = st.CgroupPaths[""]
+		c.memCgroup = paths[""]
 	} else {
-		c.memCgroup = st.CgroupPaths["memory"]
+		c.memCgroup = paths["memory"]
 	}
 	c.oom, err = watchOOM(c.memCgroup, c.cgroupV2, func() { e.oom.Add(id) }, log)
 	if err != nil {
@@ -247,8 +292,68 @@ func (e *Engine) Create(ctx context.Context, id string, specJSON []byte, stdio S
 	e.mu.Lock()
 	e.containers[id] = c
 	e.mu.Unlock()
-	steps.log(log, "container created")
+	setUpBy := "hull-init"
+	if lean == nil {
+		setUpBy = "libcontainer"
+	}
+	steps.log(log.WithField("init", setUpBy), "container created")
 	return p.pid, nil
+}
+
+// handle returns libcontainer's handle of the container, loading it on
+// first use. A state that cannot be loaded leaves the handle libcontainer
+// made before the init started: it removes the state and cgroup, and
+// tells the rest that the container does not run.
+func (c *Container) handle() *libcontainer.Container {
+	c.lcOnce.Do(func() {
+		if c.lcLoad == nil {
+			return
+		}
+		lc, err := c.lcLoad()
+		if err != nil {
+			c.log.WithError(err).Error("loading the container's state")
+			return
+		}
+		c.lc = lc
+	})
+	return c.lc
+}
+
+// cgroupPaths are the container's cgroup directories.
+func (c *Container) cgroupPaths() (map[string]string, error) {
+	if c.lcLoad != nil {
+		return c.leanCgroups, nil
+	}
+	st, err := c.lc.State()
+	if err != nil {
+		return nil, err
+	}
+	return st.CgroupPaths, nil
+}
+
+// Prepare makes what every container's creation needs and need not wait
+// for: the parent cgroup, with its controllers enabled below it. Making
+// (and removing) a cgroup there once also has the kernel's code for it
+// translated, under TCG, before the first container asks.
+func (e *Engine) Prepare() error {
+	warm := &cgroups.Cgroup{Path: path.Join(e.cfg.CgroupParent, ".prepare"), Resources: &cgroups.Resources{}}
+	mgr, err := manager.New(warm)
+	if err != nil {
+		return err
+	}
+	if err := mgr.Apply(-1); err != nil {
+		return fmt.Errorf("cgroup %s: %w", warm.Path, err)
+	}
+	return mgr.Destroy()
+}
+
+// leanPlan returns hull-init's plan for the container, or errUnsupported
+// when libcontainer is to set it up.
+func (e *Engine) leanPlan(id string, cfg *configs.Config, lp *libcontainerProcess, terminal bool) (*leanPlan, error) {
+	if e.cfg.InitPath == "" {
+		return nil, fmt.Errorf("no hull-init: %w", errUnsupported)
+	}
+	return buildPlan(id, cfg, lp, terminal)
 }
 
 func (e *Engine) takeStreams(ctx context.Context, id, execID string, stdio Stdio, log *logrus.Entry) (*procIO, error) {
@@ -288,7 +393,7 @@ func (e *Engine) start(run func(*libcontainer.Process) error, lp *libcontainerPr
 	unclaim := claim(pid)
 	release()
 
-	p := &Process{execID: execID, lp: lp, pid: pid, io: pio, done: make(chan struct{})}
+	p := &Process{execID: execID, proc: lp, pid: pid, io: pio, done: make(chan struct{})}
 	if err := pio.started(); err != nil {
 		_ = lp.Signal(unix.SIGKILL)
 		_, _ = lp.Wait()
@@ -318,7 +423,20 @@ func (e *Engine) Start(id string) error {
 		return fmt.Errorf("container %q: init exited before start: %w", id, errdefs.ErrFailedPrecondition)
 	}
 	steps := newStepTimer()
-	if err := c.lc.Exec(); err != nil {
+	if c.lean != nil {
+		// Returns once the program runs.
+		err := c.lean.run()
+		c.lean = nil
+		c.started = true
+		c.mu.Unlock()
+		if err != nil {
+			return fmt.Errorf("starting container %q: %w", id, err)
+		}
+		steps.done("exec")
+		steps.log(e.cfg.Log.WithField("container", id), "container started")
+		return nil
+	}
+	if err := c.handle().Exec(); err != nil {
 		c.mu.Unlock()
 		return fmt.Errorf("starting container %q: %w", id, err)
 	}
@@ -392,7 +510,7 @@ func (e *Engine) Exec(ctx context.Context, id, execID string, processJSON []byte
 	if err != nil {
 		return 0, err
 	}
-	p, err = e.start(c.lc.Run, lp, pio, stdio.Terminal, execID)
+	p, err = e.start(c.handle().Run, lp, pio, stdio.Terminal, execID)
 	if err != nil {
 		return 0, fmt.Errorf("exec %q in container %q: %w", execID, id, err)
 	}
@@ -420,9 +538,9 @@ func (e *Engine) Signal(id, execID string, sig unix.Signal, all bool) error {
 		return fmt.Errorf("process already finished: %w", errdefs.ErrNotFound)
 	}
 	if execID == "" {
-		err = c.lc.Signal(sig)
+		err = c.handle().Signal(sig)
 	} else {
-		err = p.lp.Signal(sig)
+		err = p.proc.Signal(sig)
 	}
 	if errors.Is(err, libcontainer.ErrNotRunning) || errors.Is(err, os.ErrProcessDone) {
 		return fmt.Errorf("process already finished: %w", errdefs.ErrNotFound)
@@ -432,7 +550,7 @@ func (e *Engine) Signal(id, execID string, sig unix.Signal, all bool) error {
 
 // signalAll signals every process in the container's cgroup.
 func (c *Container) signalAll(sig unix.Signal) error {
-	pids, err := c.lc.Processes()
+	pids, err := c.handle().Processes()
 	if err != nil {
 		return fmt.Errorf("processes of container %q: %w", c.id, err)
 	}
@@ -504,7 +622,7 @@ func (e *Engine) Processes(id string) ([]int, error) {
 	if err != nil {
 		return nil, err
 	}
-	pids, err := c.lc.Processes()
+	pids, err := c.handle().Processes()
 	if err != nil {
 		return nil, fmt.Errorf("processes of container %q: %w", id, err)
 	}
@@ -528,6 +646,10 @@ func (e *Engine) Remove(ctx context.Context, id string, force bool) (retErr erro
 		return fmt.Errorf("container %q is running; stop it or force: %w", id, errdefs.ErrFailedPrecondition)
 	}
 	c.removing = true
+	if c.lean != nil {
+		c.lean.close()
+		c.lean = nil
+	}
 	c.mu.Unlock()
 	defer func() {
 		if retErr != nil {
@@ -541,7 +663,7 @@ func (e *Engine) Remove(ctx context.Context, id string, force bool) (retErr erro
 	// so that they are killed too.
 	c.execsStarting.Wait()
 	if !c.init.hasExited() {
-		if err := c.lc.Signal(unix.SIGKILL); err != nil && !errors.Is(err, libcontainer.ErrNotRunning) {
+		if err := c.handle().Signal(unix.SIGKILL); err != nil && !errors.Is(err, libcontainer.ErrNotRunning) {
 			e.cfg.Log.WithError(err).WithField("container", id).Warn("killing init")
 		}
 	}
@@ -552,7 +674,7 @@ func (e *Engine) Remove(ctx context.Context, id string, force bool) (retErr erro
 	}
 	// Frozen processes die once thawed (with cgroup v1).
 	if c.paused() {
-		if err := c.lc.Resume(); err != nil {
+		if err := c.handle().Resume(); err != nil {
 			e.cfg.Log.WithError(err).WithField("container", id).Warn("thawing")
 		}
 	}
@@ -573,7 +695,7 @@ func (e *Engine) Remove(ctx context.Context, id string, force bool) (retErr erro
 		c.oom.stop()
 		c.oom = nil
 	}
-	if err := c.lc.Destroy(); err != nil {
+	if err := c.handle().Destroy(); err != nil {
 		return fmt.Errorf("destroying container %q: %w", id, err)
 	}
 	e.mu.Lock()

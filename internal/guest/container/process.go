@@ -15,6 +15,12 @@ import (
 
 type libcontainerProcess = libcontainer.Process
 
+// osProcess is a started process: libcontainer's, or hull-init's os.Process.
+type osProcess interface {
+	Wait() (*os.ProcessState, error)
+	Signal(os.Signal) error
+}
+
 // Process is a container's init or one of its exec processes, from its
 // start on. Its exit is collected by its own goroutine, with the pid
 // claimed from the reaper.
@@ -22,7 +28,7 @@ type Process struct {
 	// execID is empty for the init; set at creation, then read-only, as
 	// are the fields up to mu.
 	execID string
-	lp     *libcontainerProcess
+	proc   osProcess
 	pid    int
 	io     *procIO
 
@@ -48,7 +54,7 @@ func (p *Process) Pid() int { return p.pid }
 // wait collects the exit, lets the output drain, and closes done.
 // release gives the pid back to the reaper once collected.
 func (p *Process) wait(release func()) {
-	ps, err := p.lp.Wait()
+	ps, err := p.proc.Wait()
 	release()
 	status := 255
 	if ps != nil {
