@@ -30,6 +30,7 @@
 #include <net/if.h>
 #include <linux/filter.h>
 #include <linux/keyctl.h>
+#include <linux/magic.h>
 #include <linux/openat2.h>
 #include <linux/seccomp.h>
 #include <sched.h>
@@ -46,6 +47,7 @@
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/statvfs.h>
+#include <sys/vfs.h>
 #include <sys/syscall.h>
 #include <sys/sysmacros.h>
 #include <sys/uio.h>
@@ -65,6 +67,10 @@
 #endif
 
 static int rootfd = -1;
+/* The rootfs as the kernel names it (for the /proc checks). */
+static char rootfs_path[4096];
+/* The process's uid, once the user step set it. */
+static uid_t proc_uid;
 /* Seccomp filter to load after the start, when no_new_privs allows it. */
 static struct sock_fprog late_filter;
 static unsigned int late_flags;
@@ -72,6 +78,18 @@ static int have_late_filter;
 
 static void fail(const char *fmt, ...) __attribute__((noreturn, format(printf, 1, 2)));
 static unsigned long kept_flags(const char *path);
+
+/* err is errno's text as Go words it ("no such file or directory"): the
+ * agent's callers (podman, Docker) match those words. */
+static const char *err(void)
+{
+	static char buf[128];
+
+	snprintf(buf, sizeof(buf), "%s", strerror(errno));
+	if (buf[0] >= 'A' && buf[0] <= 'Z')
+		buf[0] += 'a' - 'A';
+	return buf;
+}
 
 static void fail(const char *fmt, ...)
 {
@@ -146,7 +164,7 @@ static void read_plan(struct plan *pl)
 		if (n < 0 && errno == EINTR)
 			continue;
 		if (n < 0)
-			fail("plan: read: %m");
+			fail("plan: read: %s", err());
 		if (n == 0)
 			break;
 		len += n;
@@ -154,6 +172,11 @@ static void read_plan(struct plan *pl)
 	close(PLAN_FD);
 	pl->p = buf;
 	pl->end = buf + len;
+}
+
+static void fdpath(char *buf, size_t size, int fd)
+{
+	snprintf(buf, size, "/proc/self/fd/%d", fd);
 }
 
 /* open_in_root opens path inside the container's root, as the container
@@ -204,12 +227,12 @@ static int parent_in_root(const char *path, char *buf, size_t size, const char *
 				int pfd = parent_in_root(buf, pbuf, sizeof(pbuf), &name);
 
 				if (mkdirat(pfd, name, 0755) < 0 && errno != EEXIST)
-					fail("mkdir %s: %m", buf);
+					fail("mkdir %s: %s", buf, err());
 				close(pfd);
 				fd = open_in_root(buf, O_PATH | O_DIRECTORY);
 			}
 			if (fd < 0)
-				fail("open %s in the container: %m", buf);
+				fail("open %s in the container: %s", buf, err());
 			*p = c;
 			if (c == '\0')
 				return fd;
@@ -219,11 +242,14 @@ static int parent_in_root(const char *path, char *buf, size_t size, const char *
 }
 
 /* target opens the mount point dst in the root, creating it as a
- * directory ('d') or an empty file ('f') when missing. */
-static int target(const char *dst, char kind)
+ * directory ('d') or an empty file ('f') when missing; *existed tells
+ * which, when not NULL. */
+static int target_ex(const char *dst, char kind, int *existed)
 {
 	int fd = open_in_root(dst, O_PATH);
 
+	if (existed)
+		*existed = fd >= 0;
 	if (fd < 0 && errno == ENOENT) {
 		char buf[4096];
 		const char *base;
@@ -233,47 +259,81 @@ static int target(const char *dst, char kind)
 			int f = openat(pfd, base, O_CREAT | O_EXCL | O_WRONLY | O_CLOEXEC | O_NOFOLLOW, 0644);
 
 			if (f < 0 && errno != EEXIST)
-				fail("create %s: %m", dst);
+				fail("create %s: %s", dst, err());
 			if (f >= 0)
 				close(f);
 		} else if (mkdirat(pfd, base, 0755) < 0 && errno != EEXIST) {
-			fail("mkdir %s: %m", dst);
+			fail("mkdir %s: %s", dst, err());
 		}
 		close(pfd);
 		fd = open_in_root(dst, O_PATH);
 	}
 	if (fd < 0)
-		fail("open mount point %s in the container: %m", dst);
+		fail("open mount point %s in the container: %s", dst, err());
 	return fd;
 }
 
-static void fdpath(char *buf, size_t size, int fd)
+static int target(const char *dst, char kind)
 {
-	snprintf(buf, size, "/proc/self/fd/%d", fd);
+	return target_ex(dst, kind, NULL);
 }
 
-static void propagate(const char *dst, unsigned long pflags)
+/* check_proc refuses, as runc does, a mount that resolves into the
+ * container's /proc (but for the files lxcfs emulates), and on /proc
+ * itself anything but a procfs. fd is the mount point. */
+static void check_proc(const char *dst, int fd, const char *fstype, const char *src, int bind)
 {
-	static const unsigned long kinds[] = {MS_SHARED, MS_SLAVE, MS_PRIVATE, MS_UNBINDABLE};
-	char p[64];
-	size_t i;
-	int fd;
+	static const char *lxcfs[] = {"/proc/cpuinfo", "/proc/diskstats", "/proc/meminfo", "/proc/stat",
+				      "/proc/swaps", "/proc/uptime", "/proc/loadavg", "/proc/slabinfo",
+				      "/proc/sys/kernel/ns_last_pid", "/proc/sys/crypto/fips_enabled"};
+	char link[64], real[4096];
+	const char *rel;
+	size_t n = strlen(rootfs_path), i;
+	ssize_t len;
 
-	if (!pflags)
+	fdpath(link, sizeof(link), fd);
+	len = readlink(link, real, sizeof(real) - 1);
+	if (len < 0)
+		fail("mount point %s: %s", dst, err());
+	real[len] = '\0';
+	if (strncmp(real, rootfs_path, n) != 0 || (real[n] != '/' && real[n] != '\0'))
+		fail("mount point %s resolves outside the rootfs", dst);
+	rel = real[n] ? real + n : "/";
+	if (strncmp(rel, "/proc", 5) != 0 || (rel[5] != '/' && rel[5] != '\0'))
 		return;
-	fd = open_in_root(dst, O_PATH);
-	if (fd < 0)
-		fail("open %s: %m", dst);
-	fdpath(p, sizeof(p), fd);
-	for (i = 0; i < sizeof(kinds) / sizeof(kinds[0]); i++) {
-		if (pflags & kinds[i] && mount(NULL, p, NULL, kinds[i] | (pflags & MS_REC), NULL) < 0)
-			fail("propagation of %s: %m", dst);
+	if (rel[5] == '\0') {
+		struct statfs sf;
+
+		if (!bind && !strcmp(fstype, "proc"))
+			return;
+		if (bind && statfs(src, &sf) == 0 && sf.f_type == PROC_SUPER_MAGIC)
+			return;
+		fail("\"%s\" cannot be mounted because it is not of type proc", dst);
 	}
+	for (i = 0; i < sizeof(lxcfs) / sizeof(lxcfs[0]); i++)
+		if (!strcmp(rel, lxcfs[i]))
+			return;
+	fail("\"%s\" cannot be mounted because it is inside /proc", dst);
+}
+
+
+/* propagate <dst> <flag>: one propagation change, in the spec's order. */
+static void op_propagate(struct plan *pl)
+{
+	const char *dst = field(pl);
+	unsigned long flag = num(pl);
+	char p[64];
+	int fd = open_in_root(dst, O_PATH);
+
+	if (fd < 0)
+		fail("open %s: %s", dst, err());
+	fdpath(p, sizeof(p), fd);
+	if (mount(NULL, p, NULL, flag, NULL) < 0)
+		fail("propagation of %s: %s", dst, err());
 	close(fd);
 }
 
-/* mount <src> <dst> <fstype> <flags> <pflags> <data> <kind> <fallback>
- * <cleared>: kind is 'b' for a bind mount (dir or file after the source),
+/* mount <src> <dst> <fstype> <flags> <data> <kind> <fallback> <cleared>: kind is 'b' for a bind mount (dir or file after the source),
  * 'd' for another file system, 'p' for proc and sysfs, which go only on a
  * directory that is no symlink; fallback is a bind source to use when the
  * file system cannot be mounted here (sysfs, cgroup2, mqueue); cleared are
@@ -281,7 +341,7 @@ static void propagate(const char *dst, unsigned long pflags)
 static void op_mount(struct plan *pl)
 {
 	const char *src = field(pl), *dst = field(pl), *fstype = field(pl);
-	unsigned long flags = num(pl), pflags = num(pl);
+	unsigned long flags = num(pl);
 	const char *data = field(pl), *kind = field(pl), *fallback = field(pl);
 	unsigned long cleared = num(pl);
 	char p[64];
@@ -292,22 +352,31 @@ static void op_mount(struct plan *pl)
 		unsigned long extra = flags & ~(MS_BIND | MS_REC | MS_REMOUNT);
 
 		if (stat(src, &st) < 0)
-			fail("bind mount source %s: %m", src);
+			fail("bind mount source %s: %s", src, err());
 		fd = target(dst, S_ISDIR(st.st_mode) ? 'd' : 'f');
+		check_proc(dst, fd, fstype, src, 1);
 		fdpath(p, sizeof(p), fd);
 		if (mount(src, p, NULL, MS_BIND | (flags & MS_REC), NULL) < 0)
-			fail("bind mount %s on %s: %m", src, dst);
+			fail("bind mount %s on %s: %s", src, dst, err());
 		close(fd);
 		if (extra || cleared) {
-			/* The new mount, not the one the old descriptor holds;
-			 * "mount --bind -o" keeps the source's flags. */
+			/* The new mount, not the one the old descriptor holds. As
+			 * runc: "mount --bind -o" sets just the requested flags;
+			 * where the kernel refuses (flags locked on the source),
+			 * the source's lockable flags stay and the request goes on
+			 * top, unless it clears a locked one. */
 			fd = open_in_root(dst, O_PATH);
 			if (fd < 0)
-				fail("open %s: %m", dst);
+				fail("open %s: %s", dst, err());
 			fdpath(p, sizeof(p), fd);
-			extra |= kept_flags(p) & ~cleared;
-			if (mount(NULL, p, NULL, MS_BIND | MS_REMOUNT | extra, NULL) < 0)
-				fail("remount %s: %m", dst);
+			if (mount(NULL, p, NULL, MS_BIND | MS_REMOUNT | extra, NULL) < 0) {
+				unsigned long locked = kept_flags(p) & (MS_NOSUID | MS_NODEV | MS_NOEXEC | MS_RDONLY);
+
+				if (locked & cleared)
+					fail("bind mount %s: cannot clear locked flags %#lx", dst, locked & cleared);
+				if (mount(NULL, p, NULL, MS_BIND | MS_REMOUNT | extra | locked, NULL) < 0)
+					fail("remount %s: %s", dst, err());
+			}
 			close(fd);
 		}
 	} else {
@@ -317,22 +386,35 @@ static void op_mount(struct plan *pl)
 			if (fstatat(rootfd, dst[0] == '/' ? dst + 1 : dst, &st, AT_SYMLINK_NOFOLLOW) == 0 && !S_ISDIR(st.st_mode))
 				fail("%s must be mounted on ordinary directory: %s is not one", fstype, dst);
 		}
-		fd = target(dst, 'd');
+		char tdata[4096];
+		int existed;
+
+		fd = target_ex(dst, 'd', &existed);
+		check_proc(dst, fd, fstype, src, 0);
+		/* As runc: a tmpfs on a directory of the image keeps its mode
+		 * unless the options set one. */
+		if (!strcmp(fstype, "tmpfs") && existed) {
+			struct stat st;
+
+			if (fstat(fd, &st) == 0) {
+				snprintf(tdata, sizeof(tdata), "mode=%04o%s%s", st.st_mode & 07777, data[0] ? "," : "", data);
+				data = tdata;
+			}
+		}
 		fdpath(p, sizeof(p), fd);
 		if (mount(src, p, fstype, flags, data[0] ? data : NULL) < 0) {
 			if (!fallback[0] || (errno != EPERM && errno != EBUSY))
-				fail("mount %s (%s) on %s: %m", src, fstype, dst);
+				fail("mount %s (%s) on %s: %s", src, fstype, dst, err());
 			if (mount(fallback, p, NULL, MS_BIND | MS_REC, NULL) < 0)
-				fail("bind mount %s on %s: %m", fallback, dst);
+				fail("bind mount %s on %s: %s", fallback, dst, err());
 			close(fd);
 			fd = open_in_root(dst, O_PATH);
 			fdpath(p, sizeof(p), fd);
 			if (fd < 0 || mount(NULL, p, NULL, MS_BIND | MS_REMOUNT | (flags & ~MS_REC), NULL) < 0)
-				fail("remount %s: %m", dst);
+				fail("remount %s: %s", dst, err());
 		}
 		close(fd);
 	}
-	propagate(dst, pflags);
 }
 
 /* mknod <path> <type c|b|p> <major> <minor> <mode> <uid> <gid> */
@@ -348,14 +430,11 @@ static void op_mknod(struct plan *pl)
 	mode_t t = type[0] == 'b' ? S_IFBLK : type[0] == 'p' ? S_IFIFO : S_IFCHR;
 
 	if (unlinkat(pfd, base, 0) < 0 && errno != ENOENT)
-		fail("remove %s: %m", path);
+		fail("remove %s: %s", path, err());
 	if (mknodat(pfd, base, t | (mode & 07777), makedev(major, minor)) < 0)
-		fail("mknod %s: %m", path);
+		fail("mknod %s: %s", path, err());
 	if (fchownat(pfd, base, uid, gid, AT_SYMLINK_NOFOLLOW) < 0)
-		fail("chown %s: %m", path);
-	/* mknod applied the umask. */
-	if (fchmodat(pfd, base, mode & 07777, 0) < 0)
-		fail("chmod %s: %m", path);
+		fail("chown %s: %s", path, err());
 	close(pfd);
 }
 
@@ -369,9 +448,9 @@ static void op_symlink(struct plan *pl)
 	int pfd = parent_in_root(path, buf, sizeof(buf), &base);
 
 	if (replace && unlinkat(pfd, base, 0) < 0 && errno != ENOENT)
-		fail("remove %s: %m", path);
+		fail("remove %s: %s", path, err());
 	if (symlinkat(to, pfd, base) < 0 && errno != EEXIST)
-		fail("symlink %s: %m", path);
+		fail("symlink %s: %s", path, err());
 	close(pfd);
 }
 
@@ -383,6 +462,8 @@ static unsigned long kept_flags(const char *path)
 
 	if (statvfs(path, &s) < 0)
 		return 0;
+	if (s.f_flag & ST_RDONLY)
+		f |= MS_RDONLY;
 	if (s.f_flag & ST_NOSUID)
 		f |= MS_NOSUID;
 	if (s.f_flag & ST_NODEV)
@@ -398,16 +479,40 @@ static unsigned long kept_flags(const char *path)
 	return f;
 }
 
+/* parent_not_shared makes the mount the rootfs lies on private or slave
+ * (as runc's rootfsParentMountPropagation): pivot_root refuses a shared
+ * parent, and the rootfs's bind must not propagate out of the container. */
+static void parent_not_shared(const char *rootfs, unsigned long flags)
+{
+	char path[4096];
+
+	if (snprintf(path, sizeof(path), "%s", rootfs) >= (int)sizeof(path))
+		fail("rootfs path too long");
+	for (;;) {
+		char *slash;
+
+		if (mount(NULL, path, NULL, flags, NULL) == 0)
+			return;
+		if (errno != EINVAL || !strcmp(path, "/"))
+			fail("propagation of the rootfs's parent mount %s: %s", path, err());
+		slash = strrchr(path, '/');
+		if (slash == path)
+			slash[1] = '\0';
+		else
+			*slash = '\0';
+	}
+}
+
 static void pivot(void)
 {
 	if (syscall(SYS_pivot_root, ".", ".") < 0)
-		fail("pivot_root: %m");
+		fail("pivot_root: %s", err());
 	if (mount(NULL, ".", NULL, MS_SLAVE | MS_REC, NULL) < 0)
-		fail("making the old root a slave: %m");
+		fail("making the old root a slave: %s", err());
 	if (umount2(".", MNT_DETACH) < 0)
-		fail("unmounting the old root: %m");
+		fail("unmounting the old root: %s", err());
 	if (chdir("/") < 0)
-		fail("chdir /: %m");
+		fail("chdir /: %s", err());
 }
 
 /* After the pivot: paths are the container's own. */
@@ -416,20 +521,31 @@ static void readonly_path(const char *path)
 	if (mount(path, path, NULL, MS_BIND | MS_REC, NULL) < 0) {
 		if (errno == ENOENT)
 			return;
-		fail("bind %s read-only: %m", path);
+		fail("bind %s read-only: %s", path, err());
 	}
 	if (mount(path, path, NULL, MS_BIND | MS_REMOUNT | MS_RDONLY | kept_flags(path), NULL) < 0)
-		fail("remount %s read-only: %m", path);
+		fail("remount %s read-only: %s", path, err());
 }
 
 static void mask_path(const char *path)
 {
+	static int checked;
+
+	/* The container's /dev/null, which a shared /dev could have
+	 * swapped (runc's CVE-2025-31133). */
+	if (!checked) {
+		struct stat st;
+
+		if (stat("/dev/null", &st) < 0 || !S_ISCHR(st.st_mode) || st.st_rdev != makedev(1, 3))
+			fail("/dev/null is not the null device");
+		checked = 1;
+	}
 	if (mount("/dev/null", path, NULL, MS_BIND, NULL) == 0 || errno == ENOENT)
 		return;
 	if (errno != ENOTDIR)
-		fail("mask %s: %m", path);
+		fail("mask %s: %s", path, err());
 	if (mount("tmpfs", path, "tmpfs", MS_RDONLY, NULL) < 0)
-		fail("mask %s: %m", path);
+		fail("mask %s: %s", path, err());
 }
 
 static void sysctl(const char *key, const char *value)
@@ -446,9 +562,9 @@ static void sysctl(const char *key, const char *value)
 			path[i] = '/';
 	fd = open(path, O_WRONLY | O_CLOEXEC);
 	if (fd < 0)
-		fail("sysctl %s: %m", key);
+		fail("sysctl %s: %s", key, err());
 	if (write(fd, value, strlen(value)) < 0)
-		fail("sysctl %s=%s: %m", key, value);
+		fail("sysctl %s=%s: %s", key, value, err());
 	close(fd);
 }
 
@@ -463,14 +579,36 @@ static void console(unsigned cols, unsigned rows)
 	struct cmsghdr *c;
 	int master, slave;
 
-	master = open("/dev/ptmx", O_RDWR | O_NOCTTY | O_CLOEXEC);
+	struct statfs sf;
+	struct stat st;
+	char slavefd[64];
+	int console_fd;
+
+	/* As runc's safeAllocPty: the container's own devpts, no symlink. */
+	master = open("/dev/pts/ptmx", O_RDWR | O_NOCTTY | O_CLOEXEC | O_NOFOLLOW);
 	if (master < 0)
-		fail("open /dev/ptmx: %m");
+		fail("open /dev/pts/ptmx: %s", err());
+	if (fstatfs(master, &sf) < 0 || sf.f_type != DEVPTS_SUPER_MAGIC || fstat(master, &st) < 0 ||
+	    !S_ISCHR(st.st_mode) || st.st_rdev != makedev(5, 2))
+		fail("/dev/pts/ptmx is not a devpts ptmx");
 	if (unlockpt(master) < 0 || ptsname_r(master, name, sizeof(name)) != 0)
-		fail("pty: %m");
-	slave = open(name, O_RDWR | O_NOCTTY | O_CLOEXEC);
+		fail("pty: %s", err());
+	slave = ioctl(master, TIOCGPTPEER, O_RDWR | O_NOCTTY | O_CLOEXEC);
 	if (slave < 0)
-		fail("open %s: %m", name);
+		fail("opening the pty's peer: %s", err());
+	/* /dev/console is the terminal too (runc's mountConsole). */
+	console_fd = open("/dev/console", O_NOFOLLOW | O_CREAT | O_CLOEXEC | O_RDONLY, 0666);
+	if (console_fd < 0)
+		fail("create /dev/console: %s", err());
+	fdpath(slavefd, sizeof(slavefd), slave);
+	{
+		char cpath[64];
+
+		fdpath(cpath, sizeof(cpath), console_fd);
+		if (mount(slavefd, cpath, NULL, MS_BIND, NULL) < 0)
+			fail("bind mount the pty on /dev/console: %s", err());
+	}
+	close(console_fd);
 	if (cols && rows) {
 		struct winsize ws = {.ws_row = rows, .ws_col = cols};
 
@@ -489,13 +627,13 @@ static void console(unsigned cols, unsigned rows)
 	c->cmsg_len = CMSG_LEN(sizeof(int));
 	memcpy(CMSG_DATA(c), &master, sizeof(int));
 	if (sendmsg(CONSOLE_FD, &msg, 0) < 0)
-		fail("sending the pty master: %m");
+		fail("sending the pty master: %s", err());
 	close(master);
 	close(CONSOLE_FD);
 	if (ioctl(slave, TIOCSCTTY, 0) < 0)
-		fail("controlling terminal: %m");
+		fail("controlling terminal: %s", err());
 	if (dup2(slave, 0) < 0 || dup2(slave, 1) < 0 || dup2(slave, 2) < 0)
-		fail("pty stdio: %m");
+		fail("pty stdio: %s", err());
 	close(slave);
 }
 
@@ -525,7 +663,7 @@ static struct sock_fprog decode_filter(const char *hex)
 static void load_filter(struct sock_fprog *prog, unsigned int flags)
 {
 	if (syscall(SYS_seccomp, SECCOMP_SET_MODE_FILTER, flags, prog) < 0)
-		fail("loading the seccomp filter: %m");
+		fail("loading the seccomp filter: %s", err());
 }
 
 static int cap_last(void)
@@ -540,6 +678,24 @@ static int cap_last(void)
 		close(fd);
 	}
 	return last;
+}
+
+/* fix_stdio gives the process's stdio to its user, as runc does, so that
+ * it can reopen them (/dev/stdout, its terminal); /dev/null is left be. */
+static void fix_stdio(uid_t uid)
+{
+	int fd;
+
+	for (fd = 0; fd < 3; fd++) {
+		struct stat st;
+
+		if (fstat(fd, &st) < 0)
+			fail("fstat of fd %d: %s", fd, err());
+		if (st.st_uid == uid || (S_ISCHR(st.st_mode) && st.st_rdev == makedev(1, 3)))
+			continue;
+		if (fchown(fd, uid, -1) < 0 && errno != EPERM && errno != EROFS)
+			fail("chown of fd %d: %s", fd, err());
+	}
 }
 
 /* user <uid> <gid> <cwd> <bounding> <effective> <permitted> <inheritable>
@@ -564,21 +720,23 @@ static void op_user(struct plan *pl)
 	for (i = 0; i < n; i++)
 		groups[i] = num(pl);
 
+	fix_stdio(uid);
+	proc_uid = uid;
 	cwd_done = chdir(cwd) == 0;
 	for (c = 0; c <= last; c++) {
 		if (!(bset & (1ULL << c)) && prctl(PR_CAPBSET_DROP, c, 0, 0, 0) < 0 && errno != EINVAL)
-			fail("dropping capability %d: %m", c);
+			fail("dropping capability %d: %s", c, err());
 	}
 	if (prctl(PR_SET_KEEPCAPS, 1, 0, 0, 0) < 0)
-		fail("keepcaps: %m");
+		fail("keepcaps: %s", err());
 	if (setgroups(n, groups) < 0)
-		fail("setgroups: %m");
+		fail("setgroups: %s", err());
 	if (setresgid(gid, gid, gid) < 0)
-		fail("setgid %u: %m", gid);
+		fail("setgid %u: %s", gid, err());
 	if (setresuid(uid, uid, uid) < 0)
-		fail("setuid %u: %m", uid);
+		fail("setuid %u: %s", uid, err());
 	if (prctl(PR_SET_KEEPCAPS, 0, 0, 0, 0) < 0)
-		fail("keepcaps: %m");
+		fail("keepcaps: %s", err());
 	memset(data, 0, sizeof(data));
 	data[0].effective = eff;
 	data[1].effective = eff >> 32;
@@ -587,14 +745,15 @@ static void op_user(struct plan *pl)
 	data[0].inheritable = inh;
 	data[1].inheritable = inh >> 32;
 	if (syscall(SYS_capset, &hdr, data) < 0)
-		fail("setting capabilities: %m");
+		fail("setting capabilities: %s", err());
+	prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL, 0, 0, 0);
 	for (c = 0; c <= last; c++) {
 		/* As runc: ambient capabilities are best effort. */
 		if (amb & (1ULL << c))
 			prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_RAISE, c, 0, 0);
 	}
 	if (!cwd_done && chdir(cwd) < 0)
-		fail("chdir to cwd (%s) set in config.json: %m", cwd);
+		fail("chdir to cwd (%s) set in config.json: %s", cwd, err());
 	free(groups);
 }
 
@@ -609,16 +768,16 @@ static void keyring(const char *name)
 	if (id < 0) {
 		if (errno == ENOSYS)
 			return;
-		fail("joining the session keyring: %m");
+		fail("joining the session keyring: %s", err());
 	}
 	if (syscall(SYS_keyctl, KEYCTL_DESCRIBE, id, desc, sizeof(desc) - 1) < 0)
-		fail("describing the session keyring: %m");
+		fail("describing the session keyring: %s", err());
 	desc[sizeof(desc) - 1] = '\0';
 	/* "type;uid;gid;perm;description" */
 	if (sscanf(desc, "%*[^;];%*[^;];%*[^;];%x;", &perm) != 1)
 		fail("session keyring: bad description");
 	if (syscall(SYS_keyctl, KEYCTL_SETPERM, id, perm | 0x80000) < 0)
-		fail("session keyring permissions: %m");
+		fail("session keyring permissions: %s", err());
 }
 
 /* The program's path, looked up in the container's PATH as runc does. */
@@ -628,8 +787,12 @@ static char *lookup(const char *name, char **env, char *buf, size_t size)
 	char **v;
 
 	if (strchr(name, '/')) {
-		if (access(name, X_OK) < 0)
-			fail("exec: %s: %m", name);
+		struct stat st;
+
+		if (stat(name, &st) < 0)
+			fail("exec: \"%s\": stat %s: %s", name, name, err());
+		if (S_ISDIR(st.st_mode) || !(st.st_mode & 0111))
+			fail("exec: \"%s\": permission denied", name);
 		return (char *)name;
 	}
 	for (v = env; *v; v++)
@@ -649,23 +812,65 @@ static char *lookup(const char *name, char **env, char *buf, size_t size)
 	fail("exec: \"%s\": executable file not found in $PATH", name);
 }
 
-/* exec <argc> <envc> <arg>... <env>...: ready, wait for the start, run. */
+/* home is uid's home in the container's /etc/passwd, "/" when none (as
+ * runc's prepareEnv). */
+static char *home(uid_t uid)
+{
+	static char line[4096];
+	FILE *f = fopen("/etc/passwd", "re");
+
+	if (!f)
+		return "/";
+	while (fgets(line, sizeof(line), f)) {
+		char *fld[7], *p = line;
+		int n = 0;
+
+		line[strcspn(line, "\n")] = '\0';
+		while (n < 7) {
+			fld[n++] = p;
+			p = strchr(p, ':');
+			if (!p)
+				break;
+			*p++ = '\0';
+		}
+		if (n >= 6 && fld[2][0] && strtoul(fld[2], NULL, 10) == uid && fld[5][0]) {
+			fclose(f);
+			return fld[5];
+		}
+	}
+	fclose(f);
+	return "/";
+}
+
+/* exec <argc> <envc> <needhome> <arg>... <env>...: ready, wait for the
+ * start, run. needhome: the environment has no HOME, which comes from the
+ * container's /etc/passwd. */
 static void op_exec(struct plan *pl)
 {
 	size_t argc = num(pl), envc = num(pl), i;
+	int needhome = num(pl);
 	char **argv, **envp, *path, buf[4096], b;
 	ssize_t n;
 
 	if (argc == 0 || argc > MAX_ARGS || envc > MAX_ARGS)
 		fail("exec: %zu arguments, %zu variables", argc, envc);
 	argv = calloc(argc + 1, sizeof(char *));
-	envp = calloc(envc + 1, sizeof(char *));
+	envp = calloc(envc + 2, sizeof(char *));
 	if (!argv || !envp)
 		fail("exec: out of memory");
 	for (i = 0; i < argc; i++)
 		argv[i] = field(pl);
 	for (i = 0; i < envc; i++)
 		envp[i] = field(pl);
+	if (needhome) {
+		const char *h = home(proc_uid);
+		char *kv = malloc(strlen(h) + 6);
+
+		if (!kv)
+			fail("exec: out of memory");
+		sprintf(kv, "HOME=%s", h);
+		envp[envc] = kv;
+	}
 	path = lookup(argv[0], envp, buf, sizeof(buf));
 
 	if (write(SYNC_FD, "R", 1) != 1)
@@ -679,7 +884,7 @@ static void op_exec(struct plan *pl)
 	if (have_late_filter)
 		load_filter(&late_filter, late_flags);
 	execve(path, argv, envp);
-	fail("exec %s: %m", path);
+	fail("exec %s: %s", path, err());
 }
 
 /* Nothing of the agent's reaches the program: every descriptor past stdio
@@ -704,13 +909,13 @@ static void loopback_up(void)
 	int s = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
 
 	if (s < 0)
-		fail("loopback: socket: %m");
+		fail("loopback: socket: %s", err());
 	strcpy(ifr.ifr_name, "lo");
 	if (ioctl(s, SIOCGIFFLAGS, &ifr) < 0)
-		fail("loopback: %m");
+		fail("loopback: %s", err());
 	ifr.ifr_flags |= IFF_UP | IFF_RUNNING;
 	if (ioctl(s, SIOCSIFFLAGS, &ifr) < 0)
-		fail("bringing up loopback: %m");
+		fail("bringing up loopback: %s", err());
 	close(s);
 }
 
@@ -743,6 +948,8 @@ int main(void)
 	struct plan pl;
 
 	die_of_signals();
+	/* Modes as the plan gives them; the umask step sets the process's. */
+	umask(0);
 	read_plan(&pl);
 	cloexec_all();
 	while (pl.p < pl.end) {
@@ -754,28 +961,44 @@ int main(void)
 			int fd = open(path, O_RDONLY | O_CLOEXEC);
 
 			if (fd < 0 || setns(fd, type) < 0)
-				fail("joining namespace %s: %m", path);
+				fail("joining namespace %s: %s", path, err());
 			close(fd);
 		} else if (!strcmp(op, "unshare")) {
 			if (unshare(num(&pl)) < 0)
-				fail("unshare: %m");
+				fail("unshare: %s", err());
 		} else if (!strcmp(op, "loopback")) {
 			loopback_up();
 		} else if (!strcmp(op, "rootfs")) {
 			const char *rootfs = field(&pl);
-			unsigned long prop = num(&pl);
+			unsigned long prop = num(&pl), parent = num(&pl);
 
 			if (mount(NULL, "/", NULL, prop, NULL) < 0)
-				fail("root propagation: %m");
+				fail("root propagation: %s", err());
+			parent_not_shared(rootfs, parent);
+			if (!realpath(rootfs, rootfs_path))
+				fail("rootfs %s: %s", rootfs, err());
 			if (mount(rootfs, rootfs, NULL, MS_BIND | MS_REC, NULL) < 0)
-				fail("bind mount of the rootfs %s: %m", rootfs);
+				fail("bind mount of the rootfs %s: %s", rootfs, err());
 			if (chdir(rootfs) < 0)
-				fail("chdir %s: %m", rootfs);
+				fail("chdir %s: %s", rootfs, err());
 			rootfd = open(rootfs, O_PATH | O_DIRECTORY | O_CLOEXEC);
 			if (rootfd < 0)
-				fail("open %s: %m", rootfs);
+				fail("open %s: %s", rootfs, err());
 		} else if (!strcmp(op, "mount")) {
 			op_mount(&pl);
+		} else if (!strcmp(op, "propagate")) {
+			op_propagate(&pl);
+		} else if (!strcmp(op, "mkdir")) {
+			close(target(field(&pl), 'd'));
+		} else if (!strcmp(op, "rootprop")) {
+			if (mount(NULL, "/", NULL, num(&pl), NULL) < 0)
+				fail("unable to apply root propagation flags: %s", err());
+		} else if (!strcmp(op, "remountro")) {
+			const char *path = field(&pl);
+			unsigned long flags = num(&pl);
+
+			if (mount(NULL, path, NULL, flags | MS_REMOUNT | MS_RDONLY, NULL) < 0)
+				fail("remount %s read-only: %s", path, err());
 		} else if (!strcmp(op, "mknod")) {
 			op_mknod(&pl);
 		} else if (!strcmp(op, "symlink")) {
@@ -784,7 +1007,7 @@ int main(void)
 			pivot();
 		} else if (!strcmp(op, "rootro")) {
 			if (mount(NULL, "/", NULL, MS_BIND | MS_REMOUNT | MS_RDONLY | kept_flags("/"), NULL) < 0)
-				fail("read-only root: %m");
+				fail("read-only root: %s", err());
 		} else if (!strcmp(op, "readonly")) {
 			readonly_path(field(&pl));
 		} else if (!strcmp(op, "mask")) {
@@ -797,12 +1020,12 @@ int main(void)
 			const char *h = field(&pl);
 
 			if (sethostname(h, strlen(h)) < 0)
-				fail("sethostname: %m");
+				fail("sethostname: %s", err());
 		} else if (!strcmp(op, "domainname")) {
 			const char *d = field(&pl);
 
 			if (setdomainname(d, strlen(d)) < 0)
-				fail("setdomainname: %m");
+				fail("setdomainname: %s", err());
 		} else if (!strcmp(op, "console")) {
 			unsigned cols = num(&pl);
 
@@ -814,13 +1037,13 @@ int main(void)
 			rl.rlim_cur = num(&pl);
 			rl.rlim_max = num(&pl);
 			if (setrlimit(res, &rl) < 0)
-				fail("rlimit %d: %m", res);
+				fail("rlimit %d: %s", res, err());
 		} else if (!strcmp(op, "oom")) {
 			const char *score = field(&pl);
 			int fd = open("/proc/self/oom_score_adj", O_WRONLY | O_CLOEXEC);
 
 			if (fd < 0 || write(fd, score, strlen(score)) < 0)
-				fail("oom_score_adj %s: %m", score);
+				fail("oom_score_adj %s: %s", score, err());
 			close(fd);
 		} else if (!strcmp(op, "keyring")) {
 			keyring(field(&pl));
@@ -828,7 +1051,7 @@ int main(void)
 			umask(num(&pl));
 		} else if (!strcmp(op, "nnp")) {
 			if (prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) < 0)
-				fail("no_new_privs: %m");
+				fail("no_new_privs: %s", err());
 		} else if (!strcmp(op, "seccomp")) {
 			int late = num(&pl);
 			unsigned int flags = num(&pl);

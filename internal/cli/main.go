@@ -18,6 +18,9 @@ import (
 )
 
 // Main runs the command line and returns the process exit status.
+// logTimeFormat is RFC 3339 with milliseconds.
+const logTimeFormat = "2006-01-02T15:04:05.000Z07:00"
+
 func Main(args []string) int {
 	app := cli.NewApp()
 	app.Name = "hull"
@@ -96,10 +99,11 @@ func setupLogging(c *cli.Context) error {
 	}
 	logrus.SetLevel(level)
 	switch f := c.GlobalString("log-format"); f {
+	// Milliseconds tell where a start's time goes; seconds did not.
 	case "text":
-		logrus.SetFormatter(&logrus.TextFormatter{DisableQuote: true})
+		logrus.SetFormatter(&logrus.TextFormatter{DisableQuote: true, TimestampFormat: logTimeFormat})
 	case "json":
-		logrus.SetFormatter(&logrus.JSONFormatter{})
+		logrus.SetFormatter(&logrus.JSONFormatter{TimestampFormat: logTimeFormat})
 	default:
 		return fmt.Errorf("--log-format %q: must be text or json", f)
 	}

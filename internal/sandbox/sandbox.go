@@ -286,6 +286,7 @@ func Boot(ctx context.Context, opts Options) (_ *Sandbox, retErr error) {
 		s.fs.ReleaseQEMUConn()
 	}
 	s.timings.VMStarted = time.Since(start)
+	logger.Debug("qemu started")
 
 	bootCtx, cancel := context.WithTimeout(ctx, cfg.Hypervisor.BootTimeout.D())
 	defer cancel()
@@ -315,6 +316,7 @@ func Boot(ctx context.Context, opts Options) (_ *Sandbox, retErr error) {
 	if err != nil {
 		return nil, s.bootError(bootCtx, cfg.Hypervisor.BootTimeout.D(), err)
 	}
+	logger.Debug("agent answers")
 	if _, err := s.agent.Version(ctx); err != nil {
 		return nil, err
 	}
@@ -473,6 +475,7 @@ func (s *Sandbox) Shutdown(ctx context.Context) {
 		dctx, cancel := context.WithTimeout(ctx, destroyAnswerTimeout)
 		err := s.agent.DestroySandbox(dctx)
 		cancel()
+		log.G(ctx).WithField("sandbox", s.id).Debug("guest ready to stop")
 		if err != nil {
 			select {
 			case <-s.vm.Done():

@@ -177,6 +177,7 @@ func (s *supervisor) create(ctx context.Context) (retErr error) {
 	if err != nil {
 		return err
 	}
+	log.G(ctx).Debug("container created")
 	if s.tty != nil {
 		s.tty.sync(ctx, s.ctr, "")
 	}
@@ -492,6 +493,7 @@ func (s *supervisor) do(ctx context.Context, req Request) error {
 		if err := s.ctr.Start(ctx); err != nil {
 			return err
 		}
+		log.G(ctx).Debug("container started")
 		s.started = true
 		if s.tty != nil {
 			s.tty.sync(ctx, s.ctr, "")
@@ -606,6 +608,7 @@ func releaseColdPages(ctx context.Context) {
 
 func (s *supervisor) wait(ctx context.Context) {
 	status, err := s.ctr.Init().Wait(ctx)
+	log.G(ctx).WithField("status", status).Debug("container exited")
 	if err != nil {
 		log.G(ctx).WithError(err).Warn("waiting for the container")
 		if status < 0 {
@@ -659,6 +662,7 @@ func (s *supervisor) teardown(ctx context.Context) {
 	if err := errors.Join(errs...); err != nil {
 		log.G(ctx).WithError(err).Warn("teardown")
 	}
+	log.G(ctx).Debug("torn down")
 }
 
 // rootfsPath is the spec's root path, relative to the bundle unless it is

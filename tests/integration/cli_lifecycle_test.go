@@ -180,3 +180,31 @@ func TestCLIExecOutlivedByInit(t *testing.T) {
 		t.Fatalf("delete: %s", errOut)
 	}
 }
+
+// A spec that hull-init does not set up (here a tmpfs with tmpcopyup) goes
+// to libcontainer in the guest, and runs and takes execs as any other.
+func TestCLILibcontainerSetsUpWhatHullInitDoesNot(t *testing.T) {
+	e := newCLIEnv(t)
+	bundle := busyboxBundle(t)
+	if err := os.WriteFile(filepath.Join(bundle, "rootfs", "etc", "seed"), []byte("seeded\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	spec := busyboxSpec("sh", "-c", "cat /etc/seed; touch /etc/new && echo writable; exec sleep 1000")
+	spec.Mounts = append(spec.Mounts, specs.Mount{Destination: "/etc", Type: "tmpfs", Source: "tmpfs", Options: []string{"tmpcopyup", "mode=755"}})
+	writeSpec(t, bundle, spec)
+	const id = "copyup"
+	if _, errOut, code := e.hull("run", "-d", "--bundle", bundle, id); code != 0 {
+		t.Fatalf("run -d: %s", errOut)
+	}
+	defer e.hull("delete", "--force", id)
+	out, errOut, code := e.hull("exec", id, "sh", "-c", "cat /etc/seed; ls /etc/new")
+	if code != 0 || out != "seeded\n/etc/new\n" {
+		t.Errorf("exec: exit %d, stdout %q, stderr %q", code, out, errOut)
+	}
+	if _, err := os.Stat(filepath.Join(bundle, "rootfs", "etc", "new")); err == nil {
+		t.Error("the file written to the tmpfs reached the rootfs")
+	}
+	if _, errOut, code := e.hull("delete", "--force", id); code != 0 {
+		t.Errorf("delete --force: %s", errOut)
+	}
+}

@@ -423,12 +423,16 @@ func (e *Engine) Start(id string) error {
 		return fmt.Errorf("container %q: init exited before start: %w", id, errdefs.ErrFailedPrecondition)
 	}
 	steps := newStepTimer()
-	if c.lean != nil {
-		// Returns once the program runs.
-		err := c.lean.run()
+	if l := c.lean; l != nil {
 		c.lean = nil
 		c.started = true
+		err := l.begin()
 		c.mu.Unlock()
+		if err == nil {
+			// Returns once the program runs; outside the lock, as for
+			// libcontainer's start below.
+			err = l.wait()
+		}
 		if err != nil {
 			return fmt.Errorf("starting container %q: %w", id, err)
 		}

@@ -28,15 +28,20 @@ type leanInit struct {
 	sync *os.File
 }
 
-// run starts the program and returns once it runs: hull-init's end of sync
-// closes with its execve.
-func (l *leanInit) run() error {
+// begin tells hull-init to run the program.
+func (l *leanInit) begin() error {
 	_, err := l.start.Write([]byte{1})
 	l.start.Close()
 	if err != nil {
 		l.sync.Close()
 		return fmt.Errorf("starting the init: %w", err)
 	}
+	return nil
+}
+
+// wait returns once the program runs: hull-init's end of sync closes with
+// its execve, or carries why the execve failed.
+func (l *leanInit) wait() error {
 	msg, err := io.ReadAll(io.LimitReader(l.sync, maxInitMessage))
 	l.sync.Close()
 	if err != nil {
@@ -184,8 +189,9 @@ func (e *Engine) leanState(id string, cfg *configs.Config, pid int, cgroupPaths 
 	if err != nil {
 		return nil, fmt.Errorf("container init: %w", err)
 	}
+	created := time.Now().UTC()
 	return func() (*libcontainer.Container, error) {
-		if err := e.saveLeanState(id, cfg, pid, started, cgroupPaths); err != nil {
+		if err := e.saveLeanState(id, cfg, pid, started, created, cgroupPaths); err != nil {
 			return nil, err
 		}
 		return libcontainer.Load(e.cfg.StateRoot, id)
@@ -193,13 +199,13 @@ func (e *Engine) leanState(id string, cfg *configs.Config, pid int, cgroupPaths 
 }
 
 // saveLeanState writes libcontainer's state.json.
-func (e *Engine) saveLeanState(id string, cfg *configs.Config, pid int, started uint64, cgroupPaths map[string]string) error {
+func (e *Engine) saveLeanState(id string, cfg *configs.Config, pid int, started uint64, created time.Time, cgroupPaths map[string]string) error {
 	st := libcontainer.State{
 		BaseState: libcontainer.BaseState{
 			ID:                   id,
 			InitProcessPid:       pid,
 			InitProcessStartTime: started,
-			Created:              time.Now().UTC(),
+			Created:              created,
 			Config:               *cfg,
 		},
 		CgroupPaths:    cgroupPaths,

@@ -7,11 +7,13 @@ import (
 	"os"
 	"path"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
 	"sync"
 
+	"github.com/containerd/errdefs"
 	"github.com/moby/sys/capability"
 	"github.com/opencontainers/cgroups/devices/config"
 	"github.com/opencontainers/runc/libcontainer/configs"
@@ -31,10 +33,16 @@ var errUnsupported = errors.New("not done by hull-init")
 // fields (see cmd/hull-init).
 type plan struct {
 	bytes.Buffer
+	// err is the first field that held a NUL, which would end it early
+	// and make the rest of it steps of their own.
+	err error
 }
 
 func (p *plan) op(fields ...string) {
 	for _, f := range fields {
+		if strings.IndexByte(f, 0) >= 0 && p.err == nil {
+			p.err = fmt.Errorf("%s: %q holds a NUL byte: %w", fields[0], f, errdefs.ErrInvalidArgument)
+		}
 		p.WriteString(f)
 		p.WriteByte(0)
 	}
@@ -74,6 +82,9 @@ func supported(cfg *configs.Config, lp *libcontainerProcess) error {
 		return unsupported("process scheduler, I/O priority or CPU affinity")
 	case lp.Capabilities == nil:
 		return unsupported("no capabilities given")
+	case cfg.AppArmorProfile != "", lp.AppArmorProfile != "", cfg.ProcessLabel != "", lp.Label != "", cfg.MountLabel != "":
+		// libcontainer applies them, or fails where the guest cannot.
+		return unsupported("AppArmor profile or SELinux label")
 	case len(lp.ExtraFiles) > 0:
 		return unsupported("extra files")
 	}
@@ -143,7 +154,11 @@ func buildPlan(id string, cfg *configs.Config, lp *libcontainerProcess, console 
 	if prop == 0 {
 		prop = unix.MS_SLAVE | unix.MS_REC
 	}
-	p.op("rootfs", cfg.Rootfs, num(uint(prop)))
+	parent := uint(unix.MS_PRIVATE)
+	if cfg.RootPropagation&unix.MS_SLAVE != 0 {
+		parent = unix.MS_SLAVE
+	}
+	p.op("rootfs", cfg.Rootfs, num(uint(prop)), num(parent))
 
 	setupDev := true
 	for _, m := range cfg.Mounts {
@@ -151,11 +166,12 @@ func buildPlan(id string, cfg *configs.Config, lp *libcontainerProcess, console 
 		if m.Device == "bind" && dst == "/dev" {
 			setupDev = false
 		}
-		var pflags uint
-		for _, f := range m.PropagationFlags {
-			pflags |= uint(f)
-		}
 		flags := uint(m.Flags)
+		// As libcontainer: a tmpfs, and /dev, go read-only only once set
+		// up (device nodes, mount points in them).
+		if m.Device == "tmpfs" || dst == "/dev" {
+			flags &^= unix.MS_RDONLY
+		}
 		kind, fstype, src, fallback := "d", m.Device, m.Source, ""
 		switch m.Device {
 		case "bind":
@@ -172,7 +188,10 @@ func buildPlan(id string, cfg *configs.Config, lp *libcontainerProcess, console 
 		case "mqueue":
 			fallback = "/dev/mqueue"
 		}
-		p.op("mount", src, dst, fstype, num(flags), num(pflags), m.Data, kind, fallback, num(uint(m.ClearedFlags)))
+		p.op("mount", src, dst, fstype, num(flags), m.Data, kind, fallback, num(uint(m.ClearedFlags)))
+		for _, f := range m.PropagationFlags {
+			p.op("propagate", dst, num(uint(f)))
+		}
 	}
 	if setupDev {
 		for _, d := range cfg.Devices {
@@ -201,13 +220,18 @@ func buildPlan(id string, cfg *configs.Config, lp *libcontainerProcess, console 
 			p.op("symlink", l[0], l[1], "0")
 		}
 	}
+	// The working directory is made if missing, as libcontainer does.
+	p.op("mkdir", cleanDest(lp.Cwd))
 	p.op("pivot")
+	if cfg.RootPropagation != 0 && cfg.RootPropagation&(unix.MS_PRIVATE|unix.MS_SLAVE) == 0 {
+		p.op("rootprop", num(uint(cfg.RootPropagation)))
+	}
 	if console {
 		p.op("console", num(lp.ConsoleWidth), num(lp.ConsoleHeight))
 	}
 	for _, m := range cfg.Mounts {
-		if cleanDest(m.Destination) == "/dev" && m.Flags&unix.MS_RDONLY != 0 {
-			p.op("readonly", "/dev")
+		if (m.Device == "tmpfs" || cleanDest(m.Destination) == "/dev") && m.Flags&unix.MS_RDONLY != 0 {
+			p.op("remountro", cleanDest(m.Destination), num(uint(m.Flags&^unix.MS_RDONLY)))
 		}
 	}
 	if cfg.Readonlyfs {
@@ -287,9 +311,55 @@ func buildPlan(id string, cfg *configs.Config, lp *libcontainerProcess, console 
 	if nnp && seccompStep != nil {
 		p.op(seccompStep...)
 	}
-	p.op(append([]string{"exec", num(len(lp.Args)), num(len(lp.Env))}, append(lp.Args, lp.Env...)...)...)
+	env, needHome, err := processEnv(lp.Env)
+	if err != nil {
+		return nil, err
+	}
+	p.op(append([]string{"exec", num(len(lp.Args)), num(len(env)), boolNum(needHome)}, append(lp.Args, env...)...)...)
+	if p.err != nil {
+		return nil, p.err
+	}
 	lpl.steps = p.Bytes()
 	return lpl, nil
+}
+
+// processEnv is the environment as libcontainer's prepareEnv makes it:
+// the last of each name kept, an empty HOME dropped; needHome tells that
+// HOME is to come from the container's /etc/passwd.
+func processEnv(env []string) (out []string, needHome bool, err error) {
+	seen := make(map[string]bool, len(env))
+	needHome = true
+	for i := len(env) - 1; i >= 0; i-- {
+		kv := env[i]
+		eq := strings.IndexByte(kv, '=')
+		switch {
+		case eq < 0:
+			return nil, false, fmt.Errorf("invalid environment variable %q: missing '=': %w", kv, errdefs.ErrInvalidArgument)
+		case eq == 0:
+			return nil, false, fmt.Errorf("invalid environment variable %q: name cannot be empty: %w", kv, errdefs.ErrInvalidArgument)
+		}
+		key := kv[:eq]
+		if seen[key] {
+			continue
+		}
+		seen[key] = true
+		if key == "HOME" {
+			if kv[eq+1:] == "" {
+				continue
+			}
+			needHome = false
+		}
+		out = append(out, kv)
+	}
+	slices.Reverse(out)
+	return out, needHome, nil
+}
+
+func boolNum(b bool) string {
+	if b {
+		return "1"
+	}
+	return "0"
 }
 
 // cleanDest is a mount destination as libcontainer reads it.

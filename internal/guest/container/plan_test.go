@@ -6,6 +6,7 @@ import (
 	"slices"
 	"testing"
 
+	"github.com/containerd/errdefs"
 	"github.com/opencontainers/runc/libcontainer/configs"
 	"github.com/opencontainers/runc/libcontainer/specconv"
 	"golang.org/x/sys/unix"
@@ -16,7 +17,7 @@ import (
 // steps splits a plan into its records' first fields, in order.
 func stepNames(t *testing.T, steps []byte) (names []string, fields [][]string) {
 	t.Helper()
-	arity := map[string]int{"setns": 2, "unshare": 1, "rootfs": 2, "mount": 9, "mknod": 7, "symlink": 3,
+	arity := map[string]int{"setns": 2, "unshare": 1, "rootfs": 3, "mount": 8, "propagate": 2, "mkdir": 1, "rootprop": 1, "remountro": 2, "mknod": 7, "symlink": 3,
 		"pivot": 0, "console": 2, "rootro": 0, "readonly": 1, "mask": 1, "sysctl": 2, "hostname": 1,
 		"domainname": 1, "keyring": 1, "rlimit": 3, "oom": 1, "umask": 1, "nnp": 0, "seccomp": 3, "loopback": 0}
 	parts := bytes.Split(bytes.TrimSuffix(steps, []byte{0}), []byte{0})
@@ -28,7 +29,7 @@ func stepNames(t *testing.T, steps []byte) (names []string, fields [][]string) {
 			n = 9 + atoi(t, parts[i+9])
 			ok = true
 		case "exec":
-			n = 2 + atoi(t, parts[i+1]) + atoi(t, parts[i+2])
+			n = 3 + atoi(t, parts[i+1]) + atoi(t, parts[i+2])
 			ok = true
 		}
 		if !ok || i+1+n > len(parts) {
@@ -88,7 +89,7 @@ func TestBuildPlanOrder(t *testing.T) {
 			order = append(order, n)
 		}
 	}
-	want := []string{"unshare", "loopback", "rootfs", "mount", "mknod", "symlink", "pivot", "rootro", "umask", "hostname",
+	want := []string{"unshare", "loopback", "rootfs", "mount", "mknod", "symlink", "mkdir", "pivot", "rootro", "umask", "hostname",
 		"readonly", "mask", "keyring", "rlimit", "nnp", "user", "exec"}
 	if !slices.Equal(order, want) {
 		t.Errorf("steps %v, want %v", order, want)
@@ -102,11 +103,11 @@ func TestBuildPlanOrder(t *testing.T) {
 		}
 	}
 	exec := fields[len(fields)-1]
-	if exec[2] != "sh" {
+	if exec[3] != "sh" {
 		t.Errorf("exec step %q", exec)
 	}
 	for i, n := range names {
-		if n == "mount" && fields[i][1] == "/proc" && fields[i][6] != "p" {
+		if n == "mount" && fields[i][1] == "/proc" && fields[i][5] != "p" {
 			t.Errorf("/proc is not mounted as a plain directory only: %q", fields[i])
 		}
 	}
@@ -159,5 +160,58 @@ func TestCapMask(t *testing.T) {
 	want := uint64(1<<unix.CAP_CHOWN | 1<<unix.CAP_KILL | 1<<unix.CAP_SYS_ADMIN)
 	if got != want {
 		t.Errorf("mask %#x, want %#x", got, want)
+	}
+}
+
+// A NUL in any string of the spec would end its field early and turn the
+// rest into steps of the plan (an injected exec, say): refused.
+func TestBuildPlanRefusesNUL(t *testing.T) {
+	for name, change := range map[string]func(*configs.Config, *libcontainerProcess){
+		"cwd":      func(_ *configs.Config, p *libcontainerProcess) { p.Cwd = "/\x000\x00exec\x001\x000\x000\x00/bin/sh" },
+		"argument": func(_ *configs.Config, p *libcontainerProcess) { p.Args = append(p.Args, "a\x00b") },
+		"hostname": func(c *configs.Config, _ *libcontainerProcess) { c.Hostname = "h\x00" },
+		"sysctl":   func(c *configs.Config, _ *libcontainerProcess) { c.Sysctl = map[string]string{"net.x": "1\x00"} },
+	} {
+		t.Run(name, func(t *testing.T) {
+			cfg, lp := defaultConfig(t)
+			change(cfg, lp)
+			if _, err := buildPlan("c1", cfg, lp, false); !errors.Is(err, errdefs.ErrInvalidArgument) {
+				t.Errorf("err %v, want ErrInvalidArgument", err)
+			}
+		})
+	}
+}
+
+func TestProcessEnv(t *testing.T) {
+	env, needHome, err := processEnv([]string{"A=1", "HOME=", "B=2", "A=3"})
+	if err != nil || needHome != true || !slices.Equal(env, []string{"B=2", "A=3"}) {
+		t.Errorf("env %q, needHome %v, err %v", env, needHome, err)
+	}
+	if _, needHome, _ := processEnv([]string{"HOME=/root"}); needHome {
+		t.Error("HOME given, still looked up")
+	}
+	for _, bad := range []string{"NOEQUALS", "=value"} {
+		if _, _, err := processEnv([]string{bad}); !errors.Is(err, errdefs.ErrInvalidArgument) {
+			t.Errorf("%q: err %v", bad, err)
+		}
+	}
+}
+
+// rshared root propagation goes on "/" after pivot_root, which a shared
+// parent of the rootfs would fail.
+func TestBuildPlanSharedRoot(t *testing.T) {
+	cfg, lp := defaultConfig(t)
+	cfg.RootPropagation = unix.MS_SHARED | unix.MS_REC
+	lpl, err := buildPlan("c1", cfg, lp, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	names, fields := stepNames(t, lpl.steps)
+	pivot, rootprop := slices.Index(names, "pivot"), slices.Index(names, "rootprop")
+	if rootprop < pivot {
+		t.Fatalf("rootprop at %d, pivot at %d", rootprop, pivot)
+	}
+	if root := fields[slices.Index(names, "rootfs")]; root[2] != "262144" { // MS_PRIVATE
+		t.Errorf("rootfs step %q: its parent must become private", root)
 	}
 }

@@ -3,6 +3,7 @@
 package container
 
 import (
+	"encoding/binary"
 	"encoding/hex"
 	"errors"
 	"fmt"
@@ -23,10 +24,11 @@ const maxSeccompProgram = 4096 * 8
 // would, and returns the BPF program for hull-init to load, with the
 // seccomp(2) flags to load it with.
 //
-// One difference from libcontainer: its init prepends a stub that makes
-// syscalls newer than the profile fail with ENOSYS rather than the default
-// action; this program leaves them to the default action, as libseccomp
-// does. Notify actions (a seccomp agent) are left to libcontainer.
+// As libcontainer's, the program starts with a stub that fails syscalls
+// newer than any the profile names with ENOSYS rather than the default
+// action, so that programs fall back from them (clone3, faccessat2) as on
+// an older kernel. Notify actions (a seccomp agent) are left to
+// libcontainer.
 func seccompProgram(cfg *configs.Seccomp) (program string, flags uint, err error) {
 	unsupported := func(what string) error { return fmt.Errorf("seccomp %s: %w", what, errUnsupported) }
 	if cfg.DefaultAction == configs.Notify || cfg.ListenerPath != "" {
@@ -90,16 +92,102 @@ func seccompProgram(cfg *configs.Seccomp) (program string, flags uint, err error
 		w.Close()
 	}()
 	prog, rerr := io.ReadAll(io.LimitReader(r, maxSeccompProgram+1))
+	// The rest of a program too long, so that the export ends.
+	_, _ = io.Copy(io.Discard, r)
 	if err := <-exported; err != nil {
 		return "", 0, fmt.Errorf("exporting the seccomp filter: %w", err)
 	}
-	switch {
-	case rerr != nil:
+	if rerr != nil {
 		return "", 0, fmt.Errorf("exporting the seccomp filter: %w", rerr)
-	case len(prog) == 0 || len(prog)%8 != 0 || len(prog) > maxSeccompProgram:
+	}
+	prog = append(enosysStub(cfg), prog...)
+	if len(prog) == 0 || len(prog)%8 != 0 || len(prog) > maxSeccompProgram {
 		return "", 0, fmt.Errorf("seccomp filter of %d bytes: %w", len(prog), errUnsupported)
 	}
 	return hex.EncodeToString(prog), flags, nil
+}
+
+// enosysStub is the program's head that returns ENOSYS for a syscall
+// numbered above the last one the profile names on its architecture (x86
+// 64-bit and 32-bit; x32 calls are left to the filter). Nothing when the
+// default action allows, as in libcontainer's patchbpf.
+func enosysStub(cfg *configs.Seccomp) []byte {
+	switch cfg.DefaultAction {
+	case configs.Allow, configs.Log:
+		return nil
+	}
+	last := func(arch libseccomp.ScmpArch) int64 {
+		max := int64(-1)
+		for _, call := range cfg.Syscalls {
+			if nr, err := libseccomp.GetSyscallFromNameByArch(call.Name, arch); err == nil && int64(nr) > max {
+				max = int64(nr)
+			}
+		}
+		return max
+	}
+	max64 := last(libseccomp.ArchAMD64)
+	max32 := int64(-1)
+	for _, a := range cfg.Architectures {
+		if arch, err := libseccomp.GetArchFromString(a); err == nil && arch == libseccomp.ArchX86 {
+			max32 = last(libseccomp.ArchX86)
+		}
+	}
+	if max64 < 0 && max32 < 0 {
+		return nil
+	}
+	// Instructions with jumps to labels, resolved below.
+	type insn struct {
+		code   uint16
+		k      uint32
+		jt, jf string // label names; "" is the next instruction
+		label  string
+	}
+	const (
+		ldAbs = unix.BPF_LD | unix.BPF_W | unix.BPF_ABS
+		jeq   = unix.BPF_JMP | unix.BPF_JEQ | unix.BPF_K
+		jgt   = unix.BPF_JMP | unix.BPF_JGT | unix.BPF_K
+		jset  = unix.BPF_JMP | unix.BPF_JSET | unix.BPF_K
+		ret   = unix.BPF_RET | unix.BPF_K
+		x32   = 0x40000000
+	)
+	var p []insn
+	p = append(p, insn{code: ldAbs, k: 4}) // seccomp_data.arch
+	if max64 >= 0 {
+		p = append(p,
+			insn{code: jeq, k: unix.AUDIT_ARCH_X86_64, jf: "i386"},
+			insn{code: ldAbs, k: 0}, // seccomp_data.nr
+			insn{code: jset, k: x32, jt: "end"},
+			insn{code: jgt, k: uint32(max64), jt: "enosys", jf: "end"})
+	}
+	p = append(p, insn{label: "i386", code: jeq, k: unix.AUDIT_ARCH_I386, jf: "end"})
+	if max32 >= 0 {
+		p = append(p,
+			insn{code: ldAbs, k: 0},
+			insn{code: jgt, k: uint32(max32), jt: "enosys", jf: "end"})
+	} else {
+		p[len(p)-1] = insn{label: "i386", code: unix.BPF_JMP | unix.BPF_JA, jt: "", jf: ""}
+		p[len(p)-1].k = 1 // over the ENOSYS return
+	}
+	p = append(p, insn{label: "enosys", code: ret, k: unix.SECCOMP_RET_ERRNO | uint32(unix.ENOSYS)})
+	labels := map[string]int{"end": len(p)}
+	for i, in := range p {
+		if in.label != "" {
+			labels[in.label] = i
+		}
+	}
+	out := make([]byte, 0, 8*len(p))
+	for i, in := range p {
+		off := func(l string) uint8 {
+			if l == "" {
+				return 0
+			}
+			return uint8(labels[l] - i - 1)
+		}
+		out = binary.LittleEndian.AppendUint16(out, in.code)
+		out = append(out, off(in.jt), off(in.jf))
+		out = binary.LittleEndian.AppendUint32(out, in.k)
+	}
+	return out
 }
 
 func seccompAction(act configs.Action, errnoRet *uint) (libseccomp.ScmpAction, error) {
