@@ -63,6 +63,10 @@ type Options struct {
 // SharedFSTag is the virtio-fs tag of the shared directory.
 const SharedFSTag = "hullfs"
 
+// coldPagesDelay is how long after the boot QEMU's cold file pages are
+// paged out: past the start of a container.
+const coldPagesDelay = time.Second
+
 // Timings says where the time of a boot went.
 type Timings struct {
 	// VMStarted is the time from the call to QEMU answering QMP.
@@ -322,15 +326,16 @@ func Boot(ctx context.Context, opts Options) (_ *Sandbox, retErr error) {
 	}
 	// The guest is up: QEMU's copies of the kernel and initramfs, and
 	// most of its start-up code, are dead weight from here on. Paging
-	// them out takes a while (tens of MiB of mappings), which the caller
-	// need not wait for; a QEMU gone meanwhile only fails the advice.
-	go func() {
+	// them out takes a while (tens of MiB of mappings) and host CPU that
+	// the container's start needs more, so it waits a moment; a QEMU gone
+	// meanwhile only fails the advice.
+	time.AfterFunc(coldPagesDelay, func() {
 		if n, err := vm.ReleaseColdPages(); err != nil {
 			logger.WithError(err).Debug("qemu's cold pages stay")
 		} else {
 			logger.Debugf("paged out %d bytes of files from qemu", n)
 		}
-	}()
+	})
 	if s.io, err = s.openIO(ctx, vc.VsockCID); err != nil {
 		return nil, fmt.Errorf("sandbox %s: %w", opts.ID, err)
 	}
@@ -476,12 +481,18 @@ func (s *Sandbox) Shutdown(ctx context.Context) {
 		err := s.agent.DestroySandbox(dctx)
 		cancel()
 		log.G(ctx).WithField("sandbox", s.id).Debug("guest ready to stop")
-		if err != nil {
-			select {
-			case <-s.vm.Done():
-			case <-time.After(time.Second):
-				log.G(ctx).WithError(err).WithField("sandbox", s.id).Warn("agent did not power off, stopping the vm")
+		if err == nil {
+			// Synced: nothing in the guest is left to lose, and killing
+			// QEMU is 20 to 30 ms quicker under TCG than its quit.
+			if err := s.vm.Kill(ctx); err != nil {
+				log.G(ctx).WithError(err).WithField("sandbox", s.id).Warn("stopping the vm")
 			}
+			return
+		}
+		select {
+		case <-s.vm.Done():
+		case <-time.After(time.Second):
+			log.G(ctx).WithError(err).WithField("sandbox", s.id).Warn("agent did not power off, stopping the vm")
 		}
 	}
 	if err := s.vm.Stop(ctx, 0); err != nil {

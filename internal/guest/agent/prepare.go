@@ -10,6 +10,7 @@ import (
 	api "github.com/hull-runtime/hull/api/agent/v1"
 	"github.com/hull-runtime/hull/internal/guest/cmdline"
 	"github.com/hull-runtime/hull/internal/guest/names"
+	"github.com/hull-runtime/hull/internal/guest/netconf"
 )
 
 // ShareParam is the kernel parameter that names the virtio-fs tag the
@@ -36,7 +37,10 @@ func (a *agent) prepare(params []cmdline.Param, engine interface{ Prepare() erro
 	p := &prepared{done: make(chan struct{})}
 	tag, ok := cmdline.Lookup(params, ShareParam)
 	go func() {
-		defer close(p.done)
+		defer func() {
+			a.log.Debugf("prepared at %s", seconds(uptime()))
+			close(p.done)
+		}()
 		if ok && !a.testMode() {
 			if err := mountShare(tag); err != nil {
 				p.shareErr = err
@@ -45,9 +49,15 @@ func (a *agent) prepare(params []cmdline.Param, engine interface{ Prepare() erro
 				p.share = tag
 			}
 		}
-		// Not in test mode: the host's cgroups are not the agent's.
+		// Not in test mode: the host's cgroups and network are not the
+		// agent's.
 		if a.testMode() {
 			return
+		}
+		// Every sandbox has its loopback up (CreateSandbox); the netlink
+		// code runs here while the guest waits anyway.
+		if err := netconf.LoopbackUp(); err != nil {
+			a.log.WithError(err).Warn("loopback")
 		}
 		if err := engine.Prepare(); err != nil {
 			a.log.WithError(err).Warn("container engine not prepared")
@@ -82,5 +92,23 @@ func mountShare(tag string) error {
 	if err := unix.Mount(tag, api.SharedMountPoint, "virtiofs", unix.MS_NODEV, ""); err != nil {
 		return fmt.Errorf("mounting virtio-fs %q at %s: %w", tag, api.SharedMountPoint, err)
 	}
+	setReadahead(api.SharedMountPoint, shareReadaheadKB)
 	return nil
+}
+
+// shareReadaheadKB is the share's readahead. FUSE's default, 128 KiB,
+// makes a program's first run read its binary in a round trip to
+// virtiofsd per 128 KiB, each slow under TCG; a larger window has the
+// reads go out together.
+const shareReadaheadKB = 4096
+
+// setReadahead sets the readahead of the file system mounted at path
+// (its backing device info, named after its device number).
+func setReadahead(path string, kb int) {
+	var st unix.Stat_t
+	if err := unix.Stat(path, &st); err != nil {
+		return
+	}
+	bdi := fmt.Sprintf("/sys/class/bdi/%d:%d/read_ahead_kb", unix.Major(st.Dev), unix.Minor(st.Dev))
+	_ = os.WriteFile(bdi, []byte(fmt.Sprint(kb)), 0)
 }

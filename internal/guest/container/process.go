@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/opencontainers/runc/libcontainer"
+	"github.com/sirupsen/logrus"
 	"golang.org/x/sys/unix"
 
 	"github.com/hull-runtime/hull/internal/guest/initsys"
@@ -67,8 +68,10 @@ func (p *Process) wait(release func()) {
 	p.exited = true
 	p.status, p.exitedAt = status, now
 	p.mu.Unlock()
+	p.io.log.WithFields(logrus.Fields{"pid": p.pid, "status": status}).Debug("process exited")
 
 	p.io.exited(context.Background())
+	p.io.log.WithField("pid", p.pid).Debugf("output out %s after the exit", time.Since(now))
 	close(p.done)
 }
 

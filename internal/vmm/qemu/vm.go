@@ -220,10 +220,24 @@ func (vm *VM) Stop(ctx context.Context, grace time.Duration) error {
 	return err
 }
 
+// Kill ends the VM at once, for a guest with nothing left to lose (its
+// agent has synced it): QEMU's orderly quit takes tens of milliseconds
+// more. It releases what Stop releases.
+func (vm *VM) Kill(ctx context.Context) error {
+	var err error
+	vm.stopOnce.Do(func() { err = vm.stop(ctx, -1) })
+	return err
+}
+
 func (vm *VM) stop(ctx context.Context, grace time.Duration) error {
 	logger := log.G(ctx).WithField("vm", vm.cfg.Name)
 	how := "powered off"
-	if !vm.waitFor(grace) {
+	if grace < 0 {
+		if !vm.waitFor(0) {
+			how = "killed"
+			vm.kill()
+		}
+	} else if !vm.waitFor(grace) {
 		how = "quit"
 		qctx, cancel := context.WithTimeout(ctx, 2*time.Second)
 		if _, err := vm.qmp.execute(qctx, "quit"); err != nil {
