@@ -69,8 +69,8 @@
 static int rootfd = -1;
 /* The rootfs as the kernel names it (for the /proc checks). */
 static char rootfs_path[4096];
-/* The process's uid, once the user step set it. */
-static uid_t proc_uid;
+/* The process's user's home, once the user step looked it up. */
+static char *proc_home = "/";
 /* Seccomp filter to load after the start, when no_new_privs allows it. */
 static struct sock_fprog late_filter;
 static unsigned int late_flags;
@@ -78,6 +78,7 @@ static int have_late_filter;
 
 static void fail(const char *fmt, ...) __attribute__((noreturn, format(printf, 1, 2)));
 static unsigned long kept_flags(const char *path);
+static char *home(uid_t uid);
 
 /* err is errno's text as Go words it ("no such file or directory"): the
  * agent's callers (podman, Docker) match those words. */
@@ -291,6 +292,8 @@ static void check_proc(const char *dst, int fd, const char *fstype, const char *
 	size_t n = strlen(rootfs_path), i;
 	ssize_t len;
 
+	if (n == 1) /* "/" */
+		n = 0;
 	fdpath(link, sizeof(link), fd);
 	len = readlink(link, real, sizeof(real) - 1);
 	if (len < 0)
@@ -298,7 +301,9 @@ static void check_proc(const char *dst, int fd, const char *fstype, const char *
 	real[len] = '\0';
 	if (strncmp(real, rootfs_path, n) != 0 || (real[n] != '/' && real[n] != '\0'))
 		fail("mount point %s resolves outside the rootfs", dst);
-	rel = real[n] ? real + n : "/";
+	if (real[n] == '\0')
+		fail("mount point %s is the rootfs itself", dst);
+	rel = real + n;
 	if (strncmp(rel, "/proc", 5) != 0 || (rel[5] != '/' && rel[5] != '\0'))
 		return;
 	if (rel[5] == '\0') {
@@ -429,12 +434,13 @@ static void op_mknod(struct plan *pl)
 	int pfd = parent_in_root(path, buf, sizeof(buf), &base);
 	mode_t t = type[0] == 'b' ? S_IFBLK : type[0] == 'p' ? S_IFIFO : S_IFCHR;
 
-	if (unlinkat(pfd, base, 0) < 0 && errno != ENOENT)
-		fail("remove %s: %s", path, err());
-	if (mknodat(pfd, base, t | (mode & 07777), makedev(major, minor)) < 0)
-		fail("mknod %s: %s", path, err());
-	if (fchownat(pfd, base, uid, gid, AT_SYMLINK_NOFOLLOW) < 0)
+	/* As runc: a node (or a mount) already there stays. */
+	if (mknodat(pfd, base, t | (mode & 07777), makedev(major, minor)) < 0) {
+		if (errno != EEXIST)
+			fail("mknod %s: %s", path, err());
+	} else if (fchownat(pfd, base, uid, gid, AT_SYMLINK_NOFOLLOW) < 0) {
 		fail("chown %s: %s", path, err());
+	}
 	close(pfd);
 }
 
@@ -527,25 +533,54 @@ static void readonly_path(const char *path)
 		fail("remount %s read-only: %s", path, err());
 }
 
+/* devnull is the container's /dev/null, opened once and checked, bound
+ * from its descriptor: a shared /dev cannot swap it between the check and
+ * the binds (runc's CVE-2025-31133). */
+static int devnull = -1;
+static char devnull_path[64];
+
+static const char *dev_null(void)
+{
+	struct stat st;
+
+	if (devnull >= 0)
+		return devnull_path;
+	devnull = open("/dev/null", O_PATH | O_CLOEXEC | O_NOFOLLOW);
+	if (devnull < 0 || fstat(devnull, &st) < 0)
+		fail("/dev/null: %s", err());
+	if (!S_ISCHR(st.st_mode) || st.st_rdev != makedev(1, 3))
+		fail("/dev/null is not the null device");
+	fdpath(devnull_path, sizeof(devnull_path), devnull);
+	return devnull_path;
+}
+
 static void mask_path(const char *path)
 {
-	static int checked;
-
-	/* The container's /dev/null, which a shared /dev could have
-	 * swapped (runc's CVE-2025-31133). */
-	if (!checked) {
-		struct stat st;
-
-		if (stat("/dev/null", &st) < 0 || !S_ISCHR(st.st_mode) || st.st_rdev != makedev(1, 3))
-			fail("/dev/null is not the null device");
-		checked = 1;
-	}
-	if (mount("/dev/null", path, NULL, MS_BIND, NULL) == 0 || errno == ENOENT)
+	if (mount(dev_null(), path, NULL, MS_BIND, NULL) == 0 || errno == ENOENT)
 		return;
 	if (errno != ENOTDIR)
 		fail("mask %s: %s", path, err());
-	if (mount("tmpfs", path, "tmpfs", MS_RDONLY, NULL) < 0)
+	if (mount("tmpfs", path, "tmpfs", MS_RDONLY, "nr_blocks=1,nr_inodes=1") < 0)
 		fail("mask %s: %s", path, err());
+}
+
+/* reopen_null gives the process the container's /dev/null for the stdio
+ * that was the guest's (runc's reOpenDevNull). */
+static void reopen_null(void)
+{
+	int fd;
+
+	for (fd = 0; fd < 3; fd++) {
+		struct stat st;
+		int n;
+
+		if (fstat(fd, &st) < 0 || !S_ISCHR(st.st_mode) || st.st_rdev != makedev(1, 3))
+			continue;
+		n = open(dev_null(), O_RDWR | O_CLOEXEC);
+		if (n < 0 || dup3(n, fd, 0) < 0)
+			fail("reopening /dev/null: %s", err());
+		close(n);
+	}
 }
 
 static void sysctl(const char *key, const char *value)
@@ -585,12 +620,21 @@ static void console(unsigned cols, unsigned rows)
 	int console_fd;
 
 	/* As runc's safeAllocPty: the container's own devpts, no symlink. */
-	master = open("/dev/pts/ptmx", O_RDWR | O_NOCTTY | O_CLOEXEC | O_NOFOLLOW);
-	if (master < 0)
-		fail("open /dev/pts/ptmx: %s", err());
-	if (fstatfs(master, &sf) < 0 || sf.f_type != DEVPTS_SUPER_MAGIC || fstat(master, &st) < 0 ||
-	    !S_ISCHR(st.st_mode) || st.st_rdev != makedev(5, 2))
-		fail("/dev/pts/ptmx is not a devpts ptmx");
+	{
+		int h = open("/dev/pts/ptmx", O_PATH | O_NOFOLLOW | O_CLOEXEC);
+		char hp[64];
+
+		if (h < 0)
+			fail("open /dev/pts/ptmx: %s", err());
+		if (fstatfs(h, &sf) < 0 || sf.f_type != DEVPTS_SUPER_MAGIC || fstat(h, &st) < 0 ||
+		    !S_ISCHR(st.st_mode) || st.st_rdev != makedev(5, 2) || st.st_ino != 2)
+			fail("/dev/pts/ptmx is not a devpts ptmx");
+		fdpath(hp, sizeof(hp), h);
+		master = open(hp, O_RDWR | O_NOCTTY | O_CLOEXEC);
+		close(h);
+		if (master < 0)
+			fail("open /dev/pts/ptmx: %s", err());
+	}
 	if (unlockpt(master) < 0 || ptsname_r(master, name, sizeof(name)) != 0)
 		fail("pty: %s", err());
 	slave = ioctl(master, TIOCGPTPEER, O_RDWR | O_NOCTTY | O_CLOEXEC);
@@ -721,7 +765,8 @@ static void op_user(struct plan *pl)
 		groups[i] = num(pl);
 
 	fix_stdio(uid);
-	proc_uid = uid;
+	/* Read as root, before the switch (HOME, when the spec sets none). */
+	proc_home = home(uid);
 	cwd_done = chdir(cwd) == 0;
 	for (c = 0; c <= last; c++) {
 		if (!(bset & (1ULL << c)) && prctl(PR_CAPBSET_DROP, c, 0, 0, 0) < 0 && errno != EINVAL)
@@ -802,27 +847,28 @@ static char *lookup(const char *name, char **env, char *buf, size_t size)
 		struct stat st;
 
 		e = strchrnul(p, ':');
-		if (e == p)
-			snprintf(buf, size, "./%s", name);
-		else
-			snprintf(buf, size, "%.*s/%s", (int)(e - p), p, name);
+		/* Go's LookPath, which runc uses, refuses relative results. */
+		if (e == p || *p != '/')
+			continue;
+		snprintf(buf, size, "%.*s/%s", (int)(e - p), p, name);
 		if (stat(buf, &st) == 0 && S_ISREG(st.st_mode) && access(buf, X_OK) == 0)
 			return buf;
 	}
 	fail("exec: \"%s\": executable file not found in $PATH", name);
 }
 
-/* home is uid's home in the container's /etc/passwd, "/" when none (as
- * runc's prepareEnv). */
+/* home is uid's home in the container's /etc/passwd ("/" when it has
+ * none), as runc's prepareEnv: the first entry with the uid. */
 static char *home(uid_t uid)
 {
-	static char line[4096];
+	char *line = NULL;
+	size_t cap = 0;
 	FILE *f = fopen("/etc/passwd", "re");
 
 	if (!f)
 		return "/";
-	while (fgets(line, sizeof(line), f)) {
-		char *fld[7], *p = line;
+	while (getline(&line, &cap, f) >= 0) {
+		char *fld[7], *p = line, *end;
 		int n = 0;
 
 		line[strcspn(line, "\n")] = '\0';
@@ -833,12 +879,19 @@ static char *home(uid_t uid)
 				break;
 			*p++ = '\0';
 		}
-		if (n >= 6 && fld[2][0] && strtoul(fld[2], NULL, 10) == uid && fld[5][0]) {
+		if (n < 6 || !fld[2][0])
+			continue;
+		errno = 0;
+		if (strtoul(fld[2], &end, 10) == uid && !errno && *end == '\0') {
+			char *h = strdup(fld[5]);
+
 			fclose(f);
-			return fld[5];
+			free(line);
+			return h ? h : "/";
 		}
 	}
 	fclose(f);
+	free(line);
 	return "/";
 }
 
@@ -863,7 +916,7 @@ static void op_exec(struct plan *pl)
 	for (i = 0; i < envc; i++)
 		envp[i] = field(pl);
 	if (needhome) {
-		const char *h = home(proc_uid);
+		const char *h = proc_home;
 		char *kv = malloc(strlen(h) + 6);
 
 		if (!kv)
@@ -997,7 +1050,13 @@ int main(void)
 			const char *path = field(&pl);
 			unsigned long flags = num(&pl);
 
-			if (mount(NULL, path, NULL, flags | MS_REMOUNT | MS_RDONLY, NULL) < 0)
+			int tries = 0, rc;
+
+			/* The mount, not its file system (runc's remountReadonly). */
+			while ((rc = mount(NULL, path, NULL, flags | MS_BIND | MS_REMOUNT | MS_RDONLY, NULL)) < 0 &&
+			       errno == EBUSY && ++tries < 5)
+				usleep(100000);
+			if (rc < 0)
 				fail("remount %s read-only: %s", path, err());
 		} else if (!strcmp(op, "mknod")) {
 			op_mknod(&pl);
@@ -1005,6 +1064,7 @@ int main(void)
 			op_symlink(&pl);
 		} else if (!strcmp(op, "pivot")) {
 			pivot();
+			reopen_null();
 		} else if (!strcmp(op, "rootro")) {
 			if (mount(NULL, "/", NULL, MS_BIND | MS_REMOUNT | MS_RDONLY | kept_flags("/"), NULL) < 0)
 				fail("read-only root: %s", err());

@@ -109,9 +109,10 @@ type Container struct {
 	// lc is libcontainer's handle of the container, made on first use
 	// (handle) for a container that hull-init started: hull run's
 	// container often needs none.
-	lc     *libcontainer.Container
-	lcOnce sync.Once
-	lcLoad func() (*libcontainer.Container, error)
+	lc       *libcontainer.Container // guarded by lcMu
+	lcMu     sync.Mutex
+	lcLoaded bool // guarded by lcMu
+	lcLoad   func() (*libcontainer.Container, error)
 	// leanCgroups are the cgroup paths of a container hull-init started.
 	leanCgroups map[string]string
 	log         *logrus.Entry
@@ -301,21 +302,22 @@ func (e *Engine) Create(ctx context.Context, id string, specJSON []byte, stdio S
 }
 
 // handle returns libcontainer's handle of the container, loading it on
-// first use. A state that cannot be loaded leaves the handle libcontainer
-// made before the init started: it removes the state and cgroup, and
-// tells the rest that the container does not run.
+// first use. While the state cannot be loaded, it is the handle
+// libcontainer made before the init started: that one removes the state
+// and cgroup, and tells the rest that the container does not run.
 func (c *Container) handle() *libcontainer.Container {
-	c.lcOnce.Do(func() {
-		if c.lcLoad == nil {
-			return
-		}
-		lc, err := c.lcLoad()
-		if err != nil {
-			c.log.WithError(err).Error("loading the container's state")
-			return
-		}
-		c.lc = lc
-	})
+	c.lcMu.Lock()
+	defer c.lcMu.Unlock()
+	if c.lcLoad == nil || c.lcLoaded {
+		return c.lc
+	}
+	lc, err := c.lcLoad()
+	if err != nil {
+		// Tried again on the next call (a full disk, say).
+		c.log.WithError(err).Error("loading the container's state")
+		return c.lc
+	}
+	c.lc, c.lcLoaded = lc, true
 	return c.lc
 }
 
@@ -324,7 +326,7 @@ func (c *Container) cgroupPaths() (map[string]string, error) {
 	if c.lcLoad != nil {
 		return c.leanCgroups, nil
 	}
-	st, err := c.lc.State()
+	st, err := c.handle().State()
 	if err != nil {
 		return nil, err
 	}

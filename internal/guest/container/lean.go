@@ -99,12 +99,18 @@ func (e *Engine) startLean(id string, cfg *configs.Config, lpl *leanPlan, lp *li
 			return nil, nil, nil, err
 		}
 		pipes[i] = [2]*os.File{r, w}
+		if i == 0 {
+			// The plan's and the start's the child reads, sync's it writes.
+			parentEnds, childEnds = append(parentEnds, w), append(childEnds, r)
+		} else if i == 1 {
+			parentEnds, childEnds = append(parentEnds, r), append(childEnds, w)
+		} else {
+			parentEnds, childEnds = append(parentEnds, w), append(childEnds, r)
+		}
 	}
 	planR, planW := pipes[0][0], pipes[0][1]
 	syncR, syncW := pipes[1][0], pipes[1][1]
 	startR, startW := pipes[2][0], pipes[2][1]
-	parentEnds = []*os.File{planW, syncR, startW}
-	childEnds = []*os.File{planR, syncW, startR}
 
 	cmd := &exec.Cmd{
 		Path:        e.cfg.InitPath,

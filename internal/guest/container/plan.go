@@ -98,6 +98,16 @@ func supported(cfg *configs.Config, lp *libcontainerProcess) error {
 			}
 		}
 	}
+	if len(cfg.Sysctl) > 0 {
+		// hull-init writes them through the container's /proc.
+		proc := false
+		for _, m := range cfg.Mounts {
+			proc = proc || (m.Device == "proc" && cleanDest(m.Destination) == "/proc" && m.Flags&unix.MS_RDONLY == 0)
+		}
+		if !proc {
+			return unsupported("sysctls without a writable /proc")
+		}
+	}
 	for _, n := range cfg.Networks {
 		if n.Type != "loopback" {
 			return unsupported("network " + n.Type)
@@ -221,7 +231,7 @@ func buildPlan(id string, cfg *configs.Config, lp *libcontainerProcess, console 
 		}
 	}
 	// The working directory is made if missing, as libcontainer does.
-	p.op("mkdir", cleanDest(lp.Cwd))
+	p.op("mkdir", lp.Cwd)
 	p.op("pivot")
 	if cfg.RootPropagation != 0 && cfg.RootPropagation&(unix.MS_PRIVATE|unix.MS_SLAVE) == 0 {
 		p.op("rootprop", num(uint(cfg.RootPropagation)))

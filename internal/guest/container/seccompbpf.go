@@ -113,7 +113,10 @@ func seccompProgram(cfg *configs.Seccomp) (program string, flags uint, err error
 // default action allows, as in libcontainer's patchbpf.
 func enosysStub(cfg *configs.Seccomp) []byte {
 	switch cfg.DefaultAction {
-	case configs.Allow, configs.Log:
+	case configs.Allow, configs.Log, configs.Trace:
+		return nil
+	}
+	if native, err := libseccomp.GetNativeArch(); err != nil || native != libseccomp.ArchAMD64 {
 		return nil
 	}
 	last := func(arch libseccomp.ScmpArch) int64 {
@@ -131,6 +134,13 @@ func enosysStub(cfg *configs.Seccomp) []byte {
 		if arch, err := libseccomp.GetArchFromString(a); err == nil && arch == libseccomp.ArchX86 {
 			max32 = last(libseccomp.ArchX86)
 		}
+	}
+	// As patchbpf: a last syscall of 0 (read alone) is none.
+	if max64 <= 0 {
+		max64 = -1
+	}
+	if max32 <= 0 {
+		max32 = -1
 	}
 	if max64 < 0 && max32 < 0 {
 		return nil
