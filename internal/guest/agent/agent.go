@@ -140,7 +140,7 @@ func (a *agent) run() error {
 		a.modulesMu.Lock()
 		a.modules = append(loaded, more...)
 		a.modulesMu.Unlock()
-		a.log.Infof("all modules loaded at %s: %d of %d", seconds(uptime()), len(loaded)+len(more), len(mods))
+		a.log.Debugf("all modules loaded at %s: %d of %d", seconds(uptime()), len(loaded)+len(more), len(mods))
 		close(allLoaded)
 	}()
 
@@ -216,7 +216,7 @@ func (a *agent) boot() []cmdline.Param {
 	a.log.SetLevel(level)
 	a.log.Infof("hull-agent %s (API %d) starting as pid %d", a.version, api.APIVersion, os.Getpid())
 	if a.switched > 0 {
-		a.log.Infof("left the initial rootfs at %s in %s", seconds(a.switched), ms(a.switchTook))
+		a.log.Debugf("left the initial rootfs at %s in %s", seconds(a.switched), ms(a.switchTook))
 	}
 	for _, err := range []error{setupErr, levelErr} {
 		if err != nil {
@@ -479,7 +479,7 @@ func (l *sessionListener) Accept() (net.Conn, error) {
 	if err != nil {
 		return nil, err
 	}
-	l.a.log.WithFields(logrus.Fields{"channel": l.kind, "remote": c.RemoteAddr().String()}).Info("host connected")
+	l.a.log.WithFields(logrus.Fields{"channel": l.kind, "remote": c.RemoteAddr().String()}).Debug("host connected")
 	return &sessionConn{Conn: c, kind: l.kind, a: l.a}, nil
 }
 

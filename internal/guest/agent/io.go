@@ -73,7 +73,7 @@ func (a *agent) listenIO(srv *iosession.Server) error {
 }
 
 func (a *agent) serveIO(srv *iosession.Server, kind string, l net.Listener) {
-	a.log.WithField("channel", kind).Infof("IO session served at %s on %s", seconds(uptime()), l.Addr())
+	a.log.WithField("channel", kind).Debugf("IO session served at %s on %s", seconds(uptime()), l.Addr())
 	err := srv.Serve(l)
 	a.log.WithError(err).WithField("channel", kind).Error("IO session: not serving any more")
 }

@@ -127,7 +127,7 @@ func (s *Server) ServeConn(conn net.Conn) {
 		return
 	}
 	defer sess.Close()
-	log.Info("IO session started")
+	log.Debug("IO session started")
 	for {
 		st, err := sess.AcceptStream()
 		if err != nil {
