@@ -27,6 +27,10 @@ type foregroundTTY struct {
 	dir  string
 	l    *net.UnixListener
 	done chan struct{} // closed when the master's output is all copied
+	// term is the caller's terminal: the first of stderr, stdout and
+	// stdin that is one, else /dev/tty (owned, closed by Close).
+	term    *os.File
+	ownTerm bool
 
 	mu     sync.Mutex
 	closed bool          // guarded by mu
@@ -36,22 +40,30 @@ type foregroundTTY struct {
 // outputDrain bounds the wait for the last output after the process ended.
 const outputDrain = 5 * time.Second
 
-// newForegroundTTY listens on a fresh console socket; stdin must be a
-// terminal.
+// newForegroundTTY listens on a fresh console socket. As runc, it needs a
+// terminal of the caller's: one of its stdio streams, or its controlling
+// terminal (/dev/tty) when all three are redirected.
 func newForegroundTTY() (*foregroundTTY, error) {
-	if !console.IsTerminal(os.Stdin) {
-		return nil, fmt.Errorf("the process has a terminal but stdin is not one: use --console-socket to receive the pty master, or run from a terminal: %w", errdefs.ErrInvalidArgument)
+	term, own, err := callerTerminal()
+	if err != nil {
+		return nil, err
 	}
 	dir, err := os.MkdirTemp("", "hull-tty-")
 	if err != nil {
+		if own {
+			term.Close()
+		}
 		return nil, err
 	}
 	l, err := net.ListenUnix("unix", &net.UnixAddr{Name: filepath.Join(dir, "console.sock"), Net: "unix"})
 	if err != nil {
 		os.RemoveAll(dir)
+		if own {
+			term.Close()
+		}
 		return nil, fmt.Errorf("console socket: %w", err)
 	}
-	f := &foregroundTTY{dir: dir, l: l, done: make(chan struct{})}
+	f := &foregroundTTY{dir: dir, l: l, done: make(chan struct{}), term: term, ownTerm: own}
 	go f.serve()
 	return f, nil
 }
@@ -76,7 +88,7 @@ func (f *foregroundTTY) serve() {
 		f.mu.Unlock()
 		return
 	}
-	saved, err := console.MakeRaw(os.Stdin)
+	saved, err := console.MakeRaw(f.term)
 	if err == nil {
 		f.saved = saved
 	}
@@ -86,7 +98,7 @@ func (f *foregroundTTY) serve() {
 	signal.Notify(winch, syscall.SIGWINCH)
 	defer signal.Stop(winch)
 	copySize := func() {
-		if ws, err := console.Size(os.Stdin); err == nil && ws.Row > 0 && ws.Col > 0 {
+		if ws, err := console.Size(f.term); err == nil && ws.Row > 0 && ws.Col > 0 {
 			console.SetSize(master, ws)
 		}
 	}
@@ -113,9 +125,32 @@ func (f *foregroundTTY) Close() {
 	f.mu.Lock()
 	f.closed = true
 	if f.saved != nil {
-		console.Restore(os.Stdin, f.saved)
+		console.Restore(f.term, f.saved)
 		f.saved = nil
+	}
+	if f.ownTerm {
+		f.term.Close()
+		f.ownTerm = false
 	}
 	f.mu.Unlock()
 	os.RemoveAll(f.dir)
+}
+
+// callerTerminal is the terminal foregroundTTY sets raw and sizes from, as
+// runc picks it: stderr, stdout or stdin, else /dev/tty (then own is true).
+func callerTerminal() (term *os.File, own bool, err error) {
+	for _, f := range []*os.File{os.Stderr, os.Stdout, os.Stdin} {
+		if console.IsTerminal(f) {
+			return f, false, nil
+		}
+	}
+	t, err := os.OpenFile("/dev/tty", os.O_RDWR|unix.O_NOCTTY, 0)
+	if err != nil {
+		return nil, false, fmt.Errorf("the process has a terminal but hull's caller has none (stdio redirected, %v): use --console-socket to receive the pty master, or run from a terminal: %w", err, errdefs.ErrInvalidArgument)
+	}
+	if !console.IsTerminal(t) {
+		t.Close()
+		return nil, false, fmt.Errorf("the process has a terminal but /dev/tty is not one: %w", errdefs.ErrInvalidArgument)
+	}
+	return t, true, nil
 }

@@ -510,3 +510,40 @@ func TestTTYNeedsConsoleSocket(t *testing.T) {
 		t.Errorf("console socket without a terminal: %d %q", code, errOut)
 	}
 }
+
+// As runc, `run` of a terminal process takes the caller's terminal from
+// stdout (or stderr, or /dev/tty) when stdin is redirected.
+func TestTTYRunForegroundStdinRedirected(t *testing.T) {
+	e := newCLIEnv(t)
+	bundle := busyboxBundle(t)
+	spec := busyboxSpec("sh", "-c", "stty size; echo hello-tty; exit 3")
+	spec.Process.Terminal = true
+	writeSpec(t, bundle, spec)
+	master, slave := openPty(t)
+	setSize(t, master, 21, 61)
+	out := readTTY(master)
+	cmd := exec.Command(hullBin, "--root", e.root, "--config", e.config, "run", "--bundle", bundle, "fgpipe")
+	cmd.Stdin = strings.NewReader("")
+	cmd.Stdout = slave
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true, Setctty: true, Ctty: 1}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- cmd.Wait() }()
+	select {
+	case <-done:
+	case <-time.After(2 * time.Minute):
+		cmd.Process.Kill()
+		<-done
+		t.Fatalf("hull run did not end; output %q", out.String())
+	}
+	if code := cmd.ProcessState.ExitCode(); code != 3 {
+		t.Errorf("exit status %d, want 3 (stderr %q)", code, stderr.String())
+	}
+	if !out.waitFor(t, "hello-tty", 10*time.Second, nil) || !strings.Contains(out.String(), "21 61") {
+		t.Errorf("terminal output %q, want hello-tty and the size 21 61 of stdout's terminal", out.String())
+	}
+}
