@@ -11,7 +11,7 @@ packages=(
   busybox-static cpio                  # test rootfs and image inspection
   runc iproute2                        # reference runtime; netns, veth, tc
   protobuf-compiler                    # make proto
-  gcc libc6-dev libseccomp-dev         # the agent: cgo (nsenter), static libseccomp
+  gcc libc6-dev libseccomp-dev         # the agent: cgo (nsenter), static libseccomp; hull-init (static C)
   podman conmon containernetworking-plugins  # podman --runtime hull, and its tests
   containerd iptables                  # tests/containerd and make critest (private daemons; portmap)
 )
