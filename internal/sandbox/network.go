@@ -4,6 +4,8 @@ import (
 	"io"
 	"net"
 	"slices"
+	"sync/atomic"
+	"time"
 
 	"github.com/containerd/log"
 
@@ -106,19 +108,50 @@ func (s *Sandbox) relayLoopback(logger *log.Entry) {
 				return
 			}
 			defer g.Close()
-			done := make(chan struct{})
-			go func() {
-				_, _ = io.Copy(g, c)
-				// Closing an IO stream half-closes it: the guest's
-				// server sees EOF and may still answer.
-				_ = g.Close()
-				close(done)
-			}()
-			_, _ = io.Copy(c, g)
-			if tc, ok := c.(*net.TCPConn); ok {
-				_ = tc.CloseWrite()
-			}
-			<-done
+			relay(c, g, relayIdle)
 		}()
 	}
+}
+
+// relayIdle bounds how long the guest may keep a forwarded connection
+// without sending a byte once the host's client has sent all it had.
+const relayIdle = 30 * time.Second
+
+// relay copies between a host connection and a guest stream until both
+// directions end. Closing the guest stream half-closes it: the guest's
+// server sees EOF and may still answer. Once the host's client has sent
+// all, the guest gets idle of silence at most before the relay ends: a
+// guest that never closes its end would otherwise keep the relay (two
+// goroutines, their buffers) for ever.
+func relay(c, g net.Conn, idle time.Duration) {
+	var hostDone atomic.Bool
+	done := make(chan struct{})
+	go func() {
+		_, _ = io.Copy(g, c)
+		_ = g.Close()
+		hostDone.Store(true)
+		_ = g.SetReadDeadline(time.Now().Add(idle))
+		close(done)
+	}()
+	_, _ = io.Copy(c, &idleReader{c: g, idle: idle, on: &hostDone})
+	if tc, ok := c.(*net.TCPConn); ok {
+		_ = tc.CloseWrite()
+	} else {
+		_ = c.Close()
+	}
+	<-done
+}
+
+// idleReader reads c, with a deadline idle from each read once on is set.
+type idleReader struct {
+	c    net.Conn
+	idle time.Duration
+	on   *atomic.Bool
+}
+
+func (r *idleReader) Read(b []byte) (int, error) {
+	if r.on.Load() {
+		_ = r.c.SetReadDeadline(time.Now().Add(r.idle))
+	}
+	return r.c.Read(b)
 }
