@@ -10,6 +10,7 @@ import (
 	"runtime/debug"
 	"strings"
 	"sync"
+	"syscall"
 	"time"
 
 	eventstypes "github.com/containerd/containerd/api/events"
@@ -85,6 +86,10 @@ type container struct {
 	deleting bool
 	// startMu orders the exit event after the start event.
 	startMu sync.Mutex
+	// pendingInitExit is the init's TaskExit, held back until its execs'
+	// exits are sent (guarded by startMu): containerd and its clients take
+	// the init's exit for the container's last event.
+	pendingInitExit *eventstypes.TaskExit
 }
 
 // newService is the Task service's constructor for the plugin.
@@ -370,7 +375,9 @@ func (s *service) waitExit(c *container, p *process) {
 }
 
 // exited records an exit once and sends TaskExit after the process's
-// start event, as containerd expects.
+// start event, as containerd expects. The init's comes after the exits of
+// its execs, as with runc's shim: those in a pid namespace of the
+// container's own die with the init; those in a shared one are killed.
 func (s *service) exited(c *container, p *process, code uint32, at time.Time) {
 	c.startMu.Lock()
 	defer c.startMu.Unlock()
@@ -382,9 +389,78 @@ func (s *service) exited(c *container, p *process, code uint32, at time.Time) {
 	if id == "" {
 		id = c.id
 	}
-	s.send(runtime.TaskExitEventTopic, &eventstypes.TaskExit{
+	ev := &eventstypes.TaskExit{
 		ContainerID: c.id, ID: id, Pid: pid, ExitStatus: code, ExitedAt: protobuf.ToTimestamp(at),
-	})
+	}
+	if p.execID == "" {
+		if s.runningExecs(c) > 0 {
+			c.pendingInitExit = ev
+			go s.endExecs(c)
+			return
+		}
+		s.send(runtime.TaskExitEventTopic, ev)
+		return
+	}
+	s.send(runtime.TaskExitEventTopic, ev)
+	if c.pendingInitExit != nil && s.runningExecs(c) == 0 {
+		s.send(runtime.TaskExitEventTopic, c.pendingInitExit)
+		c.pendingInitExit = nil
+	}
+}
+
+// initExitHold bounds how long the init's exit waits for its execs'.
+const initExitHold = 10 * time.Second
+
+// runningExecs counts c's execs that run.
+func (s *service) runningExecs(c *container) int {
+	s.mu.Lock()
+	execs := make([]*process, 0, len(c.execs))
+	for _, e := range c.execs {
+		execs = append(execs, e)
+	}
+	s.mu.Unlock()
+	n := 0
+	for _, e := range execs {
+		if st, _, _, _ := e.snapshot(); st == task.Status_RUNNING || st == task.Status_PAUSED {
+			n++
+		}
+	}
+	return n
+}
+
+// endExecs kills the execs of a container whose init exited, unless its
+// own pid namespace ended them already, and sends the init's exit once
+// they are gone or initExitHold has passed.
+func (s *service) endExecs(c *container) {
+	if c.ctr != nil && !ownPidNamespace(c.spec) {
+		ctx, cancel := context.WithTimeout(context.Background(), initExitHold)
+		if err := c.ctr.Signal(ctx, uint32(syscall.SIGKILL), true); err != nil {
+			log.G(ctx).WithError(err).WithField("id", c.id).Debug("killing the execs of an ended init")
+		}
+		cancel()
+	}
+	time.Sleep(initExitHold)
+	c.startMu.Lock()
+	defer c.startMu.Unlock()
+	if c.pendingInitExit != nil {
+		log.G(context.Background()).WithField("id", c.id).Warn("execs still run after their init's exit; sending its exit")
+		s.send(runtime.TaskExitEventTopic, c.pendingInitExit)
+		c.pendingInitExit = nil
+	}
+}
+
+// ownPidNamespace tells whether the spec gives the container a pid
+// namespace of its own.
+func ownPidNamespace(spec *specs.Spec) bool {
+	if spec == nil || spec.Linux == nil {
+		return false
+	}
+	for _, ns := range spec.Linux.Namespaces {
+		if ns.Type == specs.PIDNamespace {
+			return ns.Path == ""
+		}
+	}
+	return false
 }
 
 // Start runs a created container's process, or an exec process.
