@@ -104,13 +104,17 @@ func (d Duration) MarshalText() ([]byte, error) { return []byte(time.Duration(d)
 func (d Duration) D() time.Duration { return time.Duration(d) }
 
 // The translation caches chosen when tcg_translation_cache_mib is 0. A
-// cache is all resident once filled, and booting plus creating a container
-// translates more code than 16 MiB holds, so QEMU flushes and translates
-// again. Measured with `make bench-run -tcg-cache` (docs/benchmarks.md):
-// 28 MiB make `hull run` about 420 ms faster than 16 for 11 MiB more per
-// VM, and 32 only 30 ms more. Pods keep 16: a node holds many idle ones.
+// cache is all resident once filled, and QEMU empties it only when it is
+// full, after which everything still running is translated again. A
+// stand-alone container's start translates about 47 MiB of code (the
+// kernel's boot 24, the agent and the container 23), so every size that
+// keeps the idle container under 100 MiB of host memory flushes; what
+// decides is how often and when (docs/benchmarks.md, session 10): 28 MiB
+// flushes twice, 32 once after the agent's start, 36 once in the middle of
+// the container's creation, which costs more; 48 does not flush but costs
+// 108 MiB. Pods keep 16: a node holds many idle ones.
 const (
-	TCGCacheContainerMiB = 28
+	TCGCacheContainerMiB = 32
 	TCGCachePodMiB       = 16
 )
 
