@@ -11,6 +11,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync/atomic"
@@ -250,6 +251,62 @@ func TestContainerEndToEnd(t *testing.T) {
 		}
 		e.remove("run", false)
 		t.Logf("create %s, start %s", created, started)
+	})
+
+	// Read-only remounts (readonlyPaths, the read-only root) keep each
+	// mount's atime mode, strictatime included, as runc's do.
+	t.Run("atime", func(t *testing.T) {
+		out := e.open("atime", "", api.StreamHeader_STDOUT)
+		spec := e.specWith("atime", func(s *specs.Spec) {
+			s.Mounts = append(s.Mounts,
+				specs.Mount{Destination: "/strict", Type: "tmpfs", Source: "tmpfs", Options: []string{"nosuid", "strictatime"}},
+				specs.Mount{Destination: "/noatime", Type: "tmpfs", Source: "tmpfs", Options: []string{"nosuid", "noatime"}})
+			s.Linux.ReadonlyPaths = append(s.Linux.ReadonlyPaths, "/strict", "/noatime")
+		}, "cat", "/proc/self/mounts")
+		if _, err := c.CreateContainer(ctx, &api.CreateContainerRequest{ContainerId: "atime", Spec: spec, Stdio: &api.Stdio{Stdout: true}}); err != nil {
+			t.Fatal(err)
+		}
+		defer e.remove("atime", false)
+		if _, err := c.StartContainer(ctx, &api.StartContainerRequest{ContainerId: "atime"}); err != nil {
+			t.Fatal(err)
+		}
+		b, err := io.ReadAll(out)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := e.wait("atime", ""); got != 0 {
+			t.Fatalf("exit status %d: %s", got, b)
+		}
+		opts := map[string][]string{}
+		for _, line := range strings.Split(string(b), "\n") {
+			if f := strings.Fields(line); len(f) >= 4 {
+				opts[f[1]] = strings.Split(f[3], ",")
+			}
+		}
+		for _, c := range []struct {
+			dir        string
+			want, none []string
+		}{
+			{"/strict", []string{"ro"}, []string{"relatime", "noatime"}},
+			{"/noatime", []string{"ro", "noatime"}, []string{"relatime"}},
+			{"/", []string{"ro"}, nil},
+		} {
+			o, ok := opts[c.dir]
+			if !ok {
+				t.Errorf("%s not mounted: %s", c.dir, b)
+				continue
+			}
+			for _, w := range c.want {
+				if !slices.Contains(o, w) {
+					t.Errorf("%s: options %v lack %s", c.dir, o, w)
+				}
+			}
+			for _, n := range c.none {
+				if slices.Contains(o, n) {
+					t.Errorf("%s: options %v have %s", c.dir, o, n)
+				}
+			}
+		}
 	})
 
 	if _, err := c.CreateContainer(ctx, &api.CreateContainerRequest{ContainerId: "box", Spec: e.spec("box", "sleep", "100")}); err != nil {
