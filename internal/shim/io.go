@@ -29,7 +29,7 @@ type stdioPaths struct {
 
 // hostIO is a process's opened standard streams on the host.
 type hostIO struct {
-	stdin   io.ReadCloser // nil without stdin
+	stdin   *stdinFIFO // nil without stdin
 	stdout  io.WriteCloser
 	stderr  io.WriteCloser
 	closers []io.Closer
@@ -57,8 +57,8 @@ func openIO(ctx context.Context, id, ns string, p stdioPaths) (_ *hostIO, retErr
 		if err != nil {
 			return nil, fmt.Errorf("open stdin %s: %w", p.Stdin, err)
 		}
-		h.stdin = f
-		h.closers = append(h.closers, f)
+		h.stdin = newStdinFIFO(f)
+		h.closers = append(h.closers, h.stdin)
 	}
 	u, err := url.Parse(p.Stdout)
 	if err != nil {
@@ -188,11 +188,11 @@ func (h *hostIO) stdio(terminal bool) sandbox.Stdio {
 	return s
 }
 
-// closeStdin ends the process's stdin: the copy into the guest stops and
-// the guest side sees EOF.
+// closeStdin ends the process's stdin once the copy into the guest has
+// taken what the client wrote: the guest side then sees EOF.
 func (h *hostIO) closeStdin() {
 	if h.stdin != nil {
-		h.stdin.Close()
+		h.stdin.closeInput()
 	}
 }
 

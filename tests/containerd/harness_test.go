@@ -3,6 +3,7 @@ package containerd
 import (
 	"archive/tar"
 	"bytes"
+	"context"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -10,6 +11,7 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -266,4 +268,24 @@ func TestFilesFromDir(t *testing.T) {
 			t.Errorf("%s: got %q, want %q", name, got[name], w)
 		}
 	}
+}
+
+// crictlStdin runs crictl with stdin and fails the test on error.
+func crictlStdin(t *testing.T, d *Daemon, stdin string, args ...string) string {
+	t.Helper()
+	bin, err := CrictlPath(t.Context())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("crictl %s < (%d bytes)", strings.Join(args, " "), len(stdin))
+	ctx, cancel := context.WithTimeout(t.Context(), 3*time.Minute)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, bin, append([]string{"--config", d.CrictlConfig}, args...)...)
+	cmd.Env = d.env
+	cmd.Stdin = strings.NewReader(stdin)
+	out, err := cmd.Output()
+	if err != nil {
+		t.Fatalf("crictl %s: %v", strings.Join(args, " "), err)
+	}
+	return strings.TrimSpace(string(out))
 }

@@ -198,6 +198,11 @@ func TestHullPod(t *testing.T) {
 	if out, err := d.Crictl(t, "exec", ids[1], "sh", "-c", "exit 4"); err == nil {
 		t.Errorf("exec exit 4 succeeded: %q", out)
 	}
+	// CRI's exec with stdin ends the input with CloseIO right after the
+	// last bytes: none of them may be lost.
+	if out := crictlStdin(t, d, strings.Repeat("y", 60000), "exec", "-i", ids[1], "wc", "-c"); out != "60000" {
+		t.Errorf("exec -i with 60000 bytes on stdin: wc -c says %q", out)
+	}
 	// The containers share the pod's network: localhost reaches the
 	// other container's server.
 	if out := crictl(t, d, "exec", ids[1], "wget", "-q", "-O", "-", "http://127.0.0.1:8080/"); out != "served-by-pod" {
