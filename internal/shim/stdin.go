@@ -28,13 +28,21 @@ type stdinFIFO struct {
 	// because only an *os.File can be woken with a deadline.
 	fifo io.ReadCloser
 
+	// closeFIFO closes fifo once: containerd's fifo must not be closed
+	// from two goroutines at once.
+	closeFIFO func() error
+	// grace is stdinOpenGrace when the FIFO was opened.
+	grace time.Duration
+
 	mu      sync.Mutex
 	file    *os.File // guarded by mu; nil until the first read
 	closing bool     // guarded by mu
 	closed  bool     // guarded by mu
 }
 
-func newStdinFIFO(fifo io.ReadCloser) *stdinFIFO { return &stdinFIFO{fifo: fifo} }
+func newStdinFIFO(fifo io.ReadCloser) *stdinFIFO {
+	return &stdinFIFO{fifo: fifo, closeFIFO: sync.OnceValue(fifo.Close), grace: stdinOpenGrace}
+}
 
 // Read reads the FIFO until the client's writers are gone or, after
 // closeInput, until it holds nothing more.
@@ -109,24 +117,23 @@ func (s *stdinFIFO) open() (*os.File, error) {
 }
 
 // drain takes one read of what the FIFO holds now, without waiting: EOF
-// once it is empty.
+// once it is empty. It reads through Control, which ignores deadlines:
+// closeInput may set one at any time (a second CloseIO does), and a read
+// that honoured it would end the input with data still in the FIFO. The
+// descriptor is non-blocking, so the read cannot wait. (Nothing may call
+// Fd on either file: that would make the shared description blocking.)
 func (s *stdinFIFO) drain(f *os.File, b []byte) (int, error) {
-	// A read does not even try past its deadline; this one must not wait,
-	// so it needs none.
-	if err := f.SetReadDeadline(time.Time{}); err != nil {
-		return 0, io.EOF
-	}
 	rc, err := f.SyscallConn()
 	if err != nil {
 		return 0, io.EOF
 	}
 	var n int
 	var rerr error
-	if err := rc.Read(func(fd uintptr) bool {
+	if err := rc.Control(func(fd uintptr) {
 		for {
 			n, rerr = unix.Read(int(fd), b)
 			if rerr != unix.EINTR {
-				return true
+				return
 			}
 		}
 	}); err != nil {
@@ -149,12 +156,17 @@ func (s *stdinFIFO) isClosing() bool {
 }
 
 // stdinOpenGrace bounds how long closeInput waits for a FIFO that no
-// writer has opened yet before it gives up on it.
-const stdinOpenGrace = 2 * time.Second
+// writer has opened yet before it gives up on it. A writer that opens
+// just as it runs out may lose what it writes. A variable for the tests.
+var stdinOpenGrace = 2 * time.Second
 
 // closeInput ends the input once the FIFO holds nothing more (CloseIO).
 func (s *stdinFIFO) closeInput() {
 	s.mu.Lock()
+	if s.closing {
+		s.mu.Unlock()
+		return
+	}
 	s.closing = true
 	f := s.file
 	s.mu.Unlock()
@@ -175,12 +187,12 @@ func (s *stdinFIFO) closeInput() {
 		}()
 		select {
 		case <-opened:
-		case <-time.After(stdinOpenGrace):
+		case <-time.After(s.grace):
 			s.mu.Lock()
 			unopened := s.file == nil
 			s.mu.Unlock()
 			if unopened {
-				s.fifo.Close()
+				s.closeFIFO()
 			}
 		}
 	}()
@@ -192,7 +204,7 @@ func (s *stdinFIFO) Close() error {
 	s.closed = true
 	f := s.file
 	s.mu.Unlock()
-	err := s.fifo.Close()
+	err := s.closeFIFO()
 	if f != nil {
 		err = errors.Join(err, f.Close())
 	}

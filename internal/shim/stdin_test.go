@@ -107,10 +107,45 @@ func TestStdinEndsWhenTheWriterCloses(t *testing.T) {
 }
 
 func TestStdinCloseIOBeforeAnyWriter(t *testing.T) {
+	grace := stdinOpenGrace
+	stdinOpenGrace = 200 * time.Millisecond
+	t.Cleanup(func() { stdinOpenGrace = grace })
 	_, h := stdinPair(t, false)
 	r := h.stdio(false).Stdin
 	time.AfterFunc(100*time.Millisecond, h.closeStdin)
 	if got := readAll(t, r); len(got) != 0 {
 		t.Errorf("read %q", got)
+	}
+}
+
+// smallReads reads r 8 bytes at a time, so that a copy is still draining
+// when CloseIO comes.
+type smallReads struct{ r io.Reader }
+
+func (s smallReads) Read(b []byte) (int, error) { return s.r.Read(b[:min(len(b), 8)]) }
+
+// CloseIO, twice, while the copy drains in small reads: its deadline must
+// not end the input early.
+func TestStdinCloseIOWhileDraining(t *testing.T) {
+	data := bytes.Repeat([]byte("z"), 48<<10)
+	for i := range 50 {
+		w, h := stdinPair(t, true)
+		if _, err := w.Write(data); err != nil {
+			t.Fatal(err)
+		}
+		r := h.stdio(false).Stdin
+		buf := make([]byte, 8)
+		if _, err := io.ReadFull(r, buf); err != nil {
+			t.Fatal(err)
+		}
+		go func() {
+			h.closeStdin()
+			time.Sleep(time.Duration(i) * 20 * time.Microsecond)
+			h.closeStdin()
+		}()
+		rest := readAll(t, smallReads{r})
+		if got := len(buf) + len(rest); got != len(data) {
+			t.Fatalf("round %d: %d of %d bytes read", i, got, len(data))
+		}
 	}
 }
