@@ -611,6 +611,12 @@ func (s *service) destroyPodLocked(ctx context.Context) {
 	}
 	if err := s.pod.sb.Destroy(ctx); err != nil {
 		log.G(ctx).WithError(err).WithField("sandbox", s.pod.id).Warn("destroy pod vm")
+		// Destroy keeps the record when part of the sandbox stayed; the
+		// record's reclaim retries it now, as nothing here would later
+		// (containerd's cleanup command runs only if this shim dies).
+		if err := sandbox.Reclaim(ctx, filepath.Join(s.pod.dir, "vm")); err != nil {
+			log.G(ctx).WithError(err).WithField("sandbox", s.pod.id).Warn("reclaim pod vm")
+		}
 	}
 	removePodDir(s.pod.dir)
 	s.pod = nil

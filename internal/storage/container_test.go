@@ -401,3 +401,47 @@ func TestUnescapeMountinfo(t *testing.T) {
 		}
 	}
 }
+
+// A pod's VM can go before the cleanup of its containers (QEMU died and
+// containerd deletes the pod and its containers at once): Close must still
+// remove the whole shared directory, and the containers' own cleanup,
+// coming later, must find nothing to complain about.
+func TestSharedCloseBeforeContainerCleanup(t *testing.T) {
+	requireRoot(t)
+	b := bundle(t)
+	dir := filepath.Join(t.TempDir(), "shared")
+	s, err := NewShared(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	spec := &specs.Spec{
+		Root:   &specs.Root{Path: "rootfs"},
+		Mounts: []specs.Mount{{Destination: "/data", Type: "bind", Source: "data", Options: []string{"rbind"}}},
+	}
+	var cs []*Container
+	for _, id := range []string{"c1", "c2"} {
+		c, _, err := PrepareContainer(s, id, b, spec)
+		if err != nil {
+			s.Close()
+			t.Fatal(err)
+		}
+		cs = append(cs, c)
+	}
+	if err := s.Close(); err != nil {
+		t.Fatalf("close with containers not cleaned up: %v", err)
+	}
+	if mountedUnder(dir) {
+		t.Fatal("mounts left after Close")
+	}
+	if _, err := os.Stat(dir); !os.IsNotExist(err) {
+		t.Fatalf("shared directory left: %v", err)
+	}
+	for _, c := range cs {
+		if err := c.Cleanup(); err != nil {
+			t.Errorf("cleanup after the pod's close: %v", err)
+		}
+	}
+	if _, err := os.Stat(filepath.Join(b, "data/file")); err != nil {
+		t.Errorf("the bind's source was touched: %v", err)
+	}
+}

@@ -80,24 +80,32 @@ func NewShared(dir string) (_ *Shared, retErr error) {
 }
 
 // Close unmounts the view and everything under it, deepest first, then the
-// directory's bind on itself, and removes the directories; what it cannot
-// remove it names.
+// directory's bind on itself, and removes the directory's tree: with the
+// directories that containers not yet cleaned up still have in Backing
+// (a pod's VM can go before its containers' own cleanup, when the VM
+// died and containerd deletes them all at once), since those are only
+// empty directories and mount points once nothing is mounted.
 func (s *Shared) Close() error {
+	dir := filepath.Dir(s.View)
 	if err := UnmountUnder(s.View); err != nil {
 		return err
 	}
-	for _, p := range []string{s.View, filepath.Dir(s.View)} {
+	for _, p := range []string{s.View, dir} {
 		if err := UnmountSelf(p); err != nil {
 			return err
 		}
 	}
-	var errs []error
-	for _, d := range []string{s.View, s.Backing, filepath.Dir(s.View)} {
-		if err := os.Remove(d); err != nil && !errors.Is(err, os.ErrNotExist) {
-			errs = append(errs, err)
-		}
+	// Detached mounts leave the namespace at once; one that is still
+	// there stops the removal rather than being walked.
+	if left, err := MountsAt(dir); err != nil {
+		return err
+	} else if len(left) > 0 {
+		return fmt.Errorf("shared directory %s: %s is still mounted", dir, left[0])
 	}
-	return errors.Join(errs...)
+	if err := RemoveEmptyTree(dir); err != nil {
+		return fmt.Errorf("shared directory: %w", err)
+	}
+	return nil
 }
 
 // mountsUnder returns the mount points strictly below dir, and dir itself

@@ -10,6 +10,10 @@ import (
 // dir, once the mounts under it are gone (UnmountUnder). It never removes
 // a file with content, so a mount that is somehow still there (whose
 // files would show) stops it instead of being walked and emptied.
+//
+// What vanishes while it walks is not an error: another process cleaning
+// up the same tree (a container's own cleanup beside its pod's, or the
+// shim's cleanup command beside a live shim) may remove a part first.
 func RemoveEmptyTree(dir string) error {
 	ents, err := os.ReadDir(dir)
 	if errors.Is(err, os.ErrNotExist) {
@@ -30,5 +34,8 @@ func RemoveEmptyTree(dir string) error {
 			_ = os.Remove(p)
 		}
 	}
-	return os.Remove(dir)
+	if err := os.Remove(dir); err != nil && !errors.Is(err, os.ErrNotExist) {
+		return err
+	}
+	return nil
 }
