@@ -609,6 +609,15 @@ func (s *service) destroyPodLocked(ctx context.Context) {
 	if s.pod == nil {
 		return
 	}
+	// containerd runs this shim's cleanup command (Manager.Stop) when its
+	// connection closes, which can come while the pod is still going down
+	// here: the lock keeps the two from tearing the same pod down at once.
+	unlock, err := lockDir(s.pod.dir)
+	if err != nil {
+		log.G(ctx).WithError(err).WithField("sandbox", s.pod.id).Warn("pod directory lock")
+		unlock = func() {}
+	}
+	defer unlock()
 	if err := s.pod.sb.Destroy(ctx); err != nil {
 		log.G(ctx).WithError(err).WithField("sandbox", s.pod.id).Warn("destroy pod vm")
 		// Destroy keeps the record when part of the sandbox stayed; the
