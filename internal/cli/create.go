@@ -158,10 +158,15 @@ func spawnSupervisor(c *cli.Context, consoleSocket string) (*exec.Cmd, error) {
 	w.Close()
 	msg, _ := io.ReadAll(io.LimitReader(r, 64<<10))
 	if s := strings.TrimSpace(string(msg)); s != "ok" {
-		cmd.Wait()
 		if s == "" {
-			s = "the supervisor exited without a word"
+			// It died before it could report (killed, crashed): QEMU and
+			// virtiofsd die with it, but its state, mounts and network
+			// changes stay until removed here. A supervisor that reported
+			// an error cleaned up itself.
+			abandon(cmd, cfg.Runtime.Root, id)
+			return nil, fmt.Errorf("the supervisor exited without a word (%v): %w", cmd.ProcessState, errdefs.ErrUnavailable)
 		}
+		cmd.Wait()
 		return nil, errors.New(s)
 	}
 	if p := c.String("pid-file"); p != "" {
@@ -184,7 +189,9 @@ func abandon(sup *exec.Cmd, root, id string) {
 	if err != nil {
 		return
 	}
-	if st, err := store.Read(id); err == nil {
+	// Only what this supervisor made: the id may be another container's
+	// by now if this one's went away.
+	if st, err := store.Read(id); err == nil && st.Supervisor == sup.Process.Pid {
 		if err := forceCleanup(store, st); err != nil {
 			log.G(commandContext()).WithError(err).Warn("cleaning up the abandoned container")
 		}

@@ -50,7 +50,10 @@ func deleteContainer(store *state.Store, id string, force bool) error {
 		return err
 	}
 	if st.Status != state.Stopped {
-		if !force {
+		// As runc's delete: a created container, whose program never
+		// ran, is killed and deleted without --force; a running one
+		// needs it.
+		if !force && st.Status != state.Created {
 			return fmt.Errorf("container %s is %s: stop it or use --force: %w", id, st.Status, errdefs.ErrFailedPrecondition)
 		}
 		stopThroughSupervisor(store, id, st)
@@ -58,7 +61,10 @@ func deleteContainer(store *state.Store, id string, force bool) error {
 		// signal); what they leave is cleaned below.
 		killAndWait(st.Supervisor, st.SupervisorStart)
 	}
-	if err := forceCleanup(store, st); err != nil {
+	if err := forceCleanup(store, st); errdefs.IsNotFound(err) && force {
+		// Another delete was first; the hooks were its to run.
+		return nil
+	} else if err != nil {
 		return err
 	}
 	// poststop hooks run once the container is gone; their failure is
@@ -77,13 +83,23 @@ func deleteContainer(store *state.Store, id string, force bool) error {
 }
 
 // forceCleanup removes what is left of a container whose supervisor is
-// gone.
+// gone. st was read without the lock: if the container it describes was
+// removed meanwhile (another delete), or its id now names a new one, it
+// returns ErrNotFound and touches nothing.
 func forceCleanup(store *state.Store, st *state.State) error {
-	h, err := store.Lock(st.ID)
+	lock := store.Lock
+	if st.Created.IsZero() {
+		// No state was found: a leftover (see deleteContainer).
+		lock = store.LockLeftover
+	}
+	h, err := lock(st.ID)
 	if err != nil {
 		return err
 	}
 	defer h.Unlock()
+	if now, err := store.Read(st.ID); err == nil && (!now.Created.Equal(st.Created) || now.Supervisor != st.Supervisor) {
+		return fmt.Errorf("container %q was replaced by a new one: %w", st.ID, errdefs.ErrNotFound)
+	}
 	return cleanup(h)
 }
 

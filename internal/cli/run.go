@@ -5,6 +5,7 @@ import (
 	"os"
 	"os/exec"
 	"os/signal"
+	"syscall"
 
 	"github.com/containerd/log"
 	"github.com/urfave/cli"
@@ -34,6 +35,15 @@ var runCommand = cli.Command{
 			defer tty.Close()
 			socket = tty.Path()
 		}
+		// Signals for this command are for the container: the supervisor
+		// forwards them to its init. Caught from before the VM boots, so
+		// that a Ctrl-C then reaches the container once it runs instead of
+		// killing this command and leaving the container to nobody.
+		sigs := make(chan os.Signal, 8)
+		if !c.Bool("detach") {
+			signal.Notify(sigs, supervisor.ForwardedSignals()...)
+			defer signal.Stop(sigs)
+		}
 		sup, err := spawnSupervisor(c, socket)
 		if err != nil {
 			return err
@@ -57,10 +67,6 @@ var runCommand = cli.Command{
 			sup.Process.Release()
 			return nil
 		}
-		// Signals for this command are for the container: the supervisor
-		// forwards them to its init.
-		sigs := make(chan os.Signal, 8)
-		signal.Notify(sigs, supervisor.ForwardedSignals()...)
 		go func() {
 			for s := range sigs {
 				sup.Process.Signal(s)
@@ -76,6 +82,12 @@ var runCommand = cli.Command{
 		}
 		var exit *exec.ExitError
 		if errors.As(err, &exit) {
+			// A supervisor killed by a signal (kill -9 of the state's pid,
+			// the OOM killer) stands for a container killed by it: 128+n,
+			// as a shell and runc report it.
+			if ws, ok := exit.Sys().(syscall.WaitStatus); ok && ws.Signaled() {
+				return cli.NewExitError("", 128+int(ws.Signal()))
+			}
 			return cli.NewExitError("", exit.ExitCode())
 		}
 		return err

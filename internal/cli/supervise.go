@@ -4,6 +4,8 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"os/signal"
+	"syscall"
 
 	"github.com/containerd/log"
 	"github.com/sirupsen/logrus"
@@ -23,14 +25,27 @@ var superviseCommand = cli.Command{
 	Flags:  []cli.Flag{cli.StringFlag{Name: "bundle"}, cli.StringFlag{Name: "console-socket"}},
 	Action: func(c *cli.Context) error {
 		ready := os.NewFile(3, "ready")
-		report := func(err error) {
+		// A failed write (EPIPE: fd 3 is not stdout, so SIGPIPE does not
+		// kill) means the command that waits for the report is gone.
+		report := func(err error) error {
+			var werr error
 			if err != nil {
-				fmt.Fprintf(ready, "%v\n", err)
+				_, werr = fmt.Fprintf(ready, "%v\n", err)
 			} else {
-				fmt.Fprintln(ready, "ok")
+				_, werr = fmt.Fprintln(ready, "ok")
 			}
-			ready.Close()
+			if cerr := ready.Close(); werr == nil {
+				werr = cerr
+			}
+			return werr
 		}
+		// The container's stdout and stderr are this process's fds 1 and
+		// 2: a reader that goes away (`hull run ... | head -1`) must show
+		// as EPIPE, which ends the copy and, through the guest, the
+		// container's writer, not as a SIGPIPE that kills the supervisor
+		// before it tears the VM down. Notify, not Ignore: QEMU and
+		// virtiofsd must not inherit an ignored SIGPIPE.
+		signal.Notify(make(chan os.Signal, 1), syscall.SIGPIPE)
 		// stderr belongs to the container now: logs go to --log or nowhere.
 		if c.GlobalString("log") == "" {
 			logrus.SetOutput(io.Discard)

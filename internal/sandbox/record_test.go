@@ -188,7 +188,7 @@ func TestReclaimSparesRecycledPid(t *testing.T) {
 	if err := Reclaim(t.Context(), runDir); err != nil {
 		t.Fatal(err)
 	}
-	if !state.Alive(cmd.Process.Pid, 0) {
+	if !state.Alive(cmd.Process.Pid, p.Start-1) {
 		t.Fatal("a process with another start time was killed")
 	}
 	if _, err := os.Lstat(runDir); !os.IsNotExist(err) {

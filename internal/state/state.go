@@ -100,10 +100,13 @@ func (s *Store) Create(id string) (*Handle, error) {
 		}
 		return nil, fmt.Errorf("container %s: %w", id, err)
 	}
-	return s.lock(id)
+	return s.lock(id, true)
 }
 
-// Lock locks an existing container's directory.
+// Lock locks an existing container's directory. A container removed while
+// Lock waited for it (Remove unlinks the lock file before it lets go of
+// the lock) is not found: the lock taken is then on a file no longer in
+// the store, and whatever has the id now is another container.
 func (s *Store) Lock(id string) (*Handle, error) {
 	if err := ValidID(id); err != nil {
 		return nil, err
@@ -111,17 +114,49 @@ func (s *Store) Lock(id string) (*Handle, error) {
 	if _, err := os.Stat(s.Dir(id)); err != nil {
 		return nil, fmt.Errorf("container %q does not exist: %w", id, errdefs.ErrNotFound)
 	}
-	return s.lock(id)
+	return s.lock(id, false)
 }
 
-func (s *Store) lock(id string) (*Handle, error) {
-	f, err := os.OpenFile(filepath.Join(s.Dir(id), lockFile), os.O_CREATE|os.O_RDWR|unix.O_CLOEXEC, 0o600)
+// LockLeftover locks the directory of id when it holds no state: what a
+// crash or a failed removal left, which may lack its lock file too.
+func (s *Store) LockLeftover(id string) (*Handle, error) {
+	if err := ValidID(id); err != nil {
+		return nil, err
+	}
+	if _, err := os.Stat(s.Dir(id)); err != nil {
+		return nil, fmt.Errorf("container %q does not exist: %w", id, errdefs.ErrNotFound)
+	}
+	return s.lock(id, true)
+}
+
+// lock takes the container's lock file, creating it only for a new
+// container: opening an existing container's with O_CREAT could make a
+// second lock file in a directory being removed, which nobody holds.
+func (s *Store) lock(id string, create bool) (*Handle, error) {
+	path := filepath.Join(s.Dir(id), lockFile)
+	flags := os.O_RDWR | unix.O_CLOEXEC
+	if create {
+		flags |= os.O_CREATE
+	}
+	f, err := os.OpenFile(path, flags, 0o600)
+	if errors.Is(err, os.ErrNotExist) {
+		return nil, fmt.Errorf("container %q does not exist: %w", id, errdefs.ErrNotFound)
+	}
 	if err != nil {
 		return nil, fmt.Errorf("container %s: lock: %w", id, err)
 	}
 	if err := unix.Flock(int(f.Fd()), unix.LOCK_EX); err != nil {
 		f.Close()
 		return nil, fmt.Errorf("container %s: lock: %w", id, err)
+	}
+	var held, now unix.Stat_t
+	if err := unix.Fstat(int(f.Fd()), &held); err != nil {
+		f.Close()
+		return nil, fmt.Errorf("container %s: lock: %w", id, err)
+	}
+	if err := unix.Stat(path, &now); err != nil || now.Dev != held.Dev || now.Ino != held.Ino {
+		f.Close()
+		return nil, fmt.Errorf("container %q does not exist (removed while waiting for its lock): %w", id, errdefs.ErrNotFound)
 	}
 	return &Handle{store: s, id: id, lock: f}, nil
 }
@@ -263,5 +298,6 @@ func Alive(pid int, start uint64) bool {
 			return false
 		}
 	}
-	return start == 0 || got == start
+	// No recorded start time: the pid alone could be anyone's by now.
+	return start != 0 && got == start
 }

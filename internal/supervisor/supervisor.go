@@ -87,7 +87,12 @@ type supervisor struct {
 // nil (or with the error that stopped it, after cleaning up), then serves
 // until the container exits and its VM is gone. It returns the exit
 // status the process should exit with.
-func Run(ctx context.Context, opts Options, ready func(error)) int {
+//
+// ready returns an error when the report cannot be delivered: the command
+// that asked for the container is gone (killed while the VM booted), so
+// nobody knows the container exists, and it is torn down rather than
+// left running unmanaged.
+func Run(ctx context.Context, opts Options, ready func(error) error) int {
 	s := &supervisor{opts: opts, exited: make(chan struct{})}
 	if err := s.create(ctx); err != nil {
 		ready(err)
@@ -102,7 +107,13 @@ func Run(ctx context.Context, opts Options, ready func(error)) int {
 		ready(fmt.Errorf("control socket: %w", err))
 		return 1
 	}
-	ready(nil)
+	if err := ready(nil); err != nil {
+		log.G(ctx).WithError(err).Warn("the command that created the container is gone: removing it")
+		l.Close()
+		s.teardown(context.WithoutCancel(ctx))
+		s.h.Remove()
+		return 1
+	}
 	// The init is watched from now on, not from the start: a signal sent
 	// to a created container can end its init too (runc's shows such a
 	// container stopped at once).
@@ -122,7 +133,12 @@ func (s *supervisor) create(ctx context.Context) (retErr error) {
 			h.Remove()
 		}
 	}()
-	start, _ := state.StartTime(os.Getpid())
+	// Without its start time, a recorded pid could later name another
+	// process (state, kill and delete --force check it).
+	start, err := state.StartTime(os.Getpid())
+	if err != nil {
+		return fmt.Errorf("supervisor start time: %w", err)
+	}
 	s.st = state.State{
 		ID: s.opts.ID, Bundle: s.opts.Bundle, Status: state.Creating, Created: time.Now().UTC(),
 		Annotations: s.opts.Spec.Annotations, Supervisor: os.Getpid(), SupervisorStart: start, Owner: os.Geteuid(),
@@ -438,8 +454,12 @@ func (s *supervisor) exec(ctx context.Context, conn *net.UnixConn, enc *json.Enc
 	}
 	status, err := p.Wait(context.WithoutCancel(ctx))
 	close(waited)
-	if err != nil {
+	if err != nil && status < 0 {
 		return err
+	}
+	if err != nil {
+		// The status is the process's; only its output's end is in doubt.
+		log.G(ctx).WithError(err).WithField("exec", req.ExecID).Warn("exec's output")
 	}
 	if tty != nil {
 		// All output is on the slave: closing it lets the master's reader
@@ -554,7 +574,10 @@ func (s *supervisor) do(ctx context.Context, req Request) error {
 		started := s.started
 		s.mu.Unlock()
 		if !started && (req.Signal == int(syscall.SIGKILL) || req.Signal == int(syscall.SIGTERM)) {
-			go s.finish(context.WithoutCancel(ctx), 128+req.Signal)
+			// Answered once the container is stopped, as runc's kill of a
+			// created container leaves it: a `delete` right after must
+			// find it stopped, not still going down.
+			s.finish(context.WithoutCancel(ctx), 128+req.Signal)
 			return nil
 		}
 		err := s.ctr.Signal(ctx, uint32(req.Signal), req.All)

@@ -1,7 +1,9 @@
 package integration
 
 import (
+	"errors"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -181,4 +183,108 @@ func TestForceDeleteWithoutState(t *testing.T) {
 		t.Fatalf("delete --force: %s", errOut)
 	}
 	waitGone(t, "qemu", st.QEMU)
+}
+
+// A created container goes with delete, no --force needed, as with runc;
+// so does one that kill stopped, which reads as stopped as soon as kill
+// returns.
+func TestDeleteCreated(t *testing.T) {
+	e := newCLIEnv(t)
+	bundle := busyboxBundle(t)
+	writeSpec(t, bundle, busyboxSpec("sleep", "1000"))
+	if _, errOut, code := e.hull("create", "--bundle", bundle, "fresh"); code != 0 {
+		t.Fatalf("create: %s", errOut)
+	}
+	if _, errOut, code := e.hull("delete", "fresh"); code != 0 {
+		t.Fatalf("delete of a created container: exit %d, %s", code, errOut)
+	}
+	if _, _, code := e.hull("state", "fresh"); code == 0 {
+		t.Error("state of a deleted container succeeded")
+	}
+	if _, errOut, code := e.hull("create", "--bundle", bundle, "killed"); code != 0 {
+		t.Fatalf("create: %s", errOut)
+	}
+	if _, errOut, code := e.hull("kill", "killed", "KILL"); code != 0 {
+		t.Fatalf("kill: %s", errOut)
+	}
+	if s := e.state("killed"); s["status"] != "stopped" {
+		t.Errorf("right after kill of a created container: %v", s["status"])
+	}
+	if _, errOut, code := e.hull("delete", "killed"); code != 0 {
+		t.Fatalf("delete: exit %d, %s", code, errOut)
+	}
+	e.assertClean()
+}
+
+// `hull run` whose supervisor (the state's pid) is killed by a signal
+// exits as a shell reports a process killed by it, 128+n, and the
+// container is cleaned up.
+func TestRunSupervisorKilled(t *testing.T) {
+	e := newCLIEnv(t)
+	bundle := busyboxBundle(t)
+	writeSpec(t, bundle, busyboxSpec("sleep", "1000"))
+	cmd := exec.Command(hullBin, "--root", e.root, "--config", e.config, "run", "--bundle", bundle, "runner")
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer cmd.Process.Kill()
+	store, err := state.Open(e.root)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var st *state.State
+	deadline := time.Now().Add(time.Minute)
+	for time.Now().Before(deadline) {
+		if st, err = store.Read("runner"); err == nil && st.Status == state.Running {
+			break
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if st == nil || st.Status != state.Running {
+		t.Fatalf("the container did not start: %+v, %v", st, err)
+	}
+	if err := syscall.Kill(st.Supervisor, syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	err = cmd.Wait()
+	var ee *exec.ExitError
+	if !errors.As(err, &ee) || ee.ExitCode() != 128+int(syscall.SIGKILL) {
+		t.Errorf("hull run after its supervisor was killed: %v, want exit status 137", err)
+	}
+	waitGone(t, "qemu", st.QEMU)
+	e.assertClean()
+}
+
+// The command that creates a container killed while the VM boots: nobody
+// learns that the container exists, so its supervisor removes it once
+// the VM is up instead of leaving it running unmanaged.
+func TestCreateKilledWhileBooting(t *testing.T) {
+	e := newCLIEnv(t)
+	bundle := busyboxBundle(t)
+	writeSpec(t, bundle, busyboxSpec("sleep", "1000"))
+	cmd := exec.Command(hullBin, "--root", e.root, "--config", e.config, "create", "--bundle", bundle, "unwanted")
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	store, err := state.Open(e.root)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var st *state.State
+	deadline := time.Now().Add(time.Minute)
+	for time.Now().Before(deadline) {
+		if st, err = store.Read("unwanted"); err == nil {
+			break
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	if st == nil || st.Status != state.Creating {
+		cmd.Process.Kill()
+		cmd.Wait()
+		t.Fatalf("not caught while creating: %+v, %v", st, err)
+	}
+	cmd.Process.Kill()
+	cmd.Wait()
+	waitGone(t, "supervisor", st.Supervisor)
+	e.assertClean()
 }
