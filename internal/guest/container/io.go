@@ -21,8 +21,12 @@ import (
 // drainGrace is how long, after the process has exited, its output must
 // stay empty before the output counts as all written. What the process
 // wrote is in the pipe by then and reads at once; a pipe that stays empty
-// is held open by something the process left running, whose later output
-// still goes to the stream until the pipe's end.
+// is held open by something the process left running. So is one that
+// still gives data drainGrace after the exit when the bytes that were in
+// it at the exit are all out: that is the output of what the process
+// left running, and with runc it would go on to the caller's stdout after
+// the caller has its exit status. Here it is read and dropped once the
+// stream has ended, so that such a process never blocks on a full pipe.
 const drainGrace = 500 * time.Millisecond
 
 // copyBufSize is the size of each output copy's buffer.
@@ -336,12 +340,21 @@ var errNoTerminal = errors.New("the process has no terminal")
 // stream, and closes the stream at the output's end. It copies no faster
 // than the host reads: the stream's window blocks its writes, and the
 // process's writes block on the full pipe.
+//
+// The host never sends on an output stream, so the stream's end from the
+// host side means that nobody reads the output any more (the host's
+// writer failed: a closed pipe, a consumer gone). The copy then closes
+// the pipe, and the process gets EPIPE or SIGPIPE on its next write, as
+// it would writing to that pipe on the host, instead of blocking for ever.
 type outCopy struct {
 	src *os.File
 	dst iosession.Stream
 	log *logrus.Entry
 
-	ended     atomic.Bool // the process has exited
+	ended     atomic.Bool  // the process has exited
+	exitedAt  atomic.Int64 // when, in UnixNano
+	left      atomic.Int64 // bytes in the pipe at the exit not yet copied
+	closed    atomic.Bool  // this side ended the stream
 	drained   chan struct{}
 	drainOnce sync.Once
 }
@@ -350,50 +363,96 @@ func newOutCopy(src *os.File, dst iosession.Stream, log *logrus.Entry) *outCopy 
 	return &outCopy{src: src, dst: dst, log: log, drained: make(chan struct{})}
 }
 
-// exited starts the drain timer: from now on a read that waits drainGrace
-// for data marks the output as drained.
+// exited starts the drain: the bytes in the pipe now are the process's
+// last, and from now on a read that waits drainGrace for data marks the
+// output as drained.
 func (o *outCopy) exited() {
+	// TIOCINQ is FIONREAD: what is left to read, for a pipe or a pty.
+	// Through the raw fd: Fd() would make the file blocking, and its read
+	// deadlines would stop working.
+	if rc, err := o.src.SyscallConn(); err == nil {
+		rc.Control(func(fd uintptr) {
+			if n, err := unix.IoctlGetInt(int(fd), unix.TIOCINQ); err == nil {
+				o.left.Store(int64(n))
+			}
+		})
+	}
+	o.exitedAt.Store(time.Now().UnixNano())
 	o.ended.Store(true)
 	o.src.SetReadDeadline(time.Now().Add(drainGrace))
 }
 
 func (o *outCopy) markDrained() { o.drainOnce.Do(func() { close(o.drained) }) }
 
+// watchHost closes the pipe and the stream when the host ends the stream
+// first.
+func (o *outCopy) watchHost() {
+	_, _ = io.Copy(io.Discard, o.dst)
+	if !o.closed.CompareAndSwap(false, true) {
+		return
+	}
+	o.log.Debug("the host stopped reading the output")
+	o.src.Close()
+	// Wakes a write blocked on the window of a host that no longer reads.
+	o.dst.Close()
+}
+
+// finishStream ends the stream once the process's output is all in it:
+// the host has everything before the stream's end, and what comes later
+// is dropped.
+func (o *outCopy) finishStream() {
+	o.markDrained()
+	if o.closed.CompareAndSwap(false, true) {
+		o.dst.Close()
+	}
+}
+
 func (o *outCopy) run() {
 	defer o.markDrained()
+	go o.watchHost()
 	buf := make([]byte, copyBufSize)
-	broken := false // the stream failed: keep reading, to not block the process
+	broken := false // the stream ended or failed: keep reading, to not block the process
 	for {
 		n, err := o.src.Read(buf)
 		if n > 0 && !broken {
 			if _, werr := o.dst.Write(buf[:n]); werr != nil {
-				o.log.WithError(werr).Warn("output stream failed; discarding the rest")
+				if !o.closed.Load() { // not ended on purpose, by either side
+					o.log.WithError(werr).Warn("output stream failed; discarding the rest")
+				}
 				broken = true
 			}
+		}
+		if n > 0 && o.ended.Load() {
+			o.left.Add(-int64(n))
 		}
 		if errors.Is(err, os.ErrDeadlineExceeded) {
 			// Empty for drainGrace after the exit: all of the process's
 			// own output is out. Go on without a deadline for whatever
 			// holds the pipe open.
-			o.markDrained()
+			o.finishStream()
+			broken = true
 			o.src.SetReadDeadline(time.Time{})
 			continue
 		}
 		if err != nil {
 			// EOF, or EIO from a pty master whose terminal is gone.
-			if !errors.Is(err, io.EOF) && !errors.Is(err, unix.EIO) {
+			if !errors.Is(err, io.EOF) && !errors.Is(err, unix.EIO) && !errors.Is(err, os.ErrClosed) {
 				o.log.WithError(err).Debug("output")
 			}
 			break
 		}
-		if o.ended.Load() {
-			select {
-			case <-o.drained:
-			default:
-				o.src.SetReadDeadline(time.Now().Add(drainGrace))
+		if o.ended.Load() && !broken {
+			if o.left.Load() <= 0 && time.Since(time.Unix(0, o.exitedAt.Load())) >= drainGrace {
+				// Still data, all of it from what the process left running.
+				o.finishStream()
+				broken = true
+				o.src.SetReadDeadline(time.Time{})
+				continue
 			}
+			o.src.SetReadDeadline(time.Now().Add(drainGrace))
 		}
 	}
+	o.closed.Store(true)
 	o.src.Close()
 	o.dst.Close()
 }
