@@ -50,10 +50,12 @@ func deleteContainer(store *state.Store, id string, force bool) error {
 		return err
 	}
 	if st.Status != state.Stopped {
-		// As runc's delete: a created container, whose program never
-		// ran, is killed and deleted without --force; a running one
-		// needs it.
-		if !force && st.Status != state.Created {
+		// The runtime spec's delete: a container that is not stopped
+		// stays as it is, and the caller gets an error. runc kills and
+		// deletes a created one; hull keeps to the spec (runtime-tools'
+		// delete test), and callers that mean it pass --force (podman and
+		// CRI-O always do).
+		if !force {
 			return fmt.Errorf("container %s is %s: stop it or use --force: %w", id, st.Status, errdefs.ErrFailedPrecondition)
 		}
 		stopThroughSupervisor(store, id, st)

@@ -27,6 +27,11 @@ func TestCLILifecycle(t *testing.T) {
 	if strconv.Itoa(int(st["pid"].(float64))) != string(pid) {
 		t.Errorf("pid file %q, state pid %v", pid, st["pid"])
 	}
+	// The runtime spec: deleting a container that is not stopped has no
+	// effect and is an error (runc departs from it for created ones).
+	if _, _, code := e.hull("delete", "life"); code == 0 {
+		t.Error("deleted a created container without --force")
+	}
 	if _, errOut, code := e.hull("start", "life"); code != 0 {
 		t.Fatalf("start: %s", errOut)
 	}
