@@ -413,6 +413,9 @@ func (o *outCopy) run() {
 	buf := make([]byte, copyBufSize)
 	broken := false // the stream ended or failed: keep reading, to not block the process
 	for {
+		// Only what is read after exited's count was in the pipe then
+		// (or came later): a read before it counts for nothing.
+		afterExit := o.ended.Load()
 		n, err := o.src.Read(buf)
 		if n > 0 && !broken {
 			if _, werr := o.dst.Write(buf[:n]); werr != nil {
@@ -422,7 +425,7 @@ func (o *outCopy) run() {
 				broken = true
 			}
 		}
-		if n > 0 && o.ended.Load() {
+		if n > 0 && afterExit {
 			o.left.Add(-int64(n))
 		}
 		if errors.Is(err, os.ErrDeadlineExceeded) {

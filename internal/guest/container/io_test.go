@@ -130,3 +130,40 @@ func TestOutCopyLeftoverWriter(t *testing.T) {
 		t.Errorf("the leftover's writes failed after the stream ended: %v", err)
 	}
 }
+
+// A host that reads slowly still gets every byte the process wrote before
+// its exit, though the drain then takes longer than drainGrace and the
+// pipe stays open (held by something the process left running).
+func TestOutCopySlowReaderGetsAll(t *testing.T) {
+	o, w, host := newTestCopy(t)
+	want := bytes.Repeat([]byte("abcdefghijklmnop"), 16<<10) // 256 KiB
+	wrote := make(chan error, 1)
+	go func() {
+		_, err := w.Write(want)
+		wrote <- err
+	}()
+	got := make(chan []byte)
+	go func() {
+		var b []byte
+		buf := make([]byte, 8<<10)
+		for {
+			n, err := host.Read(buf)
+			b = append(b, buf[:n]...)
+			if err != nil {
+				got <- b
+				return
+			}
+			time.Sleep(25 * time.Millisecond) // about 320 KiB/s
+		}
+	}()
+	if err := <-wrote; err != nil {
+		t.Fatal(err)
+	}
+	// The process exits with its last bytes still in the pipe; w stays
+	// open, as a leftover's copy of it would.
+	o.exited()
+	waitDrained(t, o, 20*time.Second)
+	if b := <-got; !bytes.Equal(b, want) {
+		t.Fatalf("got %d bytes, want %d", len(b), len(want))
+	}
+}
