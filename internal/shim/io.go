@@ -93,6 +93,16 @@ func openIO(ctx context.Context, id, ns string, p stdioPaths) (_ *hostIO, retErr
 			}
 			*o.dst = f
 			h.closers = append(h.closers, f)
+			// A reader of our own, which never reads, as containerd's
+			// shims keep: while containerd is away (restarting), writes
+			// fill the FIFO and then wait for it to come back, rather than
+			// fail with EPIPE, which would end the output's stream and
+			// (in the guest) the container's writer with SIGPIPE.
+			keep, err := os.OpenFile(o.path, os.O_RDONLY|syscall.O_NONBLOCK|syscall.O_CLOEXEC, 0)
+			if err != nil {
+				return nil, fmt.Errorf("open %s: %w", o.path, err)
+			}
+			h.closers = append(h.closers, keep)
 		}
 	default:
 		return nil, fmt.Errorf("stdout scheme %q is not fifo, binary or file: %w", u.Scheme, errdefs.ErrNotImplemented)

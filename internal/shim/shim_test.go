@@ -6,6 +6,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -144,5 +145,39 @@ func TestProcessExitOnce(t *testing.T) {
 	}
 	if _, err := p.running(); !errdefs.IsNotFound(err) {
 		t.Fatalf("running() on an exited process: %v", err)
+	}
+}
+
+// containerd going away (a restart) closes its end of an output FIFO: the
+// shim's writes must not fail with EPIPE, which would end the container's
+// output for good; they fill the FIFO and wait for a reader instead.
+func TestOpenIOFIFOOutlivesReader(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "stdout")
+	if err := syscall.Mkfifo(path, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	reader, err := os.OpenFile(path, os.O_RDONLY|syscall.O_NONBLOCK, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	h, err := openIO(context.Background(), "c1", "default", stdioPaths{Stdout: path})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer h.close()
+	reader.Close()
+	if _, err := h.stdio(false).Stdout.Write([]byte("while containerd is away\n")); err != nil {
+		t.Fatalf("write with containerd's reader gone: %v", err)
+	}
+	// containerd back: it reads what was written meanwhile.
+	back, err := os.OpenFile(path, os.O_RDONLY|syscall.O_NONBLOCK, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer back.Close()
+	buf := make([]byte, 64)
+	n, _ := back.Read(buf)
+	if string(buf[:n]) != "while containerd is away\n" {
+		t.Errorf("read %q after the reader came back", buf[:n])
 	}
 }
