@@ -117,6 +117,18 @@ func SetupRecorded(path string, save func(Record) error) (_ *Network, retErr err
 		return nil, fmt.Errorf("network namespace %s: %w", path, err)
 	}
 	n.rec.NSDev, n.rec.NSIno = st.Dev, st.Ino
+	// Mirroring takes the namespace's addresses away and sends all its
+	// traffic to the VM: done to the host's own namespace (a spec that
+	// names /proc/1/ns/net, or a pid that lives there), the host would
+	// lose its network.
+	for _, own := range []string{"/proc/1/ns/net", "/proc/self/ns/net"} {
+		var o unix.Stat_t
+		if err := unix.Stat(own, &o); err == nil && o.Dev == st.Dev && o.Ino == st.Ino {
+			h.Close()
+			ns.Close()
+			return nil, fmt.Errorf("network namespace %s is the host's: a container in a VM cannot share the host's network (its interfaces would be taken from the host): %w", path, errdefs.ErrInvalidArgument)
+		}
+	}
 	defer func() {
 		if retErr != nil {
 			n.Close()
@@ -189,9 +201,10 @@ func (n *Network) scan() error {
 			return n.errorf("addresses of %s: %w", a.Name, err)
 		}
 		for _, ad := range addrs {
-			// Link-local addresses stay: the kernel makes them, and the
-			// guest makes its own from the same MAC.
-			if ad.IP.IsLinkLocalUnicast() || ad.Scope == int(netlink.SCOPE_HOST) {
+			// IPv6 link-local addresses stay: the kernel makes them, and
+			// the guest makes its own from the same MAC. (An IPv4 one in
+			// 169.254/16 is a CNI's, and moves like any other.)
+			if isIPv6LinkLocal(ad.IP) || ad.Scope == int(netlink.SCOPE_HOST) {
 				continue
 			}
 			if len(it.Addrs) == MaxAddresses {
@@ -231,8 +244,9 @@ func (n *Network) scan() error {
 		n.rec.Links[i].Routes = append(n.rec.Links[i].Routes, rr)
 		saved++
 		// The link-local and multicast routes every IPv6 link has, the
-		// guest makes itself.
-		if r.Dst != nil && (r.Dst.IP.IsLinkLocalUnicast() || r.Dst.IP.IsMulticast()) {
+		// guest makes itself. (IPv4 link-local routes are a CNI's: Calico
+		// routes its gateway, 169.254.1.1, that way.)
+		if r.Dst != nil && r.Dst.IP.To4() == nil && (r.Dst.IP.IsLinkLocalUnicast() || r.Dst.IP.IsMulticast()) {
 			continue
 		}
 		if len(n.Routes) == MaxRoutes {
@@ -322,3 +336,7 @@ func (n *Network) Close() error {
 	}
 	return nil
 }
+
+// isIPv6LinkLocal reports an fe80::/10 address; net.IP's
+// IsLinkLocalUnicast also takes IPv4's 169.254/16.
+func isIPv6LinkLocal(ip net.IP) bool { return ip.To4() == nil && ip.IsLinkLocalUnicast() }

@@ -175,3 +175,71 @@ func TestSetupMissingNamespace(t *testing.T) {
 		t.Fatalf("want invalid argument for a plain file, got %v", err)
 	}
 }
+
+// The host's own network namespace is refused before anything changes:
+// mirroring it would take the host's addresses away.
+func TestSetupRefusesHostNamespace(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("needs root")
+	}
+	before := ip(t, "-o", "addr", "show")
+	paths := []string{"/proc/self/ns/net"}
+	if f, err := os.Open("/proc/1/ns/net"); err == nil {
+		f.Close()
+		paths = append(paths, "/proc/1/ns/net") // not where pid 1 is out of reach
+	}
+	for _, path := range paths {
+		n, err := Setup(path)
+		if err == nil {
+			n.Close()
+			t.Fatalf("Setup(%s) succeeded", path)
+		}
+		if !errdefs.IsInvalidArgument(err) || !strings.Contains(err.Error(), "host's") {
+			t.Errorf("Setup(%s): %v, want an invalid argument naming the host's namespace", path, err)
+		}
+	}
+	if after := ip(t, "-o", "addr", "show"); after != before {
+		t.Fatalf("host addresses changed:\n%s\n%s", before, after)
+	}
+}
+
+// Calico's pod network: a /32 address, the gateway 169.254.1.1 reached
+// through a link-scope route of its own, the default route through it.
+// Both routes go to the guest, and Close puts them back in an order the
+// kernel takes (the dump lists the default route first).
+func TestSetupCalicoStyleRoutes(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("needs root")
+	}
+	suffix := fmt.Sprintf("%d%d", os.Getpid()%10000, time.Now().UnixNano()%1000)
+	ns := "hullcal" + suffix
+	ip(t, "netns", "add", ns)
+	t.Cleanup(func() { exec.Command("ip", "netns", "del", ns).Run() })
+	ip(t, "-n", ns, "link", "add", "name", "eth0", "type", "veth", "peer", "name", "cali0")
+	ip(t, "-n", ns, "addr", "add", "10.244.1.5/32", "dev", "eth0")
+	ip(t, "-n", ns, "link", "set", "eth0", "up")
+	ip(t, "-n", ns, "route", "add", "169.254.1.1", "dev", "eth0", "scope", "link")
+	ip(t, "-n", ns, "route", "add", "default", "via", "169.254.1.1", "dev", "eth0")
+	before := snapshot(t, ns)
+
+	n, err := Setup("/var/run/netns/" + ns)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var routes []string
+	for _, r := range n.Routes {
+		routes = append(routes, fmt.Sprintf("%v via %v", r.Dst, r.Gw))
+	}
+	got := strings.Join(routes, ",")
+	for _, want := range []string{"<nil> via 169.254.1.1", "169.254.1.1/32 via <nil>"} {
+		if !strings.Contains(got, want) {
+			t.Errorf("routes %s lack %s", got, want)
+		}
+	}
+	if err := n.Close(); err != nil {
+		t.Fatalf("close: %v", err)
+	}
+	if after := snapshot(t, ns); after != before {
+		t.Fatalf("namespace differs after close:\nbefore:\n%s\nafter:\n%s", before, after)
+	}
+}

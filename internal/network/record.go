@@ -366,18 +366,26 @@ func restore(h *netlink.Handle, rec Record) error {
 			}
 		}
 	}
-	// Routes last: a gateway is reachable once the addresses are back.
-	for i, lr := range rec.Links {
-		if links[i] == nil {
-			continue
-		}
-		for _, rr := range lr.Routes {
-			r, err := rr.netlink(links[i].Attrs().Index)
-			if err == nil {
-				err = h.RouteReplace(&r)
+	// Routes last: a gateway is reachable once the addresses are back, and
+	// once the routes without one (Calico's to its gateway, 169.254.1.1)
+	// are: those first, in a pass of their own, as a dump lists the
+	// default route first.
+	for _, gateways := range []bool{false, true} {
+		for i, lr := range rec.Links {
+			if links[i] == nil {
+				continue
 			}
-			if err != nil {
-				linkErrs[i] = append(linkErrs[i], fmt.Errorf("restoring route %s via %s on %s: %w", orDefault(rr.Dst), rr.Gw, lr.Name, err))
+			for _, rr := range lr.Routes {
+				if (rr.Gw != "") != gateways {
+					continue
+				}
+				r, err := rr.netlink(links[i].Attrs().Index)
+				if err == nil {
+					err = h.RouteReplace(&r)
+				}
+				if err != nil {
+					linkErrs[i] = append(linkErrs[i], fmt.Errorf("restoring route %s via %s on %s: %w", orDefault(rr.Dst), rr.Gw, lr.Name, err))
+				}
 			}
 		}
 	}

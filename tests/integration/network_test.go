@@ -254,3 +254,66 @@ func dialIn(ns, addr string) (net.Conn, error) {
 	r := <-ch
 	return r.c, r.err
 }
+
+// Calico's pod network: a /32 address, the gateway 169.254.1.1 that only
+// a link-scope route reaches (the host's end answers ARP for it by proxy
+// ARP), the default route through it. The VM gets both routes, in an order
+// the guest kernel takes, and reaches the peer; the namespace comes back
+// as it was.
+func TestNetworkCalicoStyle(t *testing.T) {
+	requireHull(t)
+	_, err := exec.LookPath("ip")
+	require(t, err == nil, "iproute2 not installed: %v", err)
+	x := int(time.Now().UnixNano()/1000+int64(os.Getpid()))%250 + 1
+	peer, ctr := fmt.Sprintf("hullcpeer%d", x), fmt.Sprintf("hullcctr%d", x)
+	for _, ns := range []string{peer, ctr} {
+		netIP(t, "netns", "add", ns)
+		t.Cleanup(func() { exec.Command("ip", "netns", "del", ns).Run() })
+	}
+	podIP, peerIP := fmt.Sprintf("10.201.%d.2", x), fmt.Sprintf("10.201.%d.1", x)
+	netIP(t, "-n", ctr, "link", "add", "name", "eth0", "type", "veth", "peer", "name", "cali0", "netns", peer)
+	netIP(t, "-n", ctr, "addr", "add", podIP+"/32", "dev", "eth0")
+	netIP(t, "-n", ctr, "link", "set", "eth0", "up")
+	netIP(t, "-n", ctr, "link", "set", "lo", "up")
+	netIP(t, "-n", ctr, "route", "add", "169.254.1.1", "dev", "eth0", "scope", "link")
+	netIP(t, "-n", ctr, "route", "add", "default", "via", "169.254.1.1", "dev", "eth0")
+	// The host's side, as Calico makes it: proxy ARP on the pod's veth, a
+	// route to the pod, and its own address elsewhere (on a link of its
+	// own, a veth pair as no dummy module may be there, which also holds
+	// the route proxy ARP needs for 169.254.1.1).
+	netIP(t, "-n", peer, "link", "add", "up0", "type", "veth", "peer", "name", "up1")
+	netIP(t, "-n", peer, "addr", "add", peerIP+"/32", "dev", "up0")
+	netIP(t, "-n", peer, "link", "set", "up0", "up")
+	netIP(t, "-n", peer, "link", "set", "up1", "up")
+	netIP(t, "-n", peer, "link", "set", "cali0", "up")
+	netIP(t, "-n", peer, "route", "add", "default", "dev", "up0")
+	netIP(t, "-n", peer, "route", "add", podIP, "dev", "cali0")
+	// Proxy ARP answers only where the kernel forwards: in the test's own
+	// namespace, never the host's.
+	for _, kv := range []string{"net.ipv4.ip_forward=1", "net.ipv4.conf.cali0.proxy_arp=1"} {
+		if out, err := exec.Command("ip", "netns", "exec", peer, "sysctl", "-w", kv).CombinedOutput(); err != nil {
+			t.Fatalf("%s in the test namespace: %v: %s", kv, err, out)
+		}
+	}
+	snap := func() string {
+		return netIP(t, "-n", ctr, "-4", "-o", "addr", "show", "dev", "eth0") + netIP(t, "-n", ctr, "route", "show")
+	}
+	before := snap()
+
+	e := newCLIEnv(t)
+	bundle := netBundle(t)
+	writeSpec(t, bundle, netSpec("/var/run/netns/"+ctr, "sh", "-c", "ip route; ping -c2 -W5 "+peerIP))
+	out, errOut, code := e.hull("run", "--bundle", bundle, "calico")
+	if code != 0 {
+		t.Errorf("exit %d, stderr %q, output:\n%s", code, errOut, out)
+	}
+	for _, want := range []string{"default via 169.254.1.1", "169.254.1.1 dev", "2 packets received"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("output lacks %q:\n%s", want, out)
+		}
+	}
+	if after := snap(); after != before {
+		t.Errorf("the pod's namespace differs after the run:\nbefore:\n%s\nafter:\n%s", before, after)
+	}
+	e.assertClean()
+}

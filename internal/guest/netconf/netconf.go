@@ -6,6 +6,7 @@
 package netconf
 
 import (
+	"errors"
 	"fmt"
 	"net"
 	"strings"
@@ -186,14 +187,30 @@ func Apply(c *Config) error {
 		}
 		links[it.MAC.String()] = l
 	}
-	for _, r := range c.Routes {
-		l := links[r.MAC.String()]
-		nr := &netlink.Route{LinkIndex: l.Attrs().Index, Dst: r.Dst, Gw: r.Gw, Priority: r.Metric}
-		if r.Gw == nil {
-			nr.Scope = netlink.SCOPE_LINK
-		}
-		if err := netlink.RouteReplace(nr); err != nil {
-			return fmt.Errorf("route %s via %v: %w", r.Dst, r.Gw, err)
+	// Routes without a gateway first: a gateway must be reachable when
+	// its route is added, and the host's dump lists the default route
+	// first (Calico: default via 169.254.1.1, reachable through a route
+	// of its own).
+	for _, gateways := range []bool{false, true} {
+		for _, r := range c.Routes {
+			if (r.Gw != nil) != gateways {
+				continue
+			}
+			l := links[r.MAC.String()]
+			nr := &netlink.Route{LinkIndex: l.Attrs().Index, Dst: r.Dst, Gw: r.Gw, Priority: r.Metric}
+			if r.Gw == nil {
+				nr.Scope = netlink.SCOPE_LINK
+			}
+			err := netlink.RouteReplace(nr)
+			if errors.Is(err, unix.ENETUNREACH) && r.Gw != nil {
+				// The host had it, so it was an onlink route there: a
+				// gateway the link reaches with no route to it.
+				nr.Flags |= int(netlink.FLAG_ONLINK)
+				err = netlink.RouteReplace(nr)
+			}
+			if err != nil {
+				return fmt.Errorf("route %s via %v: %w", r.Dst, r.Gw, err)
+			}
 		}
 	}
 	return nil
