@@ -55,6 +55,12 @@ func (n *Network) ForwardLoopback(save func(Record) error) (_ *LoopbackForward, 
 		}
 	}
 	if err := iptablesRedirect(n.path, "-A", port); err != nil {
+		// Nothing was added: the record must not name a rule that every
+		// later teardown would fail to delete.
+		n.rec.LoopbackPort = 0
+		if save != nil {
+			_ = save(n.Record())
+		}
 		return nil, n.errorf("loopback forward: %w", err)
 	}
 	return &LoopbackForward{l: l, path: n.path, port: port}, nil
@@ -161,9 +167,15 @@ func removeRedirect(path string, port int) error {
 	}
 	if err := iptablesRedirect(path, "-D", port); err != nil {
 		// iptables -D of a rule that is not there fails; then there is
-		// nothing to remove.
-		if strings.Contains(err.Error(), "does a matching rule exist") || strings.Contains(err.Error(), "Bad rule") {
+		// nothing to remove. Nor is there where iptables, nsenter or the
+		// nat table is missing: no rule could have been added.
+		if errdefs.IsFailedPrecondition(err) {
 			return nil
+		}
+		for _, gone := range []string{"does a matching rule exist", "Bad rule", "failed to execute iptables", "Table does not exist"} {
+			if strings.Contains(err.Error(), gone) {
+				return nil
+			}
 		}
 		return err
 	}

@@ -2,7 +2,9 @@ package network
 
 import (
 	"net"
+	"os"
 	"os/exec"
+	"path/filepath"
 	"runtime"
 	"strings"
 	"testing"
@@ -97,4 +99,27 @@ func dialIn(ns netns.NsHandle, addr string) (net.Conn, error) {
 		runtime.UnlockOSThread()
 	}
 	return c, err
+}
+
+// On a host without iptables no redirect could have been added, so
+// removing the one a record names is done, not an error that every later
+// teardown of the sandbox would repeat.
+func TestRemoveRedirectWithoutIptables(t *testing.T) {
+	path, _ := testNetns(t)
+	nsenter, err := exec.LookPath("nsenter")
+	if err != nil {
+		t.Skip("needs nsenter")
+	}
+	bin := t.TempDir()
+	if err := os.Symlink(nsenter, filepath.Join(bin, "nsenter")); err != nil {
+		t.Fatal(err)
+	}
+	t.Setenv("PATH", bin)
+	if err := removeRedirect(path, 40000); err != nil {
+		t.Fatalf("remove with iptables missing: %v", err)
+	}
+	t.Setenv("PATH", t.TempDir())
+	if err := removeRedirect(path, 40000); err != nil {
+		t.Fatalf("remove with nsenter missing: %v", err)
+	}
 }
