@@ -551,6 +551,11 @@ static const char *dev_null(void)
 	if (!S_ISCHR(st.st_mode) || st.st_rdev != makedev(1, 3))
 		fail("/dev/null is not the null device");
 	fdpath(devnull_path, sizeof(devnull_path), devnull);
+	/* A container without a procfs has no /proc/self/fd: the node just
+	 * checked is then named by its path (/dev is this container's own
+	 * tmpfs, and nothing of the container runs yet). */
+	if (access(devnull_path, F_OK) < 0)
+		snprintf(devnull_path, sizeof(devnull_path), "/dev/null");
 	return devnull_path;
 }
 
@@ -710,19 +715,12 @@ static void load_filter(struct sock_fprog *prog, unsigned int flags)
 		fail("loading the seccomp filter: %s", err());
 }
 
-static int cap_last(void)
-{
-	char buf[16] = {0};
-	int fd = open("/proc/sys/kernel/cap_last_cap", O_RDONLY | O_CLOEXEC);
-	int last = CAP_LAST_CAP;
-
-	if (fd >= 0) {
-		if (read(fd, buf, sizeof(buf) - 1) > 0)
-			last = atoi(buf);
-		close(fd);
-	}
-	return last;
-}
+/* Every capability number a 64-bit mask can name: the kernel refuses
+ * those past its own last with EINVAL, which the loops skip. The last one
+ * is not read from /proc/sys/kernel/cap_last_cap: by then that path is the
+ * container's, whose image may put a file there when the spec mounts no
+ * procfs, and a small number would leave the bounding set whole. */
+#define MAX_CAP 63
 
 /* fix_stdio gives the process's stdio to its user, as runc does, so that
  * it can reopen them (/dev/stdout, its terminal); /dev/null is left be. */
@@ -752,7 +750,7 @@ static void op_user(struct plan *pl)
 	unsigned long long bset = num(pl), eff = num(pl), perm = num(pl), inh = num(pl), amb = num(pl);
 	size_t n = num(pl), i;
 	gid_t *groups;
-	int last = cap_last(), c, cwd_done;
+	int c, cwd_done;
 	struct __user_cap_header_struct hdr = {.version = _LINUX_CAPABILITY_VERSION_3};
 	struct __user_cap_data_struct data[2];
 
@@ -768,7 +766,7 @@ static void op_user(struct plan *pl)
 	/* Read as root, before the switch (HOME, when the spec sets none). */
 	proc_home = home(uid);
 	cwd_done = chdir(cwd) == 0;
-	for (c = 0; c <= last; c++) {
+	for (c = 0; c <= MAX_CAP; c++) {
 		if (!(bset & (1ULL << c)) && prctl(PR_CAPBSET_DROP, c, 0, 0, 0) < 0 && errno != EINVAL)
 			fail("dropping capability %d: %s", c, err());
 	}
@@ -792,7 +790,7 @@ static void op_user(struct plan *pl)
 	if (syscall(SYS_capset, &hdr, data) < 0)
 		fail("setting capabilities: %s", err());
 	prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL, 0, 0, 0);
-	for (c = 0; c <= last; c++) {
+	for (c = 0; c <= MAX_CAP; c++) {
 		/* As runc: ambient capabilities are best effort. */
 		if (amb & (1ULL << c))
 			prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_RAISE, c, 0, 0);
@@ -857,16 +855,33 @@ static char *lookup(const char *name, char **env, char *buf, size_t size)
 	fail("exec: \"%s\": executable file not found in $PATH", name);
 }
 
+/* MAX_PASSWD bounds the container's /etc/passwd that home reads. */
+#define MAX_PASSWD (16 << 20)
+
 /* home is uid's home in the container's /etc/passwd ("/" when it has
- * none), as runc's prepareEnv: the first entry with the uid. */
+ * none), as runc's prepareEnv: the first entry with the uid. The file is
+ * the image's, read as root before the container's limits apply: only a
+ * regular file of bounded size is read, so that a FIFO there cannot hang
+ * the creation and /dev/zero cannot grow a line without end. */
 static char *home(uid_t uid)
 {
 	char *line = NULL;
 	size_t cap = 0;
-	FILE *f = fopen("/etc/passwd", "re");
+	struct stat st;
+	FILE *f;
+	int fd = open("/etc/passwd", O_RDONLY | O_CLOEXEC | O_NONBLOCK | O_NOCTTY);
 
-	if (!f)
+	if (fd < 0)
 		return "/";
+	if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode) || st.st_size > MAX_PASSWD) {
+		close(fd);
+		return "/";
+	}
+	f = fdopen(fd, "re");
+	if (!f) {
+		close(fd);
+		return "/";
+	}
 	while (getline(&line, &cap, f) >= 0) {
 		char *fld[7], *p = line, *end;
 		int n = 0;

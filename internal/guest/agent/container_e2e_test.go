@@ -6,6 +6,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"net"
 	"os"
@@ -306,6 +307,79 @@ func TestContainerEndToEnd(t *testing.T) {
 					t.Errorf("%s: options %v have %s", c.dir, o, n)
 				}
 			}
+		}
+	})
+
+	// The image's /etc/passwd, read for HOME as root before the
+	// container's limits apply, is read only as a regular file: a FIFO
+	// there must not hang the creation (nor a device feed it for ever).
+	t.Run("passwd-fifo", func(t *testing.T) {
+		passwd := filepath.Join(e.rootfs, "etc", "passwd")
+		must(t, unix.Mkfifo(passwd, 0o644))
+		defer os.Remove(passwd)
+		out := e.open("pwfifo", "", api.StreamHeader_STDOUT)
+		cctx, cancel := context.WithTimeout(ctx, time.Minute)
+		defer cancel()
+		if _, err := c.CreateContainer(cctx, &api.CreateContainerRequest{ContainerId: "pwfifo",
+			Spec: e.spec("pwfifo", "sh", "-c", "echo $HOME"), Stdio: &api.Stdio{Stdout: true}}); err != nil {
+			t.Fatal(err)
+		}
+		defer e.remove("pwfifo", false)
+		if _, err := c.StartContainer(ctx, &api.StartContainerRequest{ContainerId: "pwfifo"}); err != nil {
+			t.Fatal(err)
+		}
+		if b, err := io.ReadAll(out); err != nil || string(b) != "/\n" {
+			t.Errorf("HOME %q, %v; want /", b, err)
+		}
+		e.wait("pwfifo", "")
+	})
+
+	// Without a procfs in the spec, /proc/sys/kernel/cap_last_cap is the
+	// image's file: it must not decide which capabilities leave the
+	// bounding set.
+	t.Run("bounding-without-proc", func(t *testing.T) {
+		kernel := filepath.Join(e.rootfs, "proc", "sys", "kernel")
+		must(t, os.MkdirAll(kernel, 0o755))
+		defer os.RemoveAll(filepath.Join(e.rootfs, "proc", "sys"))
+		must(t, os.WriteFile(filepath.Join(kernel, "cap_last_cap"), []byte("0\n"), 0o644))
+		var want uint64
+		spec := e.specWith("noproc", func(s *specs.Spec) {
+			var ms []specs.Mount
+			for _, m := range s.Mounts {
+				if m.Destination != "/proc" {
+					ms = append(ms, m)
+				}
+			}
+			s.Mounts = ms
+			s.Linux.MaskedPaths, s.Linux.ReadonlyPaths = nil, nil
+			bits := map[string]uint{"CAP_KILL": 5, "CAP_NET_BIND_SERVICE": 10, "CAP_AUDIT_WRITE": 29}
+			for _, name := range s.Process.Capabilities.Bounding {
+				b, ok := bits[name]
+				if !ok {
+					t.Fatalf("the example spec's bounding set has %s: update the test", name)
+				}
+				want |= 1 << b
+			}
+		}, "sleep", "100")
+		r, err := c.CreateContainer(ctx, &api.CreateContainerRequest{ContainerId: "noproc", Spec: spec})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer e.remove("noproc", true)
+		if _, err := c.StartContainer(ctx, &api.StartContainerRequest{ContainerId: "noproc"}); err != nil {
+			t.Fatal(err)
+		}
+		b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", r.Pid))
+		must(t, err)
+		var bnd uint64
+		for _, line := range strings.Split(string(b), "\n") {
+			if v, ok := strings.CutPrefix(line, "CapBnd:"); ok {
+				bnd, err = strconv.ParseUint(strings.TrimSpace(v), 16, 64)
+				must(t, err)
+			}
+		}
+		if bnd != want {
+			t.Errorf("bounding set %#x, want %#x", bnd, want)
 		}
 	})
 

@@ -554,8 +554,28 @@ func (e *Engine) Signal(id, execID string, sig unix.Signal, all bool) error {
 	return err
 }
 
+// killCgroup SIGKILLs every process in the container's cgroup, those it
+// forks meanwhile included, through cgroup v2's cgroup.kill: no pid is
+// read, so none can be a recycled one.
+func (c *Container) killCgroup() error {
+	paths, err := c.cgroupPaths()
+	if err != nil {
+		return err
+	}
+	dir, ok := paths[""]
+	if !ok || dir == "" {
+		return fmt.Errorf("container %q has no cgroup v2 directory", c.id)
+	}
+	return os.WriteFile(filepath.Join(dir, "cgroup.kill"), []byte("1"), 0)
+}
+
 // signalAll signals every process in the container's cgroup.
 func (c *Container) signalAll(sig unix.Signal) error {
+	if sig == unix.SIGKILL {
+		if err := c.killCgroup(); err == nil {
+			return nil
+		}
+	}
 	pids, err := c.handle().Processes()
 	if err != nil {
 		return fmt.Errorf("processes of container %q: %w", c.id, err)
@@ -652,6 +672,14 @@ func (e *Engine) Remove(ctx context.Context, id string, force bool) (retErr erro
 		return fmt.Errorf("container %q is running; stop it or force: %w", id, errdefs.ErrFailedPrecondition)
 	}
 	c.removing = true
+	// Everything in the container's cgroup dies first, at once: an exec
+	// whose init blocks inside the container (a FIFO where libcontainer
+	// reads /etc/passwd) ends, so that the wait for starting execs below
+	// ends too; and a created container's init dies of SIGKILL (137, as
+	// libcontainer's), not of its start pipe's end (0).
+	if err := c.killCgroup(); err != nil {
+		e.cfg.Log.WithError(err).WithField("container", id).Debug("cgroup.kill")
+	}
 	if c.lean != nil {
 		c.lean.close()
 		c.lean = nil
