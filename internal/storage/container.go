@@ -3,6 +3,7 @@ package storage
 import (
 	"errors"
 	"fmt"
+	pathrs "github.com/cyphar/filepath-securejoin/pathrs-lite"
 	"maps"
 	"os"
 	"path"
@@ -229,10 +230,14 @@ func submountOptions(opts []string) []string {
 // makeMountpoints creates, in the rootfs, the mount destinations that do
 // not exist, as runc does before it makes the rootfs read-only: here the
 // rootfs is read-only from the start (on the host), so the guest cannot
-// create them. Paths are resolved inside the rootfs (os.Root): a
-// destination that leads out of it through a link is refused.
+// create them. Paths are resolved inside the rootfs as the container sees
+// it, as runc and hull-init in the guest resolve them (RESOLVE_IN_ROOT):
+// an absolute link is the container's path (Debian's /var/run -> /run,
+// which Kubernetes' service-account mount goes through) and ".." stops at
+// the rootfs, so nothing outside it is ever created, whatever the image's
+// links say.
 func makeMountpoints(rootfs, bundle string, mounts []specs.Mount) error {
-	root, err := os.OpenRoot(rootfs)
+	root, err := os.OpenFile(rootfs, unix.O_PATH|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
 	if err != nil {
 		return fmt.Errorf("rootfs: %w", err)
 	}
@@ -242,10 +247,14 @@ func makeMountpoints(rootfs, bundle string, mounts []specs.Mount) error {
 		if dest == "" || dest == "." {
 			continue
 		}
-		if _, err := root.Stat(dest); err == nil {
+		bad := func(err error) error {
+			return fmt.Errorf("mounts[%d] destination %s: %v: %w", i, m.Destination, err, errdefs.ErrInvalidArgument)
+		}
+		if f, err := pathrs.OpenatInRoot(root, dest); err == nil {
+			f.Close()
 			continue
 		} else if !errors.Is(err, os.ErrNotExist) {
-			return fmt.Errorf("mounts[%d] destination %s: %v: %w", i, m.Destination, err, errdefs.ErrInvalidArgument)
+			return bad(err)
 		}
 		// A file bind-mounted needs a file to mount on.
 		file := false
@@ -258,21 +267,25 @@ func makeMountpoints(rootfs, bundle string, mounts []specs.Mount) error {
 				file = true
 			}
 		}
-		parent := filepath.Dir(dest)
-		if parent != "." {
-			if err := root.MkdirAll(parent, 0o755); err != nil {
-				return fmt.Errorf("mounts[%d] destination %s: %v: %w", i, m.Destination, err, errdefs.ErrInvalidArgument)
-			}
+		dir, err := pathrs.MkdirAllHandle(root, filepath.Dir(dest), 0o755)
+		if err != nil {
+			return bad(err)
 		}
+		base := filepath.Base(dest)
 		if file {
-			f, err := root.OpenFile(dest, os.O_CREATE|os.O_EXCL|os.O_WRONLY, 0o644)
-			if err != nil {
-				return fmt.Errorf("mounts[%d] destination %s: %v: %w", i, m.Destination, err, errdefs.ErrInvalidArgument)
+			// O_EXCL: never through a link left at the last component.
+			fd, err := unix.Openat(int(dir.Fd()), base, unix.O_CREAT|unix.O_EXCL|unix.O_WRONLY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0o644)
+			if err == nil {
+				unix.Close(fd)
+			} else if !errors.Is(err, unix.EEXIST) {
+				dir.Close()
+				return bad(err)
 			}
-			f.Close()
-		} else if err := root.Mkdir(dest, 0o755); err != nil && !errors.Is(err, os.ErrExist) {
-			return fmt.Errorf("mounts[%d] destination %s: %v: %w", i, m.Destination, err, errdefs.ErrInvalidArgument)
+		} else if err := unix.Mkdirat(int(dir.Fd()), base, 0o755); err != nil && !errors.Is(err, unix.EEXIST) {
+			dir.Close()
+			return bad(err)
 		}
+		dir.Close()
 	}
 	return nil
 }
