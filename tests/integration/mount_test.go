@@ -215,3 +215,37 @@ func TestReadOnlyBindKeepsSubmountsWritable(t *testing.T) {
 		t.Errorf("rmdir of the submount's directory while the container runs: %v", err)
 	}
 }
+
+// A Debian-style image: /var/run is a link to /run. Kubernetes' service
+// account token goes to /var/run/secrets/kubernetes.io/serviceaccount, a
+// path through that link: the mount lands on the container's /run, as
+// with runc.
+func TestBindThroughImageAbsoluteLink(t *testing.T) {
+	e := newCLIEnv(t)
+	secrets := t.TempDir()
+	if err := os.WriteFile(filepath.Join(secrets, "token"), []byte("s3cret\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	bundle := busyboxBundle(t)
+	rootfs := filepath.Join(bundle, "rootfs")
+	for _, d := range []string{"run", "var"} {
+		if err := os.MkdirAll(filepath.Join(rootfs, d), 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := os.Symlink("/run", filepath.Join(rootfs, "var", "run")); err != nil {
+		t.Fatal(err)
+	}
+	spec := busyboxSpec("cat", "/var/run/secrets/kubernetes.io/serviceaccount/token", "/run/secrets/kubernetes.io/serviceaccount/token")
+	spec.Mounts = append(spec.Mounts, specs.Mount{Destination: "/var/run/secrets/kubernetes.io/serviceaccount",
+		Type: "bind", Source: secrets, Options: []string{"rbind", "ro"}})
+	writeSpec(t, bundle, spec)
+	out, errOut, code := e.hull("run", "--bundle", bundle, "sa")
+	if code != 0 || out != "s3cret\ns3cret\n" {
+		t.Errorf("run: exit %d, stdout %q, stderr %q", code, out, errOut)
+	}
+	if _, err := os.Stat("/run/secrets/kubernetes.io"); err == nil {
+		t.Error("a mount point was made on the host's /run")
+	}
+	e.assertClean()
+}
