@@ -114,16 +114,22 @@ func PrepareContainer(shared *Shared, id, bundle string, spec *specs.Spec) (_ *C
 			if split += len(subs); split > maxSubmounts {
 				return nil, nil, fmt.Errorf("more than %d mounts below private rbinds: %w", maxSubmounts, errdefs.ErrInvalidArgument)
 			}
+			srcFd, err := unix.Open(src, unix.O_PATH|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+			if err != nil {
+				return nil, nil, fmt.Errorf("mount %d (%s on %s): %w", i, m.Source, m.Destination, err)
+			}
 			for k, sub := range subs {
 				subName := name + ".sub" + strconv.Itoa(k)
 				subRO := roNone
 				if ro == roAll {
 					subRO = roTop
 				}
-				if err := c.bind(sub.path, subName, false, subRO, unix.MS_PRIVATE); err != nil {
-					if errors.Is(err, errdefs.ErrNotFound) {
-						continue // hidden under a later mount: no rbind shows it either
-					}
+				err := c.bindSubmount(srcFd, sub, subName, subRO)
+				if errors.Is(err, errdefs.ErrNotFound) {
+					continue // hidden under a later mount: no rbind shows it either
+				}
+				if err != nil {
+					unix.Close(srcFd)
 					return nil, nil, fmt.Errorf("mount %d (%s on %s), %s below it: %w", i, m.Source, m.Destination, sub.rel, err)
 				}
 				guest.Mounts = append(guest.Mounts, specs.Mount{
@@ -133,6 +139,7 @@ func PrepareContainer(shared *Shared, id, bundle string, spec *specs.Spec) (_ *C
 					Options:     submountOptions(m.Options),
 				})
 			}
+			unix.Close(srcFd)
 		}
 		if recursive && ro == roTop && !perMount {
 			subs, err := c.submounts(name)
@@ -183,6 +190,7 @@ const maxSubmounts = 256
 type submount struct {
 	path string // absolute, on the host
 	rel  string // below the source
+	id   uint64 // the mount's id (mountinfo, statx)
 }
 
 // hostSubmounts lists the mount points strictly below src in this mount
@@ -193,19 +201,17 @@ func hostSubmounts(src string) ([]submount, error) {
 	if err != nil {
 		return nil, fmt.Errorf("source: %w: %w", err, errdefs.ErrNotFound)
 	}
-	points, err := mountsUnder(real, false)
+	points, err := mountIDsUnder(real)
 	if err != nil {
 		return nil, err
 	}
 	var subs []submount
-	seen := map[string]bool{}
 	for _, p := range points {
-		rel, err := filepath.Rel(real, p)
-		if err != nil || rel == "." || strings.HasPrefix(rel, "..") || seen[rel] {
+		rel, err := filepath.Rel(real, p.path)
+		if err != nil || rel == "." || strings.HasPrefix(rel, "..") {
 			continue
 		}
-		seen[rel] = true
-		subs = append(subs, submount{path: p, rel: rel})
+		subs = append(subs, submount{path: p.path, rel: rel, id: p.id})
 	}
 	slices.SortStableFunc(subs, func(a, b submount) int { return strings.Count(a.rel, "/") - strings.Count(b.rel, "/") })
 	return subs, nil
@@ -395,9 +401,60 @@ func (c *Container) bind(src, name string, recursive bool, ro readOnly, prop uin
 	if err != nil {
 		return fmt.Errorf("source: %w: %w", err, errdefs.ErrNotFound)
 	}
+	flags := uint(unix.OPEN_TREE_CLONE | unix.OPEN_TREE_CLOEXEC)
+	if recursive {
+		flags |= unix.AT_RECURSIVE
+	}
+	fd, err := unix.OpenTree(unix.AT_FDCWD, src, flags)
+	if err != nil {
+		return fmt.Errorf("clone %s: %w", src, err)
+	}
+	defer unix.Close(fd)
+	return c.attach(fd, src, st.IsDir(), name, recursive, ro, prop)
+}
+
+// bindSubmount copies, beside its private rbind's top, the mount below it
+// that sub names. The guest may already see the directories of that
+// source (the top is attached, or another container of the pod binds the
+// same volume) and change them meanwhile: the mount is reached from the
+// source's fd without following any link, and must be the very mount
+// mountinfo listed, so that a directory swapped for a link to the host's
+// / is never what gets copied. A mount no longer reachable there (hidden
+// by a later one, or moved) is skipped as not found.
+func (c *Container) bindSubmount(srcFd int, sub submount, name string, ro readOnly) error {
+	fd, err := unix.Openat2(srcFd, sub.rel, &unix.OpenHow{
+		Flags:   unix.O_PATH | unix.O_CLOEXEC,
+		Resolve: unix.RESOLVE_BENEATH | unix.RESOLVE_NO_SYMLINKS | unix.RESOLVE_NO_MAGICLINKS,
+	})
+	if errors.Is(err, unix.ENOENT) {
+		return fmt.Errorf("%s: %w", sub.rel, errdefs.ErrNotFound)
+	}
+	if err != nil {
+		return fmt.Errorf("%s: %w", sub.rel, err)
+	}
+	defer unix.Close(fd)
+	var stx unix.Statx_t
+	if err := unix.Statx(fd, "", unix.AT_EMPTY_PATH, unix.STATX_MNT_ID|unix.STATX_TYPE, &stx); err != nil {
+		return fmt.Errorf("%s: %w", sub.rel, err)
+	}
+	if stx.Mask&unix.STATX_MNT_ID == 0 || stx.Mnt_id != sub.id {
+		return fmt.Errorf("%s is no longer mount %d: %w", sub.rel, sub.id, errdefs.ErrNotFound)
+	}
+	tree, err := unix.OpenTree(fd, "", unix.OPEN_TREE_CLONE|unix.OPEN_TREE_CLOEXEC|unix.AT_EMPTY_PATH)
+	if err != nil {
+		return fmt.Errorf("clone %s: %w", sub.path, err)
+	}
+	defer unix.Close(tree)
+	return c.attach(tree, sub.path, stx.Mode&unix.S_IFMT == unix.S_IFDIR, name, false, ro, unix.MS_PRIVATE)
+}
+
+// attach puts the detached mount fd (a clone of src) at name in the view,
+// with its propagation and read-only flags set while it is detached.
+func (c *Container) attach(fd int, src string, isDir bool, name string, recursive bool, ro readOnly, prop uintptr) error {
+	var err error
 	point := filepath.Join(c.shared.Backing, c.id, name)
 	target := filepath.Join(c.shared.View, c.id, name)
-	if st.IsDir() {
+	if isDir {
 		err = os.Mkdir(point, 0o700)
 	} else {
 		var f *os.File
@@ -410,15 +467,6 @@ func (c *Container) bind(src, name string, recursive bool, ro readOnly, prop uin
 		return err
 	}
 	c.points = append(c.points, name)
-	flags := uint(unix.OPEN_TREE_CLONE | unix.OPEN_TREE_CLOEXEC)
-	if recursive {
-		flags |= unix.AT_RECURSIVE
-	}
-	fd, err := unix.OpenTree(unix.AT_FDCWD, src, flags)
-	if err != nil {
-		return fmt.Errorf("clone %s: %w", src, err)
-	}
-	defer unix.Close(fd)
 	setFlags := uint(unix.AT_EMPTY_PATH)
 	if recursive {
 		setFlags |= unix.AT_RECURSIVE

@@ -510,3 +510,60 @@ func TestPrepareContainerDanglingLink(t *testing.T) {
 		t.Error("mounts left after a failed prepare")
 	}
 }
+
+// The mounts below a private rbind are copied one by one, from the
+// source's fd, while the guest may already see (and change) the source's
+// directories: a mount point swapped for a link to the host's / after it
+// was listed must not be what gets copied.
+func TestBindSubmountRefusesSwappedPoint(t *testing.T) {
+	requireRoot(t)
+	b := bundle(t)
+	src := filepath.Join(t.TempDir(), "vol")
+	if err := os.MkdirAll(filepath.Join(src, "a", "b"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := unix.Mount("tmpfs", filepath.Join(src, "a", "b"), "tmpfs", 0, "size=1m"); err != nil {
+		t.Fatal(err)
+	}
+	defer unix.Unmount(filepath.Join(src, "a", "b"), unix.MNT_DETACH)
+	shared := newShared(t)
+	c, _, err := PrepareContainer(shared, "c1", b, &specs.Spec{Root: &specs.Root{Path: "rootfs"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Cleanup()
+	subs, err := hostSubmounts(src)
+	if err != nil || len(subs) != 1 || subs[0].rel != "a/b" {
+		t.Fatalf("submounts %+v, %v", subs, err)
+	}
+	srcFd, err := unix.Open(src, unix.O_PATH|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer unix.Close(srcFd)
+
+	// Listed, then swapped: the mount goes, its point becomes a link.
+	if err := unix.Unmount(filepath.Join(src, "a", "b"), unix.MNT_DETACH); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Remove(filepath.Join(src, "a", "b")); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Symlink("/", filepath.Join(src, "a", "b")); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.bindSubmount(srcFd, subs[0], "mount-0.sub0", roNone); err == nil {
+		t.Fatal("a submount point swapped for a link to / was copied")
+	}
+	// A plain directory in its place: not the listed mount either.
+	os.Remove(filepath.Join(src, "a", "b"))
+	if err := os.Mkdir(filepath.Join(src, "a", "b"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.bindSubmount(srcFd, subs[0], "mount-0.sub1", roNone); !errors.Is(err, errdefs.ErrNotFound) {
+		t.Fatalf("a directory in place of the listed mount: %v, want not found", err)
+	}
+	if mountedUnder(filepath.Join(shared.View, "c1", "mount-0")) {
+		t.Error("something was mounted for the swapped submount")
+	}
+}

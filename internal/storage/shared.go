@@ -131,6 +131,47 @@ func mountsUnder(dir string, self bool) ([]string, error) {
 	return points, sc.Err()
 }
 
+// mountID is a mount point and the id of the mount on top there.
+type mountID struct {
+	path string
+	id   uint64
+}
+
+// mountIDsUnder returns the mount points strictly below dir, each once,
+// with the id of the last mount listed there (the one on top, which a
+// path reaches), in mountinfo's order of first appearance.
+func mountIDsUnder(dir string) ([]mountID, error) {
+	f, err := os.Open("/proc/self/mountinfo")
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	var out []mountID
+	at := map[string]int{}
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		fields := strings.Fields(sc.Text())
+		if len(fields) < 5 {
+			continue
+		}
+		p := unescapeMountinfo(fields[4])
+		if !strings.HasPrefix(p, dir+"/") {
+			continue
+		}
+		id, err := strconv.ParseUint(fields[0], 10, 64)
+		if err != nil {
+			continue
+		}
+		if i, ok := at[p]; ok {
+			out[i].id = id
+			continue
+		}
+		at[p] = len(out)
+		out = append(out, mountID{path: p, id: id})
+	}
+	return out, sc.Err()
+}
+
 // MountsAt returns the mount points at dir or below it: what must be
 // gone before dir's tree is removed (RemoveEmptyTree).
 func MountsAt(dir string) ([]string, error) { return mountsUnder(dir, true) }
