@@ -490,6 +490,9 @@ func (c *Container) attach(fd int, src string, isDir bool, name string, recursiv
 	return nil
 }
 
+// maxStacked bounds the mounts Cleanup takes off one point.
+const maxStacked = 64
+
 // Cleanup unmounts what PrepareContainer mounted and removes the
 // container's directory. Unmounting goes through a directory fd opened
 // without following links: the view is read-only to the guest, and even so
@@ -500,8 +503,17 @@ func (c *Container) Cleanup() error {
 	if err == nil {
 		for i := len(c.mounted) - 1; i >= 0; i-- {
 			p := fmt.Sprintf("/proc/self/fd/%d/%s", dirFd, c.mounted[i])
-			if err := unix.Unmount(p, unix.MNT_DETACH|unix.UMOUNT_NOFOLLOW); err != nil && !errors.Is(err, unix.EINVAL) {
-				errs = append(errs, fmt.Errorf("unmount %s: %w", c.mounted[i], err))
+			// Until nothing is mounted there: a host mount made on a slave
+			// bind's source itself propagates and stacks on the copy.
+			for n := 0; n < maxStacked; n++ {
+				err := unix.Unmount(p, unix.MNT_DETACH|unix.UMOUNT_NOFOLLOW)
+				if errors.Is(err, unix.EINVAL) || errors.Is(err, unix.ENOENT) {
+					break
+				}
+				if err != nil {
+					errs = append(errs, fmt.Errorf("unmount %s: %w", c.mounted[i], err))
+					break
+				}
 			}
 		}
 		unix.Close(dirFd)

@@ -567,3 +567,30 @@ func TestBindSubmountRefusesSwappedPoint(t *testing.T) {
 		t.Error("something was mounted for the swapped submount")
 	}
 }
+
+// A host mount made on a slave bind's source itself propagates and stacks
+// on the container's copy: Cleanup takes off every mount at the point.
+func TestCleanupUnmountsStackedMounts(t *testing.T) {
+	requireRoot(t)
+	b := bundle(t)
+	vol := sharedSource(t)
+	shared := newShared(t)
+	c, _, err := PrepareContainer(shared, "c1", b, &specs.Spec{Root: &specs.Root{Path: "rootfs"},
+		Mounts: []specs.Mount{{Destination: "/vol", Type: "bind", Source: vol, Options: []string{"rbind", "rslave"}}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := unix.Mount("tmpfs", vol, "tmpfs", 0, "size=1m"); err != nil {
+		t.Fatal(err)
+	}
+	defer unix.Unmount(vol, unix.MNT_DETACH)
+	if err := c.Cleanup(); err != nil {
+		t.Fatalf("cleanup: %v", err)
+	}
+	if mountedUnder(filepath.Join(shared.View, "c1")) {
+		t.Error("a mount stacked on the copy was left")
+	}
+	if _, err := os.Stat(filepath.Join(shared.Backing, "c1")); !os.IsNotExist(err) {
+		t.Errorf("container directory left: %v", err)
+	}
+}

@@ -3,7 +3,10 @@ package storage
 import (
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
+
+	"golang.org/x/sys/unix"
 )
 
 func TestRemoveEmptyTree(t *testing.T) {
@@ -40,5 +43,31 @@ func TestRemoveEmptyTreeKeepsContent(t *testing.T) {
 	}
 	if b, err := os.ReadFile(filepath.Join(dir, "a/data")); err != nil || string(b) != "x" {
 		t.Fatalf("content touched: %q, %v", b, err)
+	}
+}
+
+// A mount still under the tree stops the removal before it is walked: its
+// files, even empty ones, are not the tree's to remove.
+func TestRemoveEmptyTreeStopsAtMount(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("needs root to mount")
+	}
+	dir := filepath.Join(t.TempDir(), "tree")
+	mnt := filepath.Join(dir, "a", "m")
+	if err := os.MkdirAll(mnt, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := unix.Mount("tmpfs", mnt, "tmpfs", 0, "size=1m"); err != nil {
+		t.Fatal(err)
+	}
+	defer unix.Unmount(mnt, unix.MNT_DETACH)
+	if err := os.WriteFile(filepath.Join(mnt, "empty"), nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := RemoveEmptyTree(dir); err == nil || !strings.Contains(err.Error(), "still mounted") {
+		t.Fatalf("RemoveEmptyTree over a mount: %v", err)
+	}
+	if _, err := os.Stat(filepath.Join(mnt, "empty")); err != nil {
+		t.Fatalf("a file in the mount was removed: %v", err)
 	}
 }
