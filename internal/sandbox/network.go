@@ -1,6 +1,7 @@
 package sandbox
 
 import (
+	"errors"
 	"io"
 	"net"
 	"slices"
@@ -95,11 +96,21 @@ func NetworkNamespacePath(spec *specs.Spec) string {
 // relayLoopback joins each connection made to the host namespace's
 // loopback to the same port on the guest's, until the forward is closed.
 func (s *Sandbox) relayLoopback(logger *log.Entry) {
+	backoff := 5 * time.Millisecond
 	for {
 		c, port, err := s.fwd.Accept()
-		if err != nil {
+		if errors.Is(err, net.ErrClosed) {
 			return
 		}
+		if err != nil {
+			// Out of descriptors, say: the redirect stays in place, so
+			// giving up would leave every later connection hanging.
+			logger.WithError(err).Warn("port forward: accept")
+			time.Sleep(backoff)
+			backoff = min(2*backoff, time.Second)
+			continue
+		}
+		backoff = 5 * time.Millisecond
 		go func() {
 			defer c.Close()
 			g, err := s.DialPort(port)
