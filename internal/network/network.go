@@ -179,6 +179,14 @@ func (n *Network) scan() error {
 		if a.Flags&net.FlagLoopback != 0 || len(a.HardwareAddr) != 6 || l.Type() == "tuntap" || strings.HasSuffix(a.Name, tapSuffix) {
 			continue
 		}
+		// The tc redirect takes every frame a link receives: a bridge,
+		// its ports and a bond's slaves would be cut off from the frames
+		// they forward, and an ipvlan in L3 mode answers no ARP, so the
+		// guest could not reach its gateway. Refused by name rather than
+		// mirrored into a network that does not work.
+		if err := mirrorable(l); err != nil {
+			return n.errorf("link %s: %w", a.Name, err)
+		}
 		if len(n.Ifaces) == MaxInterfaces {
 			return n.errorf("more than %d links: %w", MaxInterfaces, errdefs.ErrInvalidArgument)
 		}
@@ -340,3 +348,19 @@ func (n *Network) Close() error {
 // isIPv6LinkLocal reports an fe80::/10 address; net.IP's
 // IsLinkLocalUnicast also takes IPv4's 169.254/16.
 func isIPv6LinkLocal(ip net.IP) bool { return ip.To4() == nil && ip.IsLinkLocalUnicast() }
+
+// mirrorable refuses the links that a tc redirect to a tap cannot stand
+// in for.
+func mirrorable(l netlink.Link) error {
+	a := l.Attrs()
+	switch {
+	case a.MasterIndex != 0:
+		return fmt.Errorf("is enslaved to link %d (a bridge port or bond slave): mirroring it into a VM is not supported: %w", a.MasterIndex, errdefs.ErrNotImplemented)
+	case l.Type() == "bridge" || l.Type() == "bond":
+		return fmt.Errorf("is a %s: mirroring it into a VM is not supported: %w", l.Type(), errdefs.ErrNotImplemented)
+	}
+	if iv, ok := l.(*netlink.IPVlan); ok && iv.Mode != netlink.IPVLAN_MODE_L2 {
+		return fmt.Errorf("is an ipvlan in L3 mode, which answers no ARP: only L2 mode can be mirrored into a VM: %w", errdefs.ErrNotImplemented)
+	}
+	return nil
+}

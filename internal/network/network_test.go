@@ -243,3 +243,23 @@ func TestSetupCalicoStyleRoutes(t *testing.T) {
 		t.Fatalf("namespace differs after close:\nbefore:\n%s\nafter:\n%s", before, after)
 	}
 }
+
+// A bridge port (or the bridge) cannot be stood in for by a tap: refused
+// by name, and the namespace is left as it was.
+func TestSetupRefusesBridgePort(t *testing.T) {
+	path, ns := testNetns(t)
+	ip(t, "-n", ns, "link", "add", "br0", "type", "bridge")
+	ip(t, "-n", ns, "link", "set", "eth0", "master", "br0")
+	before := snapshot(t, ns)
+	n, err := Setup(path)
+	if err == nil {
+		n.Close()
+		t.Fatal("Setup of a namespace with a bridge port succeeded")
+	}
+	if !errdefs.IsNotImplemented(err) || !strings.Contains(err.Error(), "eth0") && !strings.Contains(err.Error(), "br0") {
+		t.Errorf("Setup: %v, want not implemented naming the link", err)
+	}
+	if after := snapshot(t, ns); after != before {
+		t.Fatalf("namespace changed:\n%s\n%s", before, after)
+	}
+}
