@@ -114,9 +114,11 @@ func PrepareContainer(shared *Shared, id, bundle string, spec *specs.Spec) (_ *C
 			if split += len(subs); split > maxSubmounts {
 				return nil, nil, fmt.Errorf("more than %d mounts below private rbinds: %w", maxSubmounts, errdefs.ErrInvalidArgument)
 			}
-			srcFd, err := unix.Open(src, unix.O_PATH|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
-			if err != nil {
-				return nil, nil, fmt.Errorf("mount %d (%s on %s): %w", i, m.Source, m.Destination, err)
+			srcFd := -1
+			if len(subs) > 0 { // a file, CRI's resolv.conf say, has none
+				if srcFd, err = unix.Open(src, unix.O_PATH|unix.O_DIRECTORY|unix.O_CLOEXEC, 0); err != nil {
+					return nil, nil, fmt.Errorf("mount %d (%s on %s): %w", i, m.Source, m.Destination, err)
+				}
 			}
 			for k, sub := range subs {
 				subName := name + ".sub" + strconv.Itoa(k)
@@ -139,7 +141,9 @@ func PrepareContainer(shared *Shared, id, bundle string, spec *specs.Spec) (_ *C
 					Options:     submountOptions(m.Options),
 				})
 			}
-			unix.Close(srcFd)
+			if srcFd >= 0 {
+				unix.Close(srcFd)
+			}
 		}
 		if recursive && ro == roTop && !perMount {
 			subs, err := c.submounts(name)

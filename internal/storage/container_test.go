@@ -594,3 +594,23 @@ func TestCleanupUnmountsStackedMounts(t *testing.T) {
 		t.Errorf("container directory left: %v", err)
 	}
 }
+
+// CRI binds files (resolv.conf, hosts) with rbind,rprivate: a file has no
+// mounts below it, and its bind works as any other.
+func TestPrivateRbindOfAFile(t *testing.T) {
+	requireRoot(t)
+	b := bundle(t)
+	shared := newShared(t)
+	c, guest, err := PrepareContainer(shared, "c1", b, &specs.Spec{Root: &specs.Root{Path: "rootfs"},
+		Mounts: []specs.Mount{{Destination: "/etc/resolv.conf", Type: "bind", Source: filepath.Join(b, "data/file"), Options: []string{"rbind", "rprivate", "ro"}}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Cleanup()
+	if len(guest.Mounts) != 1 {
+		t.Fatalf("guest mounts %+v", guest.Mounts)
+	}
+	if got, err := os.ReadFile(filepath.Join(shared.View, "c1", "mount-0")); err != nil || string(got) != "data" {
+		t.Errorf("the file's copy holds %q, %v", got, err)
+	}
+}
