@@ -70,7 +70,12 @@ func deleteContainer(store *state.Store, id string, force bool) error {
 		return err
 	}
 	// poststop hooks run once the container is gone; their failure is
-	// reported but does not bring the container back.
+	// reported but does not bring the container back. A leftover without
+	// state names no bundle (LoadBundle("") would read the caller's
+	// directory).
+	if st.Bundle == "" {
+		return nil
+	}
 	if spec, err := oci.LoadBundle(st.Bundle); err == nil {
 		// A supervisor that was killed left its host cgroup.
 		if err := hostcgroup.Remove(spec); err != nil {

@@ -84,13 +84,22 @@ func Main(args []string) int {
 type exitCoder interface{ ExitCode() int }
 
 func printError(err error) {
-	log.L.WithError(err).Debug("command failed")
 	msg := err.Error()
+	if logToFile && msg != "" {
+		// As runc: the --log file gets the error (podman reads a failed
+		// runtime's error from there).
+		log.L.Error(msg)
+	} else {
+		log.L.WithError(err).Debug("command failed")
+	}
 	if msg == "" {
 		return
 	}
 	fmt.Fprintf(os.Stderr, "hull: %s\n", msg)
 }
+
+// logToFile is set when --log names a file, which then gets the errors.
+var logToFile bool
 
 func setupLogging(c *cli.Context) error {
 	level := logrus.WarnLevel
@@ -114,6 +123,7 @@ func setupLogging(c *cli.Context) error {
 			return fmt.Errorf("--log %s: %w", p, err)
 		}
 		out = f
+		logToFile = true
 	}
 	logrus.SetOutput(out)
 	return nil

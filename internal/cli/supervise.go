@@ -2,6 +2,7 @@ package cli
 
 import (
 	"fmt"
+	"golang.org/x/sys/unix"
 	"io"
 	"os"
 	"os/signal"
@@ -24,6 +25,9 @@ var superviseCommand = cli.Command{
 	Hidden: true,
 	Flags:  []cli.Flag{cli.StringFlag{Name: "bundle"}, cli.StringFlag{Name: "console-socket"}},
 	Action: func(c *cli.Context) error {
+		// Not for the hooks this process runs: a hook that left a child
+		// holding it would keep `hull create` waiting for the report's end.
+		unix.CloseOnExec(3)
 		ready := os.NewFile(3, "ready")
 		// A failed write (EPIPE: fd 3 is not stdout, so SIGPIPE does not
 		// kill) means the command that waits for the report is gone.

@@ -11,9 +11,11 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"os/exec"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/containerd/errdefs"
@@ -25,12 +27,34 @@ import (
 const defaultHookTimeout = 2 * time.Minute
 
 // Poststop runs the poststop hooks of a container's spec, once the
-// container is gone.
+// container is gone: all of them, as the runtime spec says, a failure
+// being only a warning.
 func Poststop(ctx context.Context, spec *specs.Spec, st specs.State) error {
 	if spec.Hooks == nil {
 		return nil
 	}
-	return Run(ctx, "poststop", spec.Hooks.Poststop, st)
+	return RunAll(ctx, "poststop", spec.Hooks.Poststop, st)
+}
+
+// RunAll runs hooks of one kind in order as Run does, but goes on after a
+// failure and returns all failures joined: the runtime spec's poststart
+// and poststop hooks, whose failures are warnings and must not keep the
+// hooks after them from running.
+func RunAll(ctx context.Context, kind string, hooks []specs.Hook, st specs.State) error {
+	if len(hooks) == 0 {
+		return nil
+	}
+	stateJSON, err := json.Marshal(st)
+	if err != nil {
+		return err
+	}
+	var errs []error
+	for i, h := range hooks {
+		if err := runHook(ctx, h, stateJSON); err != nil {
+			errs = append(errs, fmt.Errorf("%s hook %d (%s): %w", kind, i, h.Path, err))
+		}
+	}
+	return errors.Join(errs...)
 }
 
 // Run runs hooks of one kind in order, each with the container's state on
@@ -60,9 +84,13 @@ func runHook(ctx context.Context, h specs.Hook, state []byte) error {
 		}
 		timeout = time.Duration(*h.Timeout) * time.Second
 	}
-	ctx, cancel := context.WithTimeout(ctx, timeout)
+	hctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
-	cmd := exec.CommandContext(ctx, h.Path)
+	cmd := exec.CommandContext(hctx, h.Path)
+	// A group of its own, killed whole: a hook's children (sh -c 'a; b')
+	// must not outlive its timeout.
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	cmd.Cancel = func() error { return syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL) }
 	if len(h.Args) > 0 {
 		// args[0] is the hook's argv[0], as in execv.
 		cmd.Args = h.Args
@@ -74,6 +102,9 @@ func runHook(ctx context.Context, h specs.Hook, state []byte) error {
 	cmd.WaitDelay = time.Second
 	err := cmd.Run()
 	if ctx.Err() != nil {
+		return fmt.Errorf("cancelled: %w", context.Cause(ctx))
+	}
+	if hctx.Err() != nil {
 		return fmt.Errorf("timed out after %s: %w", timeout, errdefs.ErrFailedPrecondition)
 	}
 	if err != nil {

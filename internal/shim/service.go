@@ -486,7 +486,7 @@ func (s *service) Start(ctx context.Context, r *taskAPI.StartRequest) (*taskAPI.
 		}
 		// A poststart hook that fails is logged; the container runs on.
 		if h := c.spec.Hooks; h != nil {
-			if err := hooks.Run(ctx, "poststart", h.Poststart, c.hookState(specs.StateRunning)); err != nil {
+			if err := hooks.RunAll(ctx, "poststart", h.Poststart, c.hookState(specs.StateRunning)); err != nil {
 				log.G(ctx).WithError(err).WithField("id", c.id).Warn("poststart hook")
 			}
 		}

@@ -507,6 +507,10 @@ func (s *supervisor) do(ctx context.Context, req Request) error {
 		}
 		if h := s.opts.Spec.Hooks; h != nil {
 			if err := hooks.Run(ctx, "startContainer", h.StartContainer, s.hookState()); err != nil {
+				// The runtime spec: the runtime stops the container and goes
+				// on to its deletion. finish takes mu, held here until this
+				// answer: it runs beside it.
+				go s.finish(context.WithoutCancel(ctx), 128+int(syscall.SIGKILL))
 				return err
 			}
 		}
@@ -524,7 +528,7 @@ func (s *supervisor) do(ctx context.Context, req Request) error {
 		}
 		// A poststart hook that fails is logged; the container runs on.
 		if h := s.opts.Spec.Hooks; h != nil {
-			if err := hooks.Run(ctx, "poststart", h.Poststart, s.hookState()); err != nil {
+			if err := hooks.RunAll(ctx, "poststart", h.Poststart, s.hookState()); err != nil {
 				log.G(ctx).WithError(err).Warn("poststart hook")
 			}
 		}

@@ -3,7 +3,9 @@ package integration
 import (
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -61,4 +63,36 @@ func TestHooks(t *testing.T) {
 	if code == 0 || !strings.Contains(errOut, "createRuntime hook 0") || !strings.Contains(errOut, "no network for you") {
 		t.Errorf("failing hook: exit %d, %q", code, errOut)
 	}
+}
+
+// A hook that leaves a process running in the background (a helper
+// daemon) must not hold up `hull create`: nothing of the report's pipe may
+// reach it.
+func TestHookBackgroundChildDoesNotHoldCreate(t *testing.T) {
+	e := newCLIEnv(t)
+	bundle := busyboxBundle(t)
+	pidFile := filepath.Join(t.TempDir(), "pid")
+	s := busyboxSpec("sleep", "1000")
+	s.Hooks = &specs.Hooks{CreateRuntime: []specs.Hook{{Path: "/bin/sh", Args: []string{"sh", "-c",
+		"sleep 60 </dev/null >/dev/null 2>&1 & echo $! > " + pidFile}}}}
+	writeSpec(t, bundle, s)
+	start := time.Now()
+	_, errOut, code := e.hull("create", "--bundle", bundle, "daemonhook")
+	took := time.Since(start)
+	if b, err := os.ReadFile(pidFile); err == nil {
+		if pid, err := strconv.Atoi(strings.TrimSpace(string(b))); err == nil {
+			syscall.Kill(pid, syscall.SIGKILL)
+		}
+	}
+	if code != 0 {
+		t.Fatalf("create: %s", errOut)
+	}
+	// The hook's child lives 60 s: a create that waited for it took that.
+	if took > 45*time.Second {
+		t.Errorf("create took %s: it waited for the hook's background child", took)
+	}
+	if _, errOut, code := e.hull("delete", "--force", "daemonhook"); code != 0 {
+		t.Fatalf("delete --force: %s", errOut)
+	}
+	e.assertClean()
 }
