@@ -190,9 +190,10 @@ func abandon(sup *exec.Cmd, root, id string) {
 		return
 	}
 	// Only what this supervisor made: the id may be another container's
-	// by now if this one's went away.
+	// by now if this one's went away. As delete --force: its poststop
+	// hooks run too.
 	if st, err := store.Read(id); err == nil && st.Supervisor == sup.Process.Pid {
-		if err := forceCleanup(store, st); err != nil {
+		if err := deleteContainer(store, id, true); err != nil {
 			log.G(commandContext()).WithError(err).Warn("cleaning up the abandoned container")
 		}
 	}

@@ -127,10 +127,21 @@ func (s *supervisor) create(ctx context.Context) (retErr error) {
 		return err
 	}
 	s.h = h
+	hooksRan := false
 	defer func() {
 		if retErr != nil {
 			s.teardown(context.WithoutCancel(ctx))
 			h.Remove()
+			// The runtime spec: a creation that fails goes on to the
+			// deletion, poststop hooks included, once creation hooks ran
+			// (what they set up is theirs to undo).
+			if hooksRan {
+				st := s.hookState()
+				st.Status, st.Pid = specs.StateStopped, 0
+				if err := hooks.Poststop(context.WithoutCancel(ctx), s.opts.Spec, st); err != nil {
+					log.G(ctx).WithError(err).Warn("poststop hook")
+				}
+			}
 		}
 	}()
 	// Without its start time, a recorded pid could later name another
@@ -155,6 +166,7 @@ func (s *supervisor) create(ctx context.Context) (retErr error) {
 	// prestart (deprecated) and createRuntime hooks run before the VM
 	// boots: they may prepare the network namespace the VM mirrors.
 	if h := s.opts.Spec.Hooks; h != nil {
+		hooksRan = len(h.Prestart)+len(h.CreateRuntime) > 0
 		if err := hooks.Run(ctx, "prestart", h.Prestart, s.hookState()); err != nil {
 			return err
 		}

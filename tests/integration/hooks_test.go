@@ -57,12 +57,22 @@ func TestHooks(t *testing.T) {
 
 	bad := busyboxBundle(t)
 	s = busyboxSpec("true")
-	s.Hooks = &specs.Hooks{CreateRuntime: []specs.Hook{{Path: "/bin/sh", Args: []string{"sh", "-c", "echo no network for you >&2; exit 1"}}}}
+	undone := filepath.Join(t.TempDir(), "undone")
+	s.Hooks = &specs.Hooks{
+		CreateRuntime: []specs.Hook{{Path: "/bin/sh", Args: []string{"sh", "-c", "echo no network for you >&2; exit 1"}}},
+		// The spec's lifecycle goes on to the deletion: poststop runs, to
+		// undo what the creation hooks did.
+		Poststop: []specs.Hook{{Path: "/bin/sh", Args: []string{"sh", "-c", "cat > " + undone}}},
+	}
 	writeSpec(t, bad, s)
 	_, errOut, code := e.hull("create", "--bundle", bad, "refused")
 	if code == 0 || !strings.Contains(errOut, "createRuntime hook 0") || !strings.Contains(errOut, "no network for you") {
 		t.Errorf("failing hook: exit %d, %q", code, errOut)
 	}
+	if b, err := os.ReadFile(undone); err != nil || !strings.Contains(string(b), `"status":"stopped"`) {
+		t.Errorf("poststop after the failed create: %q, %v", b, err)
+	}
+	e.assertClean()
 }
 
 // A hook that leaves a process running in the background (a helper
