@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"os"
 	"os/exec"
 	"runtime"
 	"strconv"
@@ -54,7 +55,7 @@ func (n *Network) ForwardLoopback(save func(Record) error) (_ *LoopbackForward, 
 			return nil, n.errorf("saving the record: %w", err)
 		}
 	}
-	if err := iptablesRedirect(n.path, "-A", port); err != nil {
+	if err := iptablesRedirect(n.ns, "-A", port); err != nil {
 		// Nothing was added: the record must not name a rule that every
 		// later teardown would fail to delete.
 		n.rec.LoopbackPort = 0
@@ -142,14 +143,24 @@ func originalPort(c *net.TCPConn) (uint16, error) {
 
 // iptablesRedirect adds (-A) or deletes (-D) the rule that sends TCP
 // connections to 127.0.0.1, other than to the listener's own port, to the
-// listener, in the namespace at path.
-func iptablesRedirect(path, op string, port int) error {
+// listener, in the namespace ns. nsenter gets the namespace as an fd, not
+// its path: the path may already be gone (CNI or podman unmounted it while
+// hull still holds the namespace), or name another namespace by now.
+func iptablesRedirect(ns netns.NsHandle, op string, port int) error {
 	p := strconv.Itoa(port)
+	fd, err := unix.FcntlInt(uintptr(ns), unix.F_DUPFD_CLOEXEC, 0)
+	if err != nil {
+		return fmt.Errorf("network namespace fd: %w", err)
+	}
+	nsFile := os.NewFile(uintptr(fd), "netns")
+	defer nsFile.Close()
 	ctx, cancel := context.WithTimeout(context.Background(), iptablesTimeout)
 	defer cancel()
-	args := []string{"--net=" + path, "iptables", "-w", "5", "-t", "nat", op, "OUTPUT",
+	args := []string{"--net=/proc/self/fd/3", "iptables", "-w", "5", "-t", "nat", op, "OUTPUT",
 		"-p", "tcp", "-d", "127.0.0.1/32", "!", "--dport", p, "-j", "REDIRECT", "--to-ports", p}
-	out, err := exec.CommandContext(ctx, "nsenter", args...).CombinedOutput()
+	cmd := exec.CommandContext(ctx, "nsenter", args...)
+	cmd.ExtraFiles = []*os.File{nsFile}
+	out, err := cmd.CombinedOutput()
 	if err != nil {
 		msg := strings.TrimSpace(string(out))
 		if errors.Is(err, exec.ErrNotFound) {
@@ -161,11 +172,11 @@ func iptablesRedirect(path, op string, port int) error {
 }
 
 // removeRedirect deletes the rule of a record, if it is still there.
-func removeRedirect(path string, port int) error {
+func removeRedirect(ns netns.NsHandle, port int) error {
 	if port == 0 {
 		return nil
 	}
-	if err := iptablesRedirect(path, "-D", port); err != nil {
+	if err := iptablesRedirect(ns, "-D", port); err != nil {
 		// iptables -D of a rule that is not there fails; then there is
 		// nothing to remove. Nor is there where iptables, nsenter or the
 		// nat table is missing: no rule could have been added.

@@ -110,16 +110,60 @@ func TestRemoveRedirectWithoutIptables(t *testing.T) {
 	if err != nil {
 		t.Skip("needs nsenter")
 	}
+	ns, err := netns.GetFromPath(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ns.Close()
 	bin := t.TempDir()
 	if err := os.Symlink(nsenter, filepath.Join(bin, "nsenter")); err != nil {
 		t.Fatal(err)
 	}
 	t.Setenv("PATH", bin)
-	if err := removeRedirect(path, 40000); err != nil {
+	if err := removeRedirect(ns, 40000); err != nil {
 		t.Fatalf("remove with iptables missing: %v", err)
 	}
 	t.Setenv("PATH", t.TempDir())
-	if err := removeRedirect(path, 40000); err != nil {
+	if err := removeRedirect(ns, 40000); err != nil {
 		t.Fatalf("remove with nsenter missing: %v", err)
+	}
+}
+
+// The redirect is added and removed through the namespace's fd: the path
+// CNI or podman made may be gone by the time the sandbox goes.
+func TestRedirectRemovedAfterPathGone(t *testing.T) {
+	path, _ := testNetns(t)
+	keep, err := netns.GetFromPath(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	kept := os.NewFile(uintptr(keep), "netns") // closes it
+	defer kept.Close()
+	n, err := Setup(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	fwd, err := n.ForwardLoopback(nil)
+	if err != nil {
+		n.Close()
+		t.Fatal(err)
+	}
+	defer fwd.Close()
+	// The namespace stays alive (held) while its path goes.
+	if out, err := exec.Command("umount", "-l", path).CombinedOutput(); err != nil {
+		n.Close()
+		t.Fatalf("umount %s: %v: %s", path, err, out)
+	}
+	if err := n.Close(); err != nil {
+		t.Fatalf("close with the namespace's path gone: %v", err)
+	}
+	cmd := exec.Command("nsenter", "--net=/proc/self/fd/3", "iptables", "-t", "nat", "-S", "OUTPUT")
+	cmd.ExtraFiles = []*os.File{kept}
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		t.Fatalf("iptables: %v: %s", err, out)
+	}
+	if strings.Contains(string(out), "REDIRECT") {
+		t.Errorf("redirect left in the namespace: %s", out)
 	}
 }

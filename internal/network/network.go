@@ -335,7 +335,7 @@ func (n *Network) Close() error {
 			it.Tap = nil
 		}
 	}
-	err := restore(n.h, n.rec)
+	err := restore(n.h, n.ns, n.rec)
 	n.h.Close()
 	n.h = nil
 	n.ns.Close()

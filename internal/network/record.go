@@ -293,16 +293,16 @@ func Restore(rec Record) error {
 	if err := h.SetSocketTimeout(netlinkTimeout); err != nil {
 		return fmt.Errorf("network namespace %s: netlink timeout: %w", rec.Path, err)
 	}
-	if err := restore(h, rec); err != nil {
+	if err := restore(h, ns, rec); err != nil {
 		return fmt.Errorf("network namespace %s: restore: %w", rec.Path, err)
 	}
 	return nil
 }
 
 // restore is Restore in a namespace already open; Close uses it too.
-func restore(h *netlink.Handle, rec Record) error {
+func restore(h *netlink.Handle, ns netns.NsHandle, rec Record) error {
 	var errs []error
-	if err := removeRedirect(rec.Path, rec.LoopbackPort); err != nil {
+	if err := removeRedirect(ns, rec.LoopbackPort); err != nil {
 		errs = append(errs, err)
 	}
 	links := make([]netlink.Link, len(rec.Links))
