@@ -6,8 +6,10 @@ package agentclient
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net"
+	"os"
 	"time"
 
 	"github.com/containerd/errdefs"
@@ -36,9 +38,9 @@ type Client struct {
 	oomSeq  uint64
 }
 
-// New wraps conn. timeout bounds every call.
+// New wraps conn. timeout bounds every call, its writes included.
 func New(conn net.Conn, timeout time.Duration) *Client {
-	tc := ttrpc.NewClient(conn)
+	tc := ttrpc.NewClient(&writeBounded{Conn: conn, timeout: timeout})
 	return &Client{conn: conn, tc: tc, api: agent.NewAgentClient(tc), timeout: timeout, oomTurn: make(chan struct{}, 1)}
 }
 
@@ -133,4 +135,27 @@ func checkStrings(ss ...string) error {
 		}
 	}
 	return nil
+}
+
+// writeBounded bounds each write to the agent. ttrpc holds its send lock
+// across a write and heeds no context there: a guest that stops reading
+// its end would block that call and every later one for ever (the shim's
+// pod teardown among them). A write that times out may leave half a frame
+// behind, which no later frame can follow, so the connection is closed:
+// every call fails at once and the sandbox's teardown goes on to QEMU.
+type writeBounded struct {
+	net.Conn
+	timeout time.Duration
+}
+
+func (w *writeBounded) Write(p []byte) (int, error) {
+	if err := w.Conn.SetWriteDeadline(time.Now().Add(w.timeout)); err != nil {
+		return w.Conn.Write(p) // a connection without deadlines
+	}
+	n, err := w.Conn.Write(p)
+	if errors.Is(err, os.ErrDeadlineExceeded) {
+		w.Conn.Close()
+		err = fmt.Errorf("the agent read nothing for %s: %w", w.timeout, err)
+	}
+	return n, err
 }
