@@ -8,6 +8,7 @@ package storage
 import (
 	"context"
 	"fmt"
+	"golang.org/x/sys/unix"
 	"net"
 	"os"
 	"os/exec"
@@ -111,6 +112,8 @@ func StartVirtiofsd(ctx context.Context, cfg VirtiofsdConfig) (_ *Virtiofsd, ret
 	if err := cmd.Start(); err != nil {
 		return nil, fmt.Errorf("start virtiofsd: %w", err)
 	}
+	// virtiofsd maps the guest's memory too: no core dump of it.
+	_ = unix.Prlimit(cmd.Process.Pid, unix.RLIMIT_CORE, &unix.Rlimit{}, nil)
 	v := &Virtiofsd{cmd: cmd, conn: conn, done: make(chan struct{})}
 	go func() {
 		err := cmd.Wait()

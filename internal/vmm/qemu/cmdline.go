@@ -32,7 +32,9 @@ func (c *Config) Args() []string {
 	add("-name", c.Name)
 	add("-no-user-config", "-nodefaults", "-display", "none", "-no-reboot")
 
-	machine := []string{c.Machine}
+	// A crash of QEMU, which the guest may find a way to cause, must not
+	// write the guest's memory to the host's disk in a core dump.
+	machine := []string{c.Machine, "dump-guest-core=off"}
 	if c.Machine == MachineMicroVM {
 		// No option ROMs to run at boot. PIT, PIC and RTC stay: without them
 		// the Debian kernel under TCG boots twice as slowly or hangs early.
@@ -56,7 +58,7 @@ func (c *Config) Args() []string {
 	add("-smp", strconv.Itoa(c.VCPUs))
 	add("-m", fmt.Sprintf("%dM", c.MemoryMiB))
 	if c.SharedMemory {
-		add("-object", fmt.Sprintf("memory-backend-memfd,id=mem,size=%dM,share=on", c.MemoryMiB))
+		add("-object", fmt.Sprintf("memory-backend-memfd,id=mem,size=%dM,share=on,dump=off", c.MemoryMiB))
 	}
 	if c.Machine == MachineMicroVM {
 		// vhost-user devices refuse microvm's default legacy virtio-mmio.

@@ -136,6 +136,7 @@ func Start(ctx context.Context, cfg Config) (_ *VM, retErr error) {
 		return nil, fmt.Errorf("vm %s: start %s: %w", cfg.Name, cfg.Binary, err)
 	}
 	vm.cmd = cmd
+	noCore(cmd.Process.Pid)
 	// QEMU holds its ends now; without closing ours, its death at start
 	// would not show as EOF on the channels.
 	for _, f := range extra {
@@ -346,4 +347,12 @@ func qemuEnv(env []string) []string {
 		}
 	}
 	return append(out, "MALLOC_ARENA_MAX=1")
+}
+
+// noCore sets pid's core dump size to 0: QEMU maps the guest's memory, and
+// a crash the guest may cause must not leave it on the host's disk (the
+// machine's dump-guest-core=off covers the guest's RAM; this, all the
+// rest). Best effort: a process already gone has nothing to dump.
+func noCore(pid int) {
+	_ = unix.Prlimit(pid, unix.RLIMIT_CORE, &unix.Rlimit{}, nil)
 }
