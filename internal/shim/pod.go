@@ -121,13 +121,30 @@ func (s *service) watchOOM(sb *sandbox.Sandbox) {
 			}
 			continue
 		}
+		// An event dropped (a container not known here, or one just
+		// reported) costs the next poll a pause: a guest that answered
+		// every poll at once would otherwise keep a host core busy.
+		drop := func() bool {
+			select {
+			case <-ctx.Done():
+				return false
+			case <-time.After(oomDropPause):
+				return true
+			}
+		}
 		if _, err := s.get(id); err != nil {
+			if !drop() {
+				return
+			}
 			continue
 		}
 		if !limit.allow(id, time.Now()) {
 			// containerd learns that the container met the OOM killer;
 			// more of the same in a second tells it nothing, and a guest
 			// could answer with events as fast as the host asks.
+			if !drop() {
+				return
+			}
 			continue
 		}
 		s.send(runtime.TaskOOMEventTopic, &eventstypes.TaskOOM{ContainerID: id})
@@ -137,6 +154,9 @@ func (s *service) watchOOM(sb *sandbox.Sandbox) {
 // oomEventInterval is the least time between two TaskOOM events of one
 // container.
 const oomEventInterval = time.Second
+
+// oomDropPause is how long the OOM watch waits after an event it drops.
+const oomDropPause = 100 * time.Millisecond
 
 // oomLimiter lets through one OOM event per container per interval.
 type oomLimiter struct {
