@@ -17,10 +17,21 @@ const maxQMPLine = 1 << 20
 // qmp speaks the QEMU Machine Protocol over an already connected socket.
 // Existing Go QMP clients dial socket paths; the driver hands QEMU an
 // inherited socket instead, and needs only a handful of commands.
+//
+// Once negotiated, a reader drains the socket for the VM's life: QEMU
+// sends events (RTC_CHANGE, VSERPORT_CHANGE, ...) that the guest can
+// cause, and unread they would pile up in QEMU's monitor buffer without
+// bound. Events are dropped; replies go to the command waiting for them.
 type qmp struct {
-	mu   sync.Mutex // serialises commands: QMP answers in order
-	conn net.Conn
-	sc   *bufio.Scanner
+	mu      sync.Mutex // serialises commands: QMP answers in order
+	conn    net.Conn
+	sc      *bufio.Scanner
+	replies chan qmpResult // from the reader, once it runs
+}
+
+type qmpResult struct {
+	r   *qmpReply
+	err error
 }
 
 type qmpReply struct {
@@ -33,25 +44,62 @@ type qmpReply struct {
 	Event string `json:"event"`
 }
 
-// newQMP reads the greeting and leaves capabilities negotiation mode.
+// newQMP reads the greeting, leaves capabilities negotiation mode and
+// starts the reader.
 func newQMP(ctx context.Context, conn net.Conn) (*qmp, error) {
-	q := &qmp{conn: conn, sc: bufio.NewScanner(conn)}
+	q := &qmp{conn: conn, sc: bufio.NewScanner(conn), replies: make(chan qmpResult, 1)}
 	q.sc.Buffer(make([]byte, 4096), maxQMPLine)
 	q.mu.Lock()
 	defer q.mu.Unlock()
 	stop := q.deadline(ctx)
-	defer stop()
 	r, err := q.read()
 	if err != nil {
+		stop()
 		return nil, fmt.Errorf("qmp greeting: %w", err)
 	}
 	if r.QMP == nil {
+		stop()
 		return nil, fmt.Errorf("qmp greeting missing")
 	}
-	if _, err := q.exchange("qmp_capabilities"); err != nil {
+	if err := q.write("qmp_capabilities"); err != nil {
+		stop()
 		return nil, err
 	}
+	for {
+		r, err := q.read()
+		if err != nil {
+			stop()
+			return nil, fmt.Errorf("qmp qmp_capabilities: %w", err)
+		}
+		if r.Event != "" {
+			continue
+		}
+		stop()
+		if r.Error != nil {
+			return nil, fmt.Errorf("qmp qmp_capabilities: %s: %s", r.Error.Class, r.Error.Desc)
+		}
+		break
+	}
+	go q.drain()
 	return q, nil
+}
+
+// drain reads until the connection ends, dropping events and handing
+// replies on; a reply nobody waits for any more is dropped too.
+func (q *qmp) drain() {
+	for {
+		r, err := q.read()
+		if err == nil && r.Event != "" {
+			continue
+		}
+		select {
+		case q.replies <- qmpResult{r, err}:
+		default:
+		}
+		if err != nil {
+			return
+		}
+	}
 }
 
 // deadline applies ctx's deadline and cancellation to the connection.
@@ -80,32 +128,43 @@ func (q *qmp) read() (*qmpReply, error) {
 	return &r, nil
 }
 
-// exchange sends one command and returns its result, skipping events.
-func (q *qmp) exchange(cmd string) (json.RawMessage, error) {
+func (q *qmp) write(cmd string) error {
 	b, _ := json.Marshal(map[string]string{"execute": cmd})
 	if _, err := q.conn.Write(append(b, '\n')); err != nil {
-		return nil, fmt.Errorf("qmp %s: %w", cmd, err)
+		return fmt.Errorf("qmp %s: %w", cmd, err)
 	}
-	for {
-		r, err := q.read()
-		if err != nil {
-			return nil, fmt.Errorf("qmp %s: %w", cmd, err)
-		}
-		if r.Event != "" {
-			continue
-		}
-		if r.Error != nil {
-			return nil, fmt.Errorf("qmp %s: %s: %s", cmd, r.Error.Class, r.Error.Desc)
-		}
-		return r.Return, nil
-	}
+	return nil
 }
 
-// execute runs one command within ctx.
+// execute runs one command within ctx and returns its result.
 func (q *qmp) execute(ctx context.Context, cmd string) (json.RawMessage, error) {
 	q.mu.Lock()
 	defer q.mu.Unlock()
-	stop := q.deadline(ctx)
-	defer stop()
-	return q.exchange(cmd)
+	// A reply left by a command that gave up waiting is not this one's.
+	select {
+	case res := <-q.replies:
+		if res.err != nil {
+			return nil, fmt.Errorf("qmp %s: %w", cmd, res.err)
+		}
+	default:
+	}
+	if d, ok := ctx.Deadline(); ok {
+		_ = q.conn.SetWriteDeadline(d)
+		defer q.conn.SetWriteDeadline(time.Time{})
+	}
+	if err := q.write(cmd); err != nil {
+		return nil, err
+	}
+	select {
+	case res := <-q.replies:
+		if res.err != nil {
+			return nil, fmt.Errorf("qmp %s: %w", cmd, res.err)
+		}
+		if res.r.Error != nil {
+			return nil, fmt.Errorf("qmp %s: %s: %s", cmd, res.r.Error.Class, res.r.Error.Desc)
+		}
+		return res.r.Return, nil
+	case <-ctx.Done():
+		return nil, fmt.Errorf("qmp %s: %w", cmd, ctx.Err())
+	}
 }
