@@ -40,7 +40,7 @@ type Client struct {
 
 // New wraps conn. timeout bounds every call, its writes included.
 func New(conn net.Conn, timeout time.Duration) *Client {
-	tc := ttrpc.NewClient(&writeBounded{Conn: conn, timeout: timeout})
+	tc := ttrpc.NewClient(&writeBounded{Conn: newAgentFrames(conn), timeout: timeout})
 	return &Client{conn: conn, tc: tc, api: agent.NewAgentClient(tc), timeout: timeout, oomTurn: make(chan struct{}, 1)}
 }
 
