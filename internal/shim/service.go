@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"runtime/debug"
+	"slices"
 	"strings"
 	"sync"
 	"syscall"
@@ -77,10 +78,16 @@ type container struct {
 	id     string
 	bundle string
 	spec   *specs.Spec
-	rootfs string // the mounted rootfs, empty when containerd mounted nothing
-	ctr    *sandbox.Container
-	init   *process
-	execs  map[string]*process // guarded by service.mu
+	// hostPid is what containerd gets as the pid of the container's
+	// processes: the pod's QEMU, as Kata reports it. A guest pid means
+	// nothing on the host, and a tool that acts on a task's pid there
+	// (Docker kills it directly when a kill did not take, nsenter -t)
+	// would hit whatever host process has that number.
+	hostPid uint32
+	rootfs  string // the mounted rootfs, empty when containerd mounted nothing
+	ctr     *sandbox.Container
+	init    *process
+	execs   map[string]*process // guarded by service.mu
 	// deleting is set while a Delete removes the container, so that a
 	// second Delete finds nothing to delete. Guarded by service.mu.
 	deleting bool
@@ -251,13 +258,14 @@ func (s *service) create(ctx context.Context, r *taskAPI.CreateTaskRequest) (_ *
 	}
 	// The spec decides the terminal; containerd's flag must agree.
 	terminal := spec.Process != nil && spec.Process.Terminal
-	ctr, err := s.pod.sb.CreateContainer(ctx, sandbox.ContainerConfig{ID: r.ID, Bundle: r.Bundle, Spec: spec, Stdio: hio.stdio(terminal)})
+	c.hostPid = uint32(s.pod.sb.VMPid())
+	ctr, err := s.pod.sb.CreateContainer(ctx, sandbox.ContainerConfig{ID: r.ID, Bundle: r.Bundle, Spec: s.guestNamespaces(spec, c.hostPid), Stdio: hio.stdio(terminal)})
 	if err != nil {
 		hio.close()
 		return nil, err
 	}
 	c.ctr = ctr
-	c.init.io, c.init.guest, c.init.pid = hio, ctr.Init(), ctr.Init().Pid()
+	c.init.io, c.init.guest, c.init.pid = hio, ctr.Init(), c.hostPid
 	if h := spec.Hooks; h != nil {
 		if err := hooks.Run(ctx, "createContainer", h.CreateContainer, c.hookState(specs.StateCreated)); err != nil {
 			if derr := ctr.Delete(ctx, true); derr != nil {
@@ -449,6 +457,51 @@ func (s *service) endExecs(c *container) {
 	}
 }
 
+// guestNamespaces returns spec as the guest must see it: containerd names
+// the pod's namespaces as those of the sandbox task's pid, which is the
+// pod's QEMU on the host (hostPid); in the guest they are those of the
+// sandbox container's init. spec itself is not changed: hooks and the
+// host keep containerd's. Called with mu held.
+func (s *service) guestNamespaces(spec *specs.Spec, hostPid uint32) *specs.Spec {
+	if s.pod == nil {
+		return spec
+	}
+	owner, ok := s.containers[s.pod.owner]
+	if !ok || owner.init == nil || owner.init.guest == nil {
+		return spec
+	}
+	return rewriteNamespaces(spec, hostPid, owner.init.guest.Pid())
+}
+
+// rewriteNamespaces returns spec with its namespace paths of process
+// hostPid (/proc/hostPid/ns/...) made those of guestPid; other paths go
+// as they are. spec is copied where it changes.
+func rewriteNamespaces(spec *specs.Spec, hostPid, guestPid uint32) *specs.Spec {
+	if spec.Linux == nil {
+		return spec
+	}
+	prefix := fmt.Sprintf("/proc/%d/ns/", hostPid)
+	guestPrefix := fmt.Sprintf("/proc/%d/ns/", guestPid)
+	var out *specs.Spec
+	for i, ns := range spec.Linux.Namespaces {
+		if !strings.HasPrefix(ns.Path, prefix) {
+			continue
+		}
+		if out == nil {
+			cp := *spec
+			lx := *spec.Linux
+			lx.Namespaces = slices.Clone(spec.Linux.Namespaces)
+			cp.Linux = &lx
+			out = &cp
+		}
+		out.Linux.Namespaces[i].Path = guestPrefix + strings.TrimPrefix(ns.Path, prefix)
+	}
+	if out == nil {
+		return spec
+	}
+	return out
+}
+
 // ownPidNamespace tells whether the spec gives the container a pid
 // namespace of its own.
 func ownPidNamespace(spec *specs.Spec) bool {
@@ -523,11 +576,11 @@ func (s *service) Start(ctx context.Context, r *taskAPI.StartRequest) (*taskAPI.
 		return nil, rpcError(err)
 	}
 	p.mu.Lock()
-	p.io, p.guest, p.pid, p.status = hio, g, g.Pid(), task.Status_RUNNING
+	p.io, p.guest, p.pid, p.status = hio, g, c.hostPid, task.Status_RUNNING
 	p.mu.Unlock()
-	s.send(runtime.TaskExecStartedEventTopic, &eventstypes.TaskExecStarted{ContainerID: c.id, ExecID: r.ExecID, Pid: g.Pid()})
+	s.send(runtime.TaskExecStartedEventTopic, &eventstypes.TaskExecStarted{ContainerID: c.id, ExecID: r.ExecID, Pid: c.hostPid})
 	go s.waitExit(c, p)
-	return &taskAPI.StartResponse{Pid: g.Pid()}, nil
+	return &taskAPI.StartResponse{Pid: c.hostPid}, nil
 }
 
 // Delete removes an exited exec, or a container; deleting the pod's owner

@@ -181,3 +181,28 @@ func TestOpenIOFIFOOutlivesReader(t *testing.T) {
 		t.Errorf("read %q after the reader came back", buf[:n])
 	}
 }
+
+// containerd names the pod's namespaces by the sandbox task's pid, the
+// pod's QEMU on the host; the guest gets those of the sandbox container's
+// init, and containerd's spec stays as it was.
+func TestRewriteNamespaces(t *testing.T) {
+	spec := &specs.Spec{Linux: &specs.Linux{Namespaces: []specs.LinuxNamespace{
+		{Type: specs.IPCNamespace, Path: "/proc/4242/ns/ipc"},
+		{Type: specs.PIDNamespace, Path: "/proc/4242/ns/pid"},
+		{Type: specs.UTSNamespace, Path: "/proc/42420/ns/uts"},
+		{Type: specs.MountNamespace},
+	}}}
+	got := rewriteNamespaces(spec, 4242, 7)
+	want := []string{"/proc/7/ns/ipc", "/proc/7/ns/pid", "/proc/42420/ns/uts", ""}
+	for i, ns := range got.Linux.Namespaces {
+		if ns.Path != want[i] {
+			t.Errorf("namespace %d: %q, want %q", i, ns.Path, want[i])
+		}
+	}
+	if spec.Linux.Namespaces[0].Path != "/proc/4242/ns/ipc" {
+		t.Error("containerd's spec was changed")
+	}
+	if other := (&specs.Spec{Linux: &specs.Linux{}}); rewriteNamespaces(other, 4242, 7) != other {
+		t.Error("a spec without such paths was copied")
+	}
+}
