@@ -51,7 +51,11 @@ func config(spec *specs.Spec) *cgroups.Cgroup {
 		}
 		if p := res.Pids; p != nil && p.Limit != nil {
 			limit := *p.Limit
-			if limit > 0 && limit < minHostPids {
+			// 0 would be written as pids.max 1 (the library's mapping,
+			// systemd's): the supervisor, QEMU and virtiofsd could not
+			// start a thread. The container's own limit applies in the
+			// guest; the host's only keeps the VM's processes bounded.
+			if limit >= 0 && limit < minHostPids {
 				limit = minHostPids
 			}
 			r.PidsLimit = &limit
@@ -148,7 +152,7 @@ func (g *Group) Destroy() error {
 	if g.self {
 		for _, p := range g.m.GetPaths() {
 			if p != "" {
-				_ = cgroups.WriteCgroupProc(filepath.Dir(p), os.Getpid())
+				leave(p, os.Getpid())
 			}
 		}
 	}
@@ -156,6 +160,21 @@ func (g *Group) Destroy() error {
 		return fmt.Errorf("host cgroup: %w", err)
 	}
 	return nil
+}
+
+// leave moves pid out of the cgroup dir, into its nearest ancestor that
+// takes it: under cgroup v2 the parent refuses processes (EBUSY) once its
+// controllers are on for its children, which making dir did; the
+// hierarchy's root always takes them.
+func leave(dir string, pid int) {
+	for d := filepath.Dir(dir); d != "/" && d != "."; d = filepath.Dir(d) {
+		if _, err := os.Stat(filepath.Join(d, "cgroup.procs")); err != nil {
+			return // out of the hierarchy
+		}
+		if err := cgroups.WriteCgroupProc(d, pid); err == nil {
+			return
+		}
+	}
 }
 
 // WithChildren returns pid and its children (virtiofsd serves from a child

@@ -67,3 +67,64 @@ func TestJoinAndDestroy(t *testing.T) {
 }
 
 func ptr[T any](v T) *T { return &v }
+
+// A pids limit of 0 (or below the floor) must not reach the host as
+// pids.max 1: the supervisor, QEMU and virtiofsd could not start a thread.
+func TestPidsLimitFloor(t *testing.T) {
+	for _, in := range []int64{0, 1, 50} {
+		spec := &specs.Spec{Linux: &specs.Linux{CgroupsPath: "/x", Resources: &specs.LinuxResources{Pids: &specs.LinuxPids{Limit: &in}}}}
+		if got := config(spec).Resources.PidsLimit; got == nil || *got != minHostPids {
+			t.Errorf("limit %d: host limit %v, want %d", in, got, minHostPids)
+		}
+	}
+	unlimited := int64(-1)
+	spec := &specs.Spec{Linux: &specs.Linux{CgroupsPath: "/x", Resources: &specs.LinuxResources{Pids: &specs.LinuxPids{Limit: &unlimited}}}}
+	if got := config(spec).Resources.PidsLimit; got == nil || *got != -1 {
+		t.Errorf("limit -1 (no limit): host limit %v", got)
+	}
+}
+
+// leave moves a process out of a cgroup into its nearest ancestor that
+// takes it.
+func TestLeave(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("needs root")
+	}
+	mounts, _ := os.ReadFile("/proc/self/mounts")
+	root := ""
+	for _, l := range strings.Split(string(mounts), "\n") {
+		if f := strings.Fields(l); len(f) > 2 && f[2] == "cgroup2" {
+			root = f[1]
+			break
+		}
+	}
+	if root == "" {
+		t.Skip("no cgroup2 hierarchy")
+	}
+	parent := filepath.Join(root, "hull-leave-"+strconv.Itoa(os.Getpid()))
+	child := filepath.Join(parent, "c")
+	if err := os.MkdirAll(child, 0o755); err != nil {
+		t.Skip("cannot make a cgroup:", err)
+	}
+	defer os.Remove(parent)
+	defer os.Remove(child)
+	cmd := exec.Command("sleep", "30")
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer func() { cmd.Process.Kill(); cmd.Wait() }()
+	if err := cgroups.WriteCgroupProc(child, cmd.Process.Pid); err != nil {
+		t.Skip("cannot move a process into a cgroup here:", err)
+	}
+	leave(child, cmd.Process.Pid)
+	b, _ := os.ReadFile(filepath.Join(child, "cgroup.procs"))
+	if strings.TrimSpace(string(b)) != "" {
+		t.Errorf("still in the child cgroup: %q", b)
+	}
+	b, _ = os.ReadFile(filepath.Join(parent, "cgroup.procs"))
+	if !strings.Contains(string(b), strconv.Itoa(cmd.Process.Pid)) {
+		t.Errorf("not in the parent cgroup: %q", b)
+	}
+	cmd.Process.Kill()
+	cmd.Wait()
+}
