@@ -2,10 +2,13 @@ package cli
 
 import (
 	"fmt"
+	"path/filepath"
 
 	"github.com/containerd/errdefs"
+	"github.com/containerd/log"
 	"github.com/urfave/cli"
 
+	"github.com/hull-runtime/hull/internal/config"
 	"github.com/hull-runtime/hull/internal/state"
 	"github.com/hull-runtime/hull/internal/supervisor"
 )
@@ -45,10 +48,32 @@ func openContainer(c *cli.Context) (*state.Store, string, error) {
 	if err != nil {
 		return nil, "", err
 	}
-	cfg, err := loadConfig(c)
+	root, err := runtimeRoot(c)
 	if err != nil {
 		return nil, "", err
 	}
-	store, err := state.Open(cfg.Runtime.Root)
+	store, err := state.Open(root)
 	return store, id, err
+}
+
+// runtimeRoot is the state root for the commands that act on existing
+// containers (start, state, kill, delete, list, ps, pause, exec...). A
+// configuration that no longer loads (a typo made while containers run)
+// must not keep them from being stopped and deleted: --root, or the
+// default root, then serves, with a warning. Only the root is needed;
+// new containers are refused by create until the file is fixed.
+func runtimeRoot(c *cli.Context) (string, error) {
+	cfg, err := loadConfig(c)
+	if err == nil {
+		return cfg.Runtime.Root, nil
+	}
+	root := c.GlobalString("root")
+	if root == "" {
+		root = config.Default().Runtime.Root
+	}
+	if !filepath.IsAbs(root) {
+		return "", err
+	}
+	log.L.WithError(err).Warnf("configuration not loaded; using the runtime root %s", root)
+	return root, nil
 }

@@ -82,11 +82,11 @@ var listCommand = cli.Command{
 		cli.BoolFlag{Name: "quiet, q", Usage: "print ids only"},
 	},
 	Action: func(c *cli.Context) error {
-		cfg, err := loadConfig(c)
+		root, err := runtimeRoot(c)
 		if err != nil {
 			return err
 		}
-		store, err := state.Open(cfg.Runtime.Root)
+		store, err := state.Open(root)
 		if err != nil {
 			return err
 		}

@@ -210,3 +210,33 @@ func TestCLILibcontainerSetsUpWhatHullInitDoesNot(t *testing.T) {
 		t.Errorf("delete --force: %s", errOut)
 	}
 }
+
+// A configuration broken while containers run (a typo) refuses new
+// containers by name, but must not keep the running ones from being
+// listed, stopped and deleted.
+func TestBrokenConfigStillDeletes(t *testing.T) {
+	e := newCLIEnv(t)
+	startSleeper(t, e, "typo")
+	bad := filepath.Join(t.TempDir(), "config.toml")
+	if err := os.WriteFile(bad, []byte("[hypervisor]\nvcpu = 2\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	withBad := func(args ...string) (string, string, int) {
+		return runHull(t, nil, append([]string{"--root", e.root, "--config", bad}, args...)...)
+	}
+	bundle := busyboxBundle(t)
+	writeSpec(t, bundle, busyboxSpec("true"))
+	if _, errOut, code := withBad("create", "--bundle", bundle, "new"); code == 0 || !strings.Contains(errOut, "vcpu") {
+		t.Errorf("create with a broken config: exit %d, %q", code, errOut)
+	}
+	if out, errOut, code := withBad("state", "typo"); code != 0 || !strings.Contains(out, `"running"`) {
+		t.Errorf("state: exit %d, %q %q", code, out, errOut)
+	}
+	if out, _, code := withBad("list", "-q"); code != 0 || !strings.Contains(out, "typo") {
+		t.Errorf("list: exit %d, %q", code, out)
+	}
+	if _, errOut, code := withBad("delete", "--force", "typo"); code != 0 {
+		t.Fatalf("delete --force: %s", errOut)
+	}
+	e.assertClean()
+}
