@@ -232,6 +232,16 @@ func (n *Network) scan() error {
 	}
 	saved := 0
 	for _, r := range routes {
+		// A multipath route names no link of its own (LinkIndex 0), and
+		// taking the addresses off its links would flush it: refused by
+		// name rather than lost.
+		if len(r.MultiPath) > 0 && r.Table == unix.RT_TABLE_MAIN {
+			for _, nh := range r.MultiPath {
+				if _, ok := byIndex[nh.LinkIndex]; ok {
+					return n.errorf("multipath route %s: mirroring it into a VM is not supported: %w", r, errdefs.ErrNotImplemented)
+				}
+			}
+		}
 		i, ok := byIndex[r.LinkIndex]
 		if !ok || r.Table != unix.RT_TABLE_MAIN {
 			continue

@@ -263,3 +263,22 @@ func TestSetupRefusesBridgePort(t *testing.T) {
 		t.Fatalf("namespace changed:\n%s\n%s", before, after)
 	}
 }
+
+// A multipath route through a mirrored link would be flushed with the
+// link's addresses and never come back: refused by name.
+func TestSetupRefusesMultipathRoute(t *testing.T) {
+	path, ns := testNetns(t)
+	ip(t, "-n", ns, "route", "add", "10.98.0.0/16", "nexthop", "via", "10.201.7.1", "dev", "eth0", "nexthop", "via", "10.201.7.3", "dev", "eth0")
+	before := snapshot(t, ns)
+	n, err := Setup(path)
+	if err == nil {
+		n.Close()
+		t.Fatal("Setup with a multipath route succeeded")
+	}
+	if !errdefs.IsNotImplemented(err) || !strings.Contains(err.Error(), "multipath") {
+		t.Errorf("Setup: %v, want not implemented naming the multipath route", err)
+	}
+	if after := snapshot(t, ns); after != before {
+		t.Fatalf("namespace changed:\n%s\n%s", before, after)
+	}
+}
