@@ -77,7 +77,17 @@ func (a *agentFrames) scanOut(b []byte) {
 		}
 		o.have = 0
 		o.skip = binary.BigEndian.Uint32(o.hdr[0:4])
-		if o.hdr[8] == ttrpcRequest && len(a.pending) < maxPendingStreams {
+		if o.hdr[8] == ttrpcRequest {
+			if len(a.pending) >= maxPendingStreams {
+				// Calls abandoned before their answer leave their ids
+				// here; the oldest go (ids only grow), so that a new
+				// request's answer is never taken for a stray one.
+				oldest := ^uint32(0)
+				for id := range a.pending {
+					oldest = min(oldest, id)
+				}
+				delete(a.pending, oldest)
+			}
 			a.pending[binary.BigEndian.Uint32(o.hdr[4:8])] = true
 		}
 	}

@@ -8,7 +8,6 @@ import (
 	"github.com/containerd/log"
 	"github.com/urfave/cli"
 
-	"github.com/hull-runtime/hull/internal/config"
 	"github.com/hull-runtime/hull/internal/state"
 	"github.com/hull-runtime/hull/internal/supervisor"
 )
@@ -59,19 +58,18 @@ func openContainer(c *cli.Context) (*state.Store, string, error) {
 // runtimeRoot is the state root for the commands that act on existing
 // containers (start, state, kill, delete, list, ps, pause, exec...). A
 // configuration that no longer loads (a typo made while containers run)
-// must not keep them from being stopped and deleted: --root, or the
-// default root, then serves, with a warning. Only the root is needed;
-// new containers are refused by create until the file is fixed.
+// must not keep them from being stopped and deleted when --root names the
+// root, as podman and other runc drivers pass it: that root then serves,
+// with a warning. Without --root the root is the broken file's to say
+// (guessing the default could report a running container gone), so the
+// error stands. New containers are refused by create until it is fixed.
 func runtimeRoot(c *cli.Context) (string, error) {
 	cfg, err := loadConfig(c)
 	if err == nil {
 		return cfg.Runtime.Root, nil
 	}
 	root := c.GlobalString("root")
-	if root == "" {
-		root = config.Default().Runtime.Root
-	}
-	if !filepath.IsAbs(root) {
+	if root == "" || !filepath.IsAbs(root) {
 		return "", err
 	}
 	log.L.WithError(err).Warnf("configuration not loaded; using the runtime root %s", root)

@@ -192,9 +192,9 @@ const maxSubmounts = 256
 
 // submount is a mount below a bind's source on the host.
 type submount struct {
-	path string // absolute, on the host
-	rel  string // below the source
-	id   uint64 // the mount's id (mountinfo, statx)
+	path string   // absolute, on the host
+	rel  string   // below the source
+	ids  []uint64 // the ids of the mounts there (mountinfo, statx)
 }
 
 // hostSubmounts lists the mount points strictly below src in this mount
@@ -215,7 +215,7 @@ func hostSubmounts(src string) ([]submount, error) {
 		if err != nil || rel == "." || strings.HasPrefix(rel, "..") {
 			continue
 		}
-		subs = append(subs, submount{path: p.path, rel: rel, id: p.id})
+		subs = append(subs, submount{path: p.path, rel: rel, ids: p.ids})
 	}
 	slices.SortStableFunc(subs, func(a, b submount) int { return strings.Count(a.rel, "/") - strings.Count(b.rel, "/") })
 	return subs, nil
@@ -441,8 +441,8 @@ func (c *Container) bindSubmount(srcFd int, sub submount, name string, ro readOn
 	if err := unix.Statx(fd, "", unix.AT_EMPTY_PATH, unix.STATX_MNT_ID|unix.STATX_TYPE, &stx); err != nil {
 		return fmt.Errorf("%s: %w", sub.rel, err)
 	}
-	if stx.Mask&unix.STATX_MNT_ID == 0 || stx.Mnt_id != sub.id {
-		return fmt.Errorf("%s is no longer mount %d: %w", sub.rel, sub.id, errdefs.ErrNotFound)
+	if stx.Mask&unix.STATX_MNT_ID == 0 || !slices.Contains(sub.ids, stx.Mnt_id) {
+		return fmt.Errorf("%s is no longer one of the mounts %v listed there: %w", sub.rel, sub.ids, errdefs.ErrNotFound)
 	}
 	tree, err := unix.OpenTree(fd, "", unix.OPEN_TREE_CLONE|unix.OPEN_TREE_CLOEXEC|unix.AT_EMPTY_PATH)
 	if err != nil {

@@ -131,15 +131,17 @@ func mountsUnder(dir string, self bool) ([]string, error) {
 	return points, sc.Err()
 }
 
-// mountID is a mount point and the id of the mount on top there.
+// mountID is a mount point and the ids of the mounts there.
 type mountID struct {
 	path string
-	id   uint64
+	ids  []uint64
 }
 
 // mountIDsUnder returns the mount points strictly below dir, each once,
-// with the id of the last mount listed there (the one on top, which a
-// path reaches), in mountinfo's order of first appearance.
+// with the ids of every mount listed there, in mountinfo's order of first
+// appearance. Which of them is on top is not told by the order: a mount
+// propagated onto a point is tucked under the one already there but
+// listed after it.
 func mountIDsUnder(dir string) ([]mountID, error) {
 	f, err := os.Open("/proc/self/mountinfo")
 	if err != nil {
@@ -163,11 +165,11 @@ func mountIDsUnder(dir string) ([]mountID, error) {
 			continue
 		}
 		if i, ok := at[p]; ok {
-			out[i].id = id
+			out[i].ids = append(out[i].ids, id)
 			continue
 		}
 		at[p] = len(out)
-		out = append(out, mountID{path: p, id: id})
+		out = append(out, mountID{path: p, ids: []uint64{id}})
 	}
 	return out, sc.Err()
 }

@@ -166,7 +166,7 @@ func (s *supervisor) create(ctx context.Context) (retErr error) {
 	// prestart (deprecated) and createRuntime hooks run before the VM
 	// boots: they may prepare the network namespace the VM mirrors.
 	if h := s.opts.Spec.Hooks; h != nil {
-		hooksRan = len(h.Prestart)+len(h.CreateRuntime) > 0
+		hooksRan = len(h.Prestart)+len(h.CreateRuntime)+len(h.CreateContainer) > 0
 		if err := hooks.Run(ctx, "prestart", h.Prestart, s.hookState()); err != nil {
 			return err
 		}
@@ -512,42 +512,50 @@ func (s *supervisor) killExecWhenCallerGoes(ctx context.Context, conn *net.UnixC
 func (s *supervisor) do(ctx context.Context, req Request) error {
 	switch req.Op {
 	case "start":
-		s.mu.Lock()
-		defer s.mu.Unlock()
-		if s.started {
-			return fmt.Errorf("container %s is not created but %s: %w", s.opts.ID, s.st.Status, errdefs.ErrFailedPrecondition)
-		}
-		if h := s.opts.Spec.Hooks; h != nil {
-			if err := hooks.Run(ctx, "startContainer", h.StartContainer, s.hookState()); err != nil {
-				// The runtime spec: the runtime stops the container and goes
-				// on to its deletion. finish takes mu, held here until this
-				// answer: it runs beside it.
-				go s.finish(context.WithoutCancel(ctx), 128+int(syscall.SIGKILL))
+		stop := false
+		err := func() error {
+			s.mu.Lock()
+			defer s.mu.Unlock()
+			if s.started {
+				return fmt.Errorf("container %s is not created but %s: %w", s.opts.ID, s.st.Status, errdefs.ErrFailedPrecondition)
+			}
+			if h := s.opts.Spec.Hooks; h != nil {
+				if err := hooks.Run(ctx, "startContainer", h.StartContainer, s.hookState()); err != nil {
+					stop = true
+					return err
+				}
+			}
+			if err := s.ctr.Start(ctx); err != nil {
 				return err
 			}
-		}
-		if err := s.ctr.Start(ctx); err != nil {
-			return err
-		}
-		log.G(ctx).Debug("container started")
-		s.started = true
-		if s.tty != nil {
-			s.tty.sync(ctx, s.ctr, "")
-		}
-		s.st.Status = state.Running
-		if err := s.h.Save(&s.st); err != nil {
-			return err
-		}
-		// A poststart hook that fails is logged; the container runs on.
-		if h := s.opts.Spec.Hooks; h != nil {
-			if err := hooks.RunAll(ctx, "poststart", h.Poststart, s.hookState()); err != nil {
-				log.G(ctx).WithError(err).Warn("poststart hook")
+			log.G(ctx).Debug("container started")
+			s.started = true
+			if s.tty != nil {
+				s.tty.sync(ctx, s.ctr, "")
 			}
+			s.st.Status = state.Running
+			if err := s.h.Save(&s.st); err != nil {
+				return err
+			}
+			// A poststart hook that fails is logged; the container runs on.
+			if h := s.opts.Spec.Hooks; h != nil {
+				if err := hooks.RunAll(ctx, "poststart", h.Poststart, s.hookState()); err != nil {
+					log.G(ctx).WithError(err).Warn("poststart hook")
+				}
+			}
+			// Later, not now: the `hull start` that asked maps the same binary
+			// until it has its answer, and shared pages are not paged out.
+			time.AfterFunc(coldPagesDelay, func() { releaseColdPages(ctx) })
+			return nil
+		}()
+		if stop {
+			// The runtime spec: a failing startContainer hook stops the
+			// container, which then goes on to its deletion. Done before
+			// the answer (finish takes mu, free again here), as kill does,
+			// so that a delete right after finds the container stopped.
+			s.finish(context.WithoutCancel(ctx), 128+int(syscall.SIGKILL))
 		}
-		// Later, not now: the `hull start` that asked maps the same binary
-		// until it has its answer, and shared pages are not paged out.
-		time.AfterFunc(coldPagesDelay, func() { releaseColdPages(ctx) })
-		return nil
+		return err
 	case "pause", "resume":
 		s.mu.Lock()
 		defer s.mu.Unlock()

@@ -194,7 +194,11 @@ func (pio *procIO) started() error {
 		pio.console = master
 		pio.stdinW = master
 		if pio.stdout != nil {
-			pio.outs = append(pio.outs, newOutCopy(master, pio.stdout, pio.log))
+			o := newOutCopy(master, pio.stdout, pio.log)
+			// The tty layer still holds bytes that TIOCINQ does not count
+			// (its flip buffers): the count may not end a terminal's output.
+			o.tty = true
+			pio.outs = append(pio.outs, o)
 		}
 	}
 	for _, o := range pio.outs {
@@ -355,6 +359,7 @@ type outCopy struct {
 	exitedAt  atomic.Int64 // when, in UnixNano
 	left      atomic.Int64 // bytes in the pipe at the exit not yet copied
 	closed    atomic.Bool  // this side ended the stream
+	tty       bool         // src is a pty master (set before run)
 	drained   chan struct{}
 	drainOnce sync.Once
 }
@@ -445,7 +450,7 @@ func (o *outCopy) run() {
 			break
 		}
 		if o.ended.Load() && !broken {
-			if o.left.Load() <= 0 && time.Since(time.Unix(0, o.exitedAt.Load())) >= drainGrace {
+			if !o.tty && o.left.Load() <= 0 && time.Since(time.Unix(0, o.exitedAt.Load())) >= drainGrace {
 				// Still data, all of it from what the process left running.
 				o.finishStream()
 				broken = true

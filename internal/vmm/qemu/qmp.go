@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"net"
 	"sync"
@@ -28,6 +29,9 @@ type qmp struct {
 	sc      *bufio.Scanner
 	replies chan qmpResult // from the reader, once it runs
 }
+
+// errMalformed marks a QMP line that is not a JSON message.
+var errMalformed = errors.New("qmp: malformed message")
 
 type qmpResult struct {
 	r   *qmpReply
@@ -89,6 +93,9 @@ func newQMP(ctx context.Context, conn net.Conn) (*qmp, error) {
 func (q *qmp) drain() {
 	for {
 		r, err := q.read()
+		if errors.Is(err, errMalformed) {
+			continue // one bad line does not end the draining
+		}
 		if err == nil && r.Event != "" {
 			continue
 		}
@@ -123,7 +130,7 @@ func (q *qmp) read() (*qmpReply, error) {
 	}
 	var r qmpReply
 	if err := json.Unmarshal(q.sc.Bytes(), &r); err != nil {
-		return nil, fmt.Errorf("qmp: malformed message: %w", err)
+		return nil, fmt.Errorf("%w: %w", errMalformed, err)
 	}
 	return &r, nil
 }
