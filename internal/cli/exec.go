@@ -141,7 +141,13 @@ var execCommand = cli.Command{
 			// This process stands for the exec'd one on the host: it exits
 			// with its status. The guest pid would mean nothing here.
 			if f := c.String("pid-file"); f != "" && standin == 0 {
-				writePidFile(f, os.Getpid())
+				if err := writePidFile(f, os.Getpid()); err != nil {
+					// As runc's exec: no pid file, no exec. Leaving ends
+					// the connection, and the supervisor kills the exec
+					// whose caller went.
+					fmt.Fprintf(os.Stderr, "hull: %v\n", err)
+					os.Exit(255)
+				}
 			}
 			report(nil)
 			go forwardExecSignals(store.Dir(id), req.ExecID, sigs)

@@ -282,3 +282,30 @@ func TestCreateKilledWhileBooting(t *testing.T) {
 	waitGone(t, "supervisor", st.Supervisor)
 	e.assertClean()
 }
+
+// exec with a pid file that cannot be written fails, as runc's does, and
+// the process does not go on without its caller.
+func TestExecPidFileUnwritable(t *testing.T) {
+	e := newCLIEnv(t)
+	bundle := busyboxBundle(t)
+	spec := busyboxSpec("sleep", "1000")
+	spec.Root.Readonly = false // for the marker, which tells that the exec ran on
+	writeSpec(t, bundle, spec)
+	startBundle(t, e, "pidless", bundle)
+	marker := "/tmp/hull-exec-ran"
+	if _, errOut, code := e.hull("exec", "pidless", "sh", "-c", "touch "+marker+".probe"); code != 0 {
+		t.Fatalf("the container's /tmp is not writable: %s", errOut)
+	}
+	_, errOut, code := e.hull("exec", "--pid-file", filepath.Join(t.TempDir(), "missing", "pid"), "pidless",
+		"sh", "-c", "sleep 3; touch "+marker)
+	if code == 0 || !strings.Contains(errOut, "--pid-file") {
+		t.Errorf("exec with an unwritable pid file: exit %d, %q", code, errOut)
+	}
+	time.Sleep(4 * time.Second)
+	if _, errOut, code := e.hull("exec", "pidless", "sh", "-c", "[ ! -e "+marker+" ]"); code != 0 {
+		t.Errorf("the exec ran on after its caller failed: %s", errOut)
+	}
+	if _, errOut, code := e.hull("delete", "--force", "pidless"); code != 0 {
+		t.Fatalf("delete --force: %s", errOut)
+	}
+}
