@@ -51,6 +51,11 @@ type Hypervisor struct {
 	// picks by the VM's use: TCGCacheContainerMiB for a stand-alone
 	// container (hull), TCGCachePodMiB for a pod (the shim).
 	TCGTranslationCacheMiB int `toml:"tcg_translation_cache_mib"`
+	// TCGTrim keeps the translation cache where the host can free it, and
+	// frees it once the guest's translating has settled: a cache large
+	// enough for a whole start then costs memory only during the start.
+	// Needs QEMU 6.0 or later (-accel tcg,split-wx).
+	TCGTrim bool `toml:"tcg_trim"`
 	// KernelParams are appended to the guest kernel command line.
 	KernelParams []string `toml:"kernel_params"`
 	// FreePageReporting adds a virtio-balloon device with free page
@@ -103,17 +108,18 @@ func (d Duration) MarshalText() ([]byte, error) { return []byte(time.Duration(d)
 // D returns the value as a time.Duration.
 func (d Duration) D() time.Duration { return time.Duration(d) }
 
-// The translation caches chosen when tcg_translation_cache_mib is 0. A
-// cache is all resident once filled, and QEMU empties it only when it is
-// full, after which everything still running is translated again. A
-// stand-alone container's start translates about 47 MiB of code (the
-// kernel's boot 24, the agent and the container 23), so every size that
-// keeps the idle container under 100 MiB of host memory flushes; what
-// decides is how often and when (docs/benchmarks.md, session 10): 28 MiB
-// flushes twice, 32 once after the agent's start, 36 once in the middle of
-// the container's creation, which costs more; 48 does not flush but costs
-// 108 MiB. Pods keep 16: a node holds many idle ones.
+// The translation caches chosen when tcg_translation_cache_mib is 0. QEMU
+// empties a cache only when it is full, after which everything still
+// running is translated again. A stand-alone container's start translates
+// about 47 MiB of code (the kernel's boot 24, the agent and the container
+// 23): with a 32 MiB cache it flushes once, which costs about 95 ms of the
+// start (docs/benchmarks.md, session 12). With tcg_trim the cache holds
+// the whole start and is freed after it (TCGCacheTrimmedMiB). Without it,
+// a cache is all resident once filled for the VM's life, so the sizes stay
+// small: 32 MiB for a container, 16 for a pod, as a node holds many idle
+// ones.
 const (
+	TCGCacheTrimmedMiB   = 64
 	TCGCacheContainerMiB = 32
 	TCGCachePodMiB       = 16
 )
@@ -124,6 +130,8 @@ func (h Hypervisor) TCGCacheMiB(pod bool) int {
 	switch {
 	case h.TCGTranslationCacheMiB > 0:
 		return h.TCGTranslationCacheMiB
+	case h.TCGTrim:
+		return TCGCacheTrimmedMiB
 	case pod:
 		return TCGCachePodMiB
 	default:
@@ -142,6 +150,7 @@ func Default() Config {
 			MemoryMiB:              256,
 			TCGTranslationCacheMiB: 0,
 			FreePageReporting:      true,
+			TCGTrim:                true,
 			BootTimeout:            Duration(60 * time.Second),
 		},
 		Image:   Image{Dir: "/usr/local/share/hull"},

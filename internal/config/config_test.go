@@ -108,17 +108,28 @@ func writeConfig(t *testing.T, body string) string {
 
 func TestTCGCacheByUse(t *testing.T) {
 	h := Default().Hypervisor
+	if !h.TCGTrim {
+		t.Fatal("tcg_trim is off by default")
+	}
+	if a, b := h.TCGCacheMiB(false), h.TCGCacheMiB(true); a != TCGCacheTrimmedMiB || b != TCGCacheTrimmedMiB {
+		t.Errorf("default, trimmed: %d and %d MiB, want %d", a, b, TCGCacheTrimmedMiB)
+	}
+	// Without trimming the cache stays resident: smaller, smallest for pods.
+	h.TCGTrim = false
 	if got := h.TCGCacheMiB(false); got != TCGCacheContainerMiB {
 		t.Errorf("default, stand-alone container: %d MiB, want %d", got, TCGCacheContainerMiB)
 	}
 	if got := h.TCGCacheMiB(true); got != TCGCachePodMiB {
 		t.Errorf("default, pod: %d MiB, want %d", got, TCGCachePodMiB)
 	}
-	c, err := Load(writeConfig(t, "[hypervisor]\ntcg_translation_cache_mib = 64\n"), true)
+	c, err := Load(writeConfig(t, "[hypervisor]\ntcg_translation_cache_mib = 40\ntcg_trim = false\n"), true)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if a, b := c.Hypervisor.TCGCacheMiB(false), c.Hypervisor.TCGCacheMiB(true); a != 64 || b != 64 {
-		t.Errorf("set to 64: %d and %d MiB", a, b)
+	if a, b := c.Hypervisor.TCGCacheMiB(false), c.Hypervisor.TCGCacheMiB(true); a != 40 || b != 40 {
+		t.Errorf("set to 40: %d and %d MiB", a, b)
+	}
+	if c.Hypervisor.TCGTrim {
+		t.Error("tcg_trim = false not read")
 	}
 }

@@ -179,6 +179,7 @@ func VMConfig(opts Options) (qemu.Config, error) {
 		Machine:      cfg.Hypervisor.Machine,
 		Accel:        opts.Accel,
 		TBSizeMiB:    cfg.Hypervisor.TCGCacheMiB(opts.Pod),
+		TrimTCG:      cfg.Hypervisor.TCGTrim,
 		VCPUs:        cfg.Hypervisor.VCPUs,
 		MemoryMiB:    cfg.Hypervisor.MemoryMiB,
 		SharedMemory: true,

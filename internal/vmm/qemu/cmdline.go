@@ -53,7 +53,12 @@ func (c *Config) Args() []string {
 		// pages with `rep movsb`/`rep stosb`, and Go's memmove uses
 		// `rep movsb` too, which TCG runs one byte per loop; without it
 		// they move 8 or 16 bytes per instruction.
-		add("-accel", "tcg,tb-size="+strconv.Itoa(c.TBSizeMiB), "-cpu", "max,erms=off")
+		tcg := "tcg,tb-size=" + strconv.Itoa(c.TBSizeMiB)
+		if c.TrimTCG {
+			// The cache in a memfd, which the host can free (trim.go).
+			tcg += ",split-wx=on"
+		}
+		add("-accel", tcg, "-cpu", "max,erms=off")
 	}
 	add("-smp", strconv.Itoa(c.VCPUs))
 	add("-m", fmt.Sprintf("%dM", c.MemoryMiB))

@@ -41,6 +41,10 @@ func TestArgsGolden(t *testing.T) {
 	q35.VsockCID = 42
 	q35.FS = []FSDevice{{Tag: "hullfs", Conn: os.Stdin}}
 	q35.Net = []NetDevice{{TapFile: os.Stdin, MAC: "02:42:0a:c8:01:02"}}
+	trimmed := baseConfig()
+	trimmed.VCPUs = 1
+	trimmed.TBSizeMiB = 64
+	trimmed.TrimTCG = true
 	withNet := baseConfig()
 	withNet.FS = []FSDevice{{Tag: "hullfs", Conn: os.Stdin}}
 	withNet.Net = []NetDevice{{TapFile: os.Stdin, MAC: "02:42:0a:c8:01:02"}, {TapFile: os.Stdin, MAC: "aa:00:00:00:00:01"}}
@@ -49,10 +53,11 @@ func TestArgsGolden(t *testing.T) {
 	plain.Balloon = false
 	plain.SerialPorts = nil
 	for name, cfg := range map[string]Config{
-		"microvm-tcg": baseConfig(),
-		"q35-kvm":     q35,
-		"microvm-min": plain,
-		"microvm-net": withNet,
+		"microvm-tcg":  baseConfig(),
+		"q35-kvm":      q35,
+		"microvm-min":  plain,
+		"microvm-net":  withNet,
+		"microvm-trim": trimmed,
 	} {
 		t.Run(name, func(t *testing.T) {
 			if err := cfg.Validate(); err != nil {

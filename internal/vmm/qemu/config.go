@@ -40,6 +40,10 @@ type Config struct {
 	Accel   Accel
 	// TBSizeMiB caps the TCG translation cache; ignored under KVM.
 	TBSizeMiB int
+	// TrimTCG keeps the TCG translation cache in a memfd (split-wx) that
+	// the host empties and frees once the guest's translating settles
+	// (VM.TrimTranslations); ignored under KVM.
+	TrimTCG bool
 	// TSCKHz, under TCG, tells the guest the TSC rate (see HostTSCKHz);
 	// zero leaves the guest to calibrate it.
 	TSCKHz    uint64

@@ -65,7 +65,7 @@ func newQMP(ctx context.Context, conn net.Conn) (*qmp, error) {
 		stop()
 		return nil, fmt.Errorf("qmp greeting missing")
 	}
-	if err := q.write("qmp_capabilities"); err != nil {
+	if err := q.write("qmp_capabilities", nil); err != nil {
 		stop()
 		return nil, err
 	}
@@ -135,8 +135,15 @@ func (q *qmp) read() (*qmpReply, error) {
 	return &r, nil
 }
 
-func (q *qmp) write(cmd string) error {
-	b, _ := json.Marshal(map[string]string{"execute": cmd})
+func (q *qmp) write(cmd string, args any) error {
+	msg := map[string]any{"execute": cmd}
+	if args != nil {
+		msg["arguments"] = args
+	}
+	b, err := json.Marshal(msg)
+	if err != nil {
+		return fmt.Errorf("qmp %s: %w", cmd, err)
+	}
 	if _, err := q.conn.Write(append(b, '\n')); err != nil {
 		return fmt.Errorf("qmp %s: %w", cmd, err)
 	}
@@ -145,6 +152,11 @@ func (q *qmp) write(cmd string) error {
 
 // execute runs one command within ctx and returns its result.
 func (q *qmp) execute(ctx context.Context, cmd string) (json.RawMessage, error) {
+	return q.executeArgs(ctx, cmd, nil)
+}
+
+// executeArgs runs one command with arguments (nil for none).
+func (q *qmp) executeArgs(ctx context.Context, cmd string, args any) (json.RawMessage, error) {
 	q.mu.Lock()
 	defer q.mu.Unlock()
 	// A reply left by a command that gave up waiting is not this one's.
@@ -159,7 +171,7 @@ func (q *qmp) execute(ctx context.Context, cmd string) (json.RawMessage, error) 
 		_ = q.conn.SetWriteDeadline(d)
 		defer q.conn.SetWriteDeadline(time.Time{})
 	}
-	if err := q.write(cmd); err != nil {
+	if err := q.write(cmd, args); err != nil {
 		return nil, err
 	}
 	select {

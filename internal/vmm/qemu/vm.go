@@ -38,6 +38,9 @@ type VM struct {
 	stderr  *boundedBuffer
 	console sync.WaitGroup // the console copier
 
+	trimMu sync.Mutex // held by a trim and by the release of jit
+	jit    *jitCache  // the translation cache, when in a memfd; set by Start
+
 	stopOnce sync.Once
 }
 
@@ -170,6 +173,9 @@ func Start(ctx context.Context, cfg Config) (_ *VM, retErr error) {
 		return nil, fmt.Errorf("vm %s: %w", cfg.Name, err)
 	}
 	vm.qmp = q
+	if cfg.Accel == TCG && cfg.TrimTCG {
+		vm.startJIT(ctx)
+	}
 	return vm, nil
 }
 

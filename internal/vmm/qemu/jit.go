@@ -1,0 +1,135 @@
+package qemu
+
+import (
+	"bufio"
+	"errors"
+	"fmt"
+	"os"
+	"regexp"
+	"strconv"
+	"strings"
+
+	"golang.org/x/sys/unix"
+)
+
+// jitMapping is how QEMU names its translation cache in /proc/PID/maps when
+// it keeps the cache in a memfd (-accel tcg,split-wx=on): one writable and
+// one executable view of the same memory.
+const jitMapping = "/memfd:tcg-jit"
+
+// jitCache is QEMU's translation cache seen from the host: the memfd behind
+// it, reached through /proc/PID/map_files. Through it the host reads how
+// much of the cache is resident (fstat) and gives back the part past the
+// code in use (a hole punched in the memfd), which QEMU itself never does:
+// a cache once filled stays resident for the VM's life.
+type jitCache struct {
+	f    *os.File
+	size int64
+}
+
+// openJIT opens pid's translation cache. It fails when QEMU keeps the
+// cache in anonymous memory (no split-wx) or /proc/PID/map_files is
+// closed to this process (it needs CAP_SYS_ADMIN).
+func openJIT(pid int) (*jitCache, error) {
+	maps, err := os.Open(fmt.Sprintf("/proc/%d/maps", pid))
+	if err != nil {
+		return nil, err
+	}
+	defer maps.Close()
+	var addr string
+	sc := bufio.NewScanner(maps)
+	for sc.Scan() {
+		f := strings.Fields(sc.Text())
+		// The writable view; its offset is 0 and it spans the cache.
+		if len(f) >= 6 && f[5] == jitMapping && strings.HasPrefix(f[1], "rw") && f[2] == "00000000" {
+			addr = f[0]
+			break
+		}
+	}
+	if err := sc.Err(); err != nil {
+		return nil, err
+	}
+	if addr == "" {
+		return nil, fmt.Errorf("no %s mapping in qemu pid %d (the translation cache is not in a memfd)", jitMapping, pid)
+	}
+	f, err := os.OpenFile(fmt.Sprintf("/proc/%d/map_files/%s", pid, addr), os.O_RDWR, 0)
+	if err != nil {
+		return nil, fmt.Errorf("translation cache of qemu pid %d: %w", pid, err)
+	}
+	var st unix.Stat_t
+	if err := unix.Fstat(int(f.Fd()), &st); err != nil {
+		f.Close()
+		return nil, err
+	}
+	return &jitCache{f: f, size: st.Size}, nil
+}
+
+// resident returns the bytes of the cache that hold memory.
+func (j *jitCache) resident() (int64, error) {
+	var st unix.Stat_t
+	if err := unix.Fstat(int(j.f.Fd()), &st); err != nil {
+		return 0, err
+	}
+	return st.Blocks * 512, nil
+}
+
+// populate allocates the first n bytes of the cache ahead of QEMU. QEMU's
+// writes of new code then only map pages rather than allocate and clear
+// them one fault at a time on the vCPU's thread, which under TCG is the
+// guest's only thread; the allocation runs on this process's thread, on
+// another core, while QEMU loads the guest.
+func (j *jitCache) populate(n int64) error {
+	n = min(n, j.size)
+	if n <= 0 {
+		return nil
+	}
+	return unix.Fallocate(int(j.f.Fd()), 0, 0, n)
+}
+
+// punch frees the cache from off to its end. Only safe while QEMU runs no
+// code from there and cannot write there until it resumes (see
+// VM.TrimTranslations).
+func (j *jitCache) punch(off int64) error {
+	if off >= j.size {
+		return nil
+	}
+	return unix.Fallocate(int(j.f.Fd()), unix.FALLOC_FL_PUNCH_HOLE|unix.FALLOC_FL_KEEP_SIZE, off, j.size-off)
+}
+
+func (j *jitCache) Close() error { return j.f.Close() }
+
+// jitInfo is what QEMU's `info jit` says of its translation cache.
+type jitInfo struct {
+	// Used is the bytes of code and translation blocks in the cache, past
+	// QEMU's prologue at its start.
+	Used, Capacity int64
+	// Flushes counts the times QEMU emptied the cache.
+	Flushes int64
+}
+
+var (
+	jitUsedRe    = regexp.MustCompile(`(?m)^gen code size\s+(\d+)/(\d+)\s*$`)
+	jitFlushesRe = regexp.MustCompile(`(?m)^TB flush count\s+(\d+)\s*$`)
+)
+
+// parseJITInfo reads the output of `info jit`. A line missing or out of
+// bounds is an error: the caller frees memory by what it says.
+func parseJITInfo(s string) (jitInfo, error) {
+	m := jitUsedRe.FindStringSubmatch(s)
+	f := jitFlushesRe.FindStringSubmatch(s)
+	if m == nil || f == nil {
+		return jitInfo{}, errors.New("info jit: no code size or flush count")
+	}
+	var in jitInfo
+	var err1, err2, err3 error
+	in.Used, err1 = strconv.ParseInt(m[1], 10, 64)
+	in.Capacity, err2 = strconv.ParseInt(m[2], 10, 64)
+	in.Flushes, err3 = strconv.ParseInt(f[1], 10, 64)
+	if err := errors.Join(err1, err2, err3); err != nil {
+		return jitInfo{}, fmt.Errorf("info jit: %w", err)
+	}
+	if in.Capacity <= 0 || in.Used < 0 || in.Used > in.Capacity {
+		return jitInfo{}, fmt.Errorf("info jit: code size %d of %d", in.Used, in.Capacity)
+	}
+	return in, nil
+}

@@ -1,0 +1,291 @@
+package qemu
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/containerd/log"
+	"golang.org/x/sys/unix"
+)
+
+// Under TCG a VM's start translates about 47 MB of code (the guest
+// kernel's boot, the agent's start, the first container's creation), and
+// a translation cache smaller than that is emptied and filled again during
+// the start: about 95 ms of a stand-alone container's start with a 32 MiB
+// cache (docs/benchmarks.md). A cache that holds the whole start, though,
+// stays resident for the VM's life, nearly all of it code that never runs
+// again. So the cache is large, and once the VM's translating has settled
+// the host empties it and gives the memory back (TrimTranslations); what
+// the guest runs next is translated again, a few MiB for an idle guest.
+const (
+	// trimPoll is how often the cache's resident size is read (an fstat).
+	trimPoll = 2 * time.Second
+	// trimQuiet: a cache that grew by less than this in one poll has
+	// settled; a guest still translating is left alone.
+	trimQuiet = 256 << 10
+	// trimGrowth is how much a settled cache must have grown since the
+	// last trim settled (the guest's working set) to be trimmed again.
+	trimGrowth = 8 << 20
+	// trimMargin is left resident past the code in use: QEMU's prologue
+	// and what the guest translates between the measure and the punch (the
+	// VM is stopped then; the margin only guards against a QEMU that
+	// counts its cache differently).
+	trimMargin = 2 << 20
+	// gdbSocket is the stub's socket in the VM's run directory while a
+	// trim runs.
+	gdbSocket = "gdb.sock"
+)
+
+// errTrimSkipped marks a trim not done because the VM was not in a state
+// to do it safely; nothing was freed and the VM runs on.
+var errTrimSkipped = errors.New("translation cache not trimmed")
+
+// TrimTranslations empties the VM's translation cache and frees the
+// memory behind it, but for what the guest translates meanwhile. It stops
+// the VM for a few milliseconds. It returns the bytes freed.
+//
+// The host frees pages of QEMU's cache behind QEMU's back, so it does so
+// only where QEMU cannot run or write code: the VM is stopped (QMP says
+// so), QEMU's own count of flushes shows the cache was emptied after the
+// last measure, and the pages lie past the end of the code QEMU reports in
+// use, in a cache of a single region (one vCPU), which QEMU fills from its
+// start after a flush.
+func (vm *VM) TrimTranslations(ctx context.Context) (int64, error) {
+	vm.trimMu.Lock()
+	defer vm.trimMu.Unlock()
+	if vm.jit == nil {
+		return 0, fmt.Errorf("vm %s: %w: the cache is not in a memfd", vm.cfg.Name, errTrimSkipped)
+	}
+	if vm.cfg.VCPUs != 1 {
+		return 0, fmt.Errorf("vm %s: %w: %d vCPUs share the cache in regions", vm.cfg.Name, errTrimSkipped, vm.cfg.VCPUs)
+	}
+	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	if running, err := vm.running(ctx); err != nil {
+		return 0, err
+	} else if !running {
+		return 0, fmt.Errorf("vm %s: %w: not running", vm.cfg.Name, errTrimSkipped)
+	}
+	before, err := vm.jitInfo(ctx)
+	if err != nil {
+		return 0, err
+	}
+	residentBefore, err := vm.jit.resident()
+	if err != nil {
+		return 0, err
+	}
+
+	// The stub listens only for this trim, in the run directory (0700);
+	// QEMU's working directory is that directory, and the host reaches
+	// the socket through a descriptor of it, whatever the path's length.
+	sock := filepath.Join(vm.cfg.RunDir, gdbSocket)
+	os.Remove(sock)
+	if _, err := vm.hmp(ctx, "gdbserver unix:"+gdbSocket+",server=on,wait=off"); err != nil {
+		return 0, err
+	}
+	defer func() {
+		_, _ = vm.hmp(context.WithoutCancel(ctx), "gdbserver none")
+		os.Remove(sock)
+	}()
+	dir, err := os.Open(vm.cfg.RunDir)
+	if err != nil {
+		return 0, err
+	}
+	defer dir.Close()
+	var d net.Dialer
+	conn, err := d.DialContext(ctx, "unix", fmt.Sprintf("/proc/self/fd/%d/%s", dir.Fd(), gdbSocket))
+	if err != nil {
+		return 0, fmt.Errorf("vm %s: gdbstub: %w", vm.cfg.Name, err)
+	}
+	defer conn.Close()
+	stub := newGDBStub(conn)
+	// From here the VM is stopped (a debugger attached); it must run again
+	// whatever happens next.
+	defer func() {
+		if err := stub.detach(time.Second); err != nil {
+			log.G(ctx).WithError(err).Warn("gdbstub detach")
+		}
+		if running, err := vm.running(context.WithoutCancel(ctx)); err == nil && !running {
+			_, _ = vm.qmp.execute(context.WithoutCancel(ctx), "cont")
+		}
+	}()
+	if err := stub.stepStop(100*time.Millisecond, 2*time.Second); err != nil {
+		return 0, fmt.Errorf("vm %s: %w", vm.cfg.Name, err)
+	}
+	if running, err := vm.running(ctx); err != nil {
+		return 0, err
+	} else if running {
+		return 0, fmt.Errorf("vm %s: %w: still running after the step", vm.cfg.Name, errTrimSkipped)
+	}
+	// QEMU empties the cache in the vCPU's thread, as work queued when the
+	// step was asked for; that thread may get to it only after it stopped.
+	var after jitInfo
+	for try := 0; ; try++ {
+		if after, err = vm.jitInfo(ctx); err != nil {
+			return 0, err
+		}
+		if after.Flushes > before.Flushes {
+			break
+		}
+		if try == 10 {
+			return 0, fmt.Errorf("vm %s: %w: the cache was not emptied", vm.cfg.Name, errTrimSkipped)
+		}
+		time.Sleep(2 * time.Millisecond)
+	}
+	from := (after.Used + trimMargin + 4095) &^ 4095
+	if err := vm.jit.punch(from); err != nil {
+		return 0, fmt.Errorf("vm %s: freeing the translation cache: %w", vm.cfg.Name, err)
+	}
+	residentAfter, err := vm.jit.resident()
+	if err != nil {
+		return 0, err
+	}
+	return max(residentBefore-residentAfter, 0), nil
+}
+
+// running asks QMP whether the guest runs.
+func (vm *VM) running(ctx context.Context) (bool, error) {
+	raw, err := vm.qmp.execute(ctx, "query-status")
+	if err != nil {
+		return false, fmt.Errorf("vm %s: %w", vm.cfg.Name, err)
+	}
+	var st struct {
+		Running *bool `json:"running"`
+	}
+	if err := json.Unmarshal(raw, &st); err != nil || st.Running == nil {
+		return false, fmt.Errorf("vm %s: query-status: %s", vm.cfg.Name, raw)
+	}
+	return *st.Running, nil
+}
+
+// hmp runs a human monitor command through QMP.
+func (vm *VM) hmp(ctx context.Context, line string) (string, error) {
+	raw, err := vm.qmp.executeArgs(ctx, "human-monitor-command", map[string]string{"command-line": line})
+	if err != nil {
+		return "", fmt.Errorf("vm %s: %w", vm.cfg.Name, err)
+	}
+	var out string
+	if err := json.Unmarshal(raw, &out); err != nil {
+		return "", fmt.Errorf("vm %s: %s: %w", vm.cfg.Name, line, err)
+	}
+	return out, nil
+}
+
+func (vm *VM) jitInfo(ctx context.Context) (jitInfo, error) {
+	out, err := vm.hmp(ctx, "info jit")
+	if err != nil {
+		return jitInfo{}, err
+	}
+	in, err := parseJITInfo(out)
+	if err != nil {
+		return jitInfo{}, fmt.Errorf("vm %s: %w", vm.cfg.Name, err)
+	}
+	return in, nil
+}
+
+// trimLoop trims the cache each time the guest's translating has settled
+// after the cache grew by trimGrowth, until the VM ends. The resident size
+// (an fstat) says when the cache grew; whether QEMU still translates is
+// read from QEMU's count of code in the cache (`info jit`, which walks
+// the cache, so only then): the resident size says nothing while the
+// start fills pages allocated ahead. A cache whose code grows back to
+// most of what a trim freed holds the guest's working set: it is left
+// alone until it grows by trimGrowth more, rather than emptied again and
+// again.
+func (vm *VM) trimLoop(ctx context.Context, j *jitCache) {
+	t := time.NewTicker(trimPoll)
+	defer t.Stop()
+	var (
+		base     int64      // resident after the last trim, or with the working set
+		from     int64      // code in the cache before the last trim, while a trim may pay
+		prevUsed int64 = -1 // code in the cache at the last poll that read it
+	)
+	for {
+		select {
+		case <-vm.done:
+			return
+		case <-t.C:
+		}
+		r, err := j.resident()
+		if err != nil {
+			log.G(ctx).WithError(err).Warn("translation cache")
+			return
+		}
+		if r-base < trimGrowth {
+			prevUsed = -1
+			continue
+		}
+		qctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+		in, err := vm.jitInfo(qctx)
+		cancel()
+		if err != nil {
+			log.G(ctx).WithError(err).Warn("translation cache")
+			return
+		}
+		grew := in.Used - prevUsed
+		prevUsed = in.Used
+		switch {
+		case grew > trimQuiet || grew < -trimQuiet:
+			// Still translating, or QEMU emptied the cache itself.
+			continue
+		case from > 0 && in.Used*4 >= from*3:
+			base, from = r, 0
+			continue
+		}
+		start := time.Now()
+		freed, err := vm.TrimTranslations(ctx)
+		select {
+		case <-vm.done:
+			return
+		default:
+		}
+		if err != nil {
+			log.G(ctx).WithError(err).Warn("translation cache")
+			if !errors.Is(err, errTrimSkipped) {
+				// Not tried again: whatever failed would fail each time.
+				return
+			}
+			continue
+		}
+		if base, err = j.resident(); err != nil {
+			log.G(ctx).WithError(err).Warn("translation cache")
+			return
+		}
+		from, prevUsed = in.Used, -1
+		log.G(ctx).WithFields(log.Fields{"freed_mib": freed >> 20, "took": time.Since(start).Round(time.Microsecond)}).Debug("translation cache trimmed")
+	}
+}
+
+// startJIT opens the cache of a VM that keeps it in a memfd, allocates the
+// part a start fills ahead of QEMU, and starts the trimming.
+func (vm *VM) startJIT(ctx context.Context) {
+	j, err := openJIT(vm.Pid())
+	if err != nil {
+		log.G(ctx).WithError(err).Warn("translation cache stays resident")
+		return
+	}
+	vm.jit = j
+	ctx = context.WithoutCancel(ctx)
+	go func() {
+		// Before any trim: allocating after one would undo it.
+		if err := j.populate(prefaultBytes(j.size)); err != nil && !errors.Is(err, unix.ENOSPC) {
+			log.G(ctx).WithError(err).Debug("translation cache not allocated ahead")
+		}
+		vm.trimLoop(ctx, j)
+		<-vm.done
+		vm.trimMu.Lock()
+		vm.jit = nil
+		vm.trimMu.Unlock()
+		j.Close()
+	}()
+}
+
+// prefaultBytes is how much of a cache of size is allocated ahead: what a
+// start fills, about 48 MB.
+func prefaultBytes(size int64) int64 { return min(size, 48<<20) }

@@ -1,0 +1,231 @@
+package qemu
+
+import (
+	"bufio"
+	"net"
+	"os"
+	"strings"
+	"testing"
+	"time"
+
+	"golang.org/x/sys/unix"
+)
+
+// QEMU 7.2's `info jit`, abridged.
+const infoJIT = `Translation buffer state:
+gen code size       47464579/67103744
+TB count            83893
+TB avg target size  18 max=1571 bytes
+
+Statistics:
+TB flush count      3
+TB invalidate count 6922
+`
+
+func TestParseJITInfo(t *testing.T) {
+	in, err := parseJITInfo(infoJIT)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if in.Used != 47464579 || in.Capacity != 67103744 || in.Flushes != 3 {
+		t.Fatalf("parsed %+v", in)
+	}
+	for name, bad := range map[string]string{
+		"empty":         "",
+		"no flushes":    "gen code size       1/2\n",
+		"no size":       "TB flush count      1\n",
+		"used > total":  "gen code size       3/2\nTB flush count      1\n",
+		"zero capacity": "gen code size       0/0\nTB flush count      1\n",
+		"overflow":      "gen code size       99999999999999999999/2\nTB flush count      1\n",
+		"negative":      "gen code size       -1/2\nTB flush count      1\n",
+	} {
+		if in, err := parseJITInfo(bad); err == nil {
+			t.Errorf("%s: parsed as %+v", name, in)
+		}
+	}
+}
+
+func TestGDBPacket(t *testing.T) {
+	// Checksums as GDB computes them: the byte sum modulo 256.
+	for data, want := range map[string]string{"s": "$s#73", "D": "$D#44", "": "$#00", "T05thread:01;": "$T05thread:01;#07"} {
+		if got := string(gdbPacket(data)); got != want {
+			t.Errorf("%q: %s, want %s", data, got, want)
+		}
+	}
+}
+
+// fakeStub plays QEMU's gdbstub on the far end of a socket pair: it
+// answers the attach with a stop reply and then runs script on each
+// packet or interrupt it reads.
+func fakeStub(t *testing.T, script func(w *bufio.Writer, in string)) *gdbStub {
+	t.Helper()
+	fds, err := unix.Socketpair(unix.AF_UNIX, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	host, err := fileConn(fds[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	far := os.NewFile(uintptr(fds[1]), "stub")
+	t.Cleanup(func() { host.Close(); far.Close() })
+	go func() {
+		r, w := bufio.NewReader(far), bufio.NewWriter(far)
+		w.Write(gdbPacket("T02thread:01;"))
+		w.Flush()
+		for {
+			c, err := r.ReadByte()
+			if err != nil {
+				return
+			}
+			switch c {
+			case 0x03:
+				script(w, "\x03")
+			case '$':
+				body, err := r.ReadString('#')
+				if err != nil {
+					return
+				}
+				r.Discard(2)
+				w.WriteByte('+')
+				script(w, strings.TrimSuffix(body, "#"))
+			}
+			w.Flush()
+		}
+	}()
+	return newGDBStub(host)
+}
+
+func TestStepStop(t *testing.T) {
+	stub := fakeStub(t, func(w *bufio.Writer, in string) {
+		switch in {
+		case "s":
+			w.Write(gdbPacket("T05thread:01;"))
+		case "D":
+			w.Write(gdbPacket("OK"))
+		}
+	})
+	if err := stub.stepStop(time.Second, 2*time.Second); err != nil {
+		t.Fatal(err)
+	}
+	if err := stub.detach(time.Second); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// A vCPU halted in the guest's idle loop never steps: the stub is
+// interrupted, and its SIGINT stop reply ends the wait.
+func TestStepStopInterruptsAHaltedVCPU(t *testing.T) {
+	interrupted := make(chan struct{}, 1)
+	stub := fakeStub(t, func(w *bufio.Writer, in string) {
+		if in == "\x03" {
+			interrupted <- struct{}{}
+			w.Write(gdbPacket("T02thread:01;"))
+		}
+	})
+	if err := stub.stepStop(20*time.Millisecond, 2*time.Second); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-interrupted:
+	default:
+		t.Fatal("returned without interrupting")
+	}
+}
+
+// The attach's own stop reply (SIGINT) must not pass for the step's.
+func TestStepStopIgnoresTheAttachReply(t *testing.T) {
+	stub := fakeStub(t, func(w *bufio.Writer, in string) {})
+	start := time.Now()
+	err := stub.stepStop(50*time.Millisecond, 300*time.Millisecond)
+	if err == nil {
+		t.Fatal("a stub that never stops passed for stopped")
+	}
+	if time.Since(start) < 250*time.Millisecond {
+		t.Fatalf("gave up after %s: %v", time.Since(start), err)
+	}
+}
+
+func TestGDBStubBoundsPackets(t *testing.T) {
+	stub := fakeStub(t, func(w *bufio.Writer, in string) {
+		if in == "s" {
+			w.WriteString("$" + strings.Repeat("T", 2*maxGDBPacket))
+		}
+	})
+	if err := stub.stepStop(time.Second, 2*time.Second); err == nil || !strings.Contains(err.Error(), "too long") {
+		t.Fatalf("oversized packet: %v", err)
+	}
+}
+
+func fileConn(fd int) (net.Conn, error) {
+	f := os.NewFile(uintptr(fd), "host")
+	defer f.Close()
+	return net.FileConn(f)
+}
+
+// The cache as QEMU keeps it with split-wx: a memfd named tcg-jit mapped
+// shared; here in this process, which openJIT finds like QEMU's.
+func TestJITCacheOnAMemfd(t *testing.T) {
+	fd, err := unix.MemfdCreate("tcg-jit", unix.MFD_CLOEXEC)
+	if err != nil {
+		t.Skip(err)
+	}
+	defer unix.Close(fd)
+	const size = 8 << 20
+	if err := unix.Ftruncate(fd, size); err != nil {
+		t.Fatal(err)
+	}
+	mem, err := unix.Mmap(fd, 0, size, unix.PROT_READ|unix.PROT_WRITE, unix.MAP_SHARED)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer unix.Munmap(mem)
+	for i := 0; i < 1<<20; i++ {
+		mem[i] = byte(i)
+	}
+	j, err := openJIT(os.Getpid())
+	if err != nil {
+		if os.IsPermission(err) {
+			t.Skip(err)
+		}
+		t.Fatal(err)
+	}
+	defer j.Close()
+	if j.size != size {
+		t.Fatalf("size %d", j.size)
+	}
+	resident := func() int64 {
+		t.Helper()
+		r, err := j.resident()
+		if err != nil {
+			t.Fatal(err)
+		}
+		return r
+	}
+	if r := resident(); r != 1<<20 {
+		t.Fatalf("resident %d after writing 1 MiB", r)
+	}
+	if err := j.populate(4 << 20); err != nil {
+		t.Fatal(err)
+	}
+	if r := resident(); r != 4<<20 {
+		t.Fatalf("resident %d after populating 4 MiB", r)
+	}
+	if err := j.punch(2 << 20); err != nil {
+		t.Fatal(err)
+	}
+	if r := resident(); r != 2<<20 {
+		t.Fatalf("resident %d after freeing from 2 MiB", r)
+	}
+	for i := 0; i < 1<<20; i++ {
+		if mem[i] != byte(i) {
+			t.Fatalf("byte %d changed", i)
+		}
+	}
+}
+
+func TestOpenJITWithoutMemfd(t *testing.T) {
+	if _, err := openJIT(os.Getpid()); err == nil {
+		t.Fatal("found a translation cache in a process that has none")
+	}
+}
