@@ -51,10 +51,23 @@ func (c *Client) bound(ctx context.Context) (context.Context, context.CancelFunc
 	return context.WithTimeout(ctx, c.timeout)
 }
 
-// WaitReady waits until the agent answers Check, up to ctx's deadline. The
-// request waits in the channel until the agent opens its end, so one call
-// suffices: no polling, no duplicate requests.
-func (c *Client) WaitReady(ctx context.Context) error {
+// WaitReady waits until the agent answers, up to ctx's deadline, and
+// returns its answer to Version for CheckVersion. The request waits in the
+// channel until the agent opens its end, so one call suffices: no
+// polling, no duplicate requests. Version's answer proves the agent serves
+// as Check's would, and a boot costs one round trip less.
+func (c *Client) WaitReady(ctx context.Context) (*agent.VersionResponse, error) {
+	r, err := c.api.Version(ctx, &agent.VersionRequest{})
+	if err != nil {
+		return nil, native("version", err)
+	}
+	return r, nil
+}
+
+// Check asks the agent whether it serves.
+func (c *Client) Check(ctx context.Context) error {
+	ctx, cancel := c.bound(ctx)
+	defer cancel()
 	r, err := c.api.Check(ctx, &agent.CheckRequest{})
 	if err != nil {
 		return native("check", err)
@@ -70,18 +83,28 @@ func (c *Client) WaitReady(ctx context.Context) error {
 func (c *Client) Version(ctx context.Context) (*agent.VersionResponse, error) {
 	ctx, cancel := c.bound(ctx)
 	defer cancel()
-	r, err := c.api.Version(ctx, &agent.VersionRequest{})
+	return c.version(ctx)
+}
+
+func (c *Client) version(ctx context.Context) (*agent.VersionResponse, error) {
+	r, err := c.WaitReady(ctx)
 	if err != nil {
-		return nil, native("version", err)
+		return nil, err
 	}
+	return r, CheckVersion(r)
+}
+
+// CheckVersion refuses an answer to Version that is malformed or names an
+// API level the host does not speak.
+func CheckVersion(r *agent.VersionResponse) error {
 	if err := checkStrings(r.AgentVersion, r.Commit); err != nil {
-		return nil, fmt.Errorf("agent version: %w", err)
+		return fmt.Errorf("agent version: %w", err)
 	}
 	if r.ApiVersion != agent.APIVersion {
-		return nil, fmt.Errorf("agent speaks API %d, host speaks %d (rebuild the guest image with `hull image build`): %w",
+		return fmt.Errorf("agent speaks API %d, host speaks %d (rebuild the guest image with `hull image build`): %w",
 			r.ApiVersion, agent.APIVersion, errdefs.ErrFailedPrecondition)
 	}
-	return r, nil
+	return nil
 }
 
 // GuestDetails returns what the agent reports of the guest.

@@ -84,7 +84,7 @@ func bootCheck(ctx context.Context, c *cli.Context) error {
 	defer s.Destroy(ctx)
 	t := s.Timings()
 	rtStart := time.Now()
-	if err := s.Agent().WaitReady(ctx); err != nil {
+	if err := s.Agent().Check(ctx); err != nil {
 		return err
 	}
 	rt := time.Since(rtStart)

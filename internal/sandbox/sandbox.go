@@ -315,14 +315,15 @@ func Boot(ctx context.Context, opts Options) (_ *Sandbox, retErr error) {
 		}
 		s.channel = "serial"
 	}
+	var version *agent.VersionResponse
 	if err == nil {
-		err = s.agent.WaitReady(bootCtx)
+		version, err = s.agent.WaitReady(bootCtx)
 	}
 	if err != nil {
 		return nil, s.bootError(bootCtx, cfg.Hypervisor.BootTimeout.D(), err)
 	}
 	logger.Debug("agent answers")
-	if _, err := s.agent.Version(ctx); err != nil {
+	if err := agentclient.CheckVersion(version); err != nil {
 		return nil, err
 	}
 	// The guest is up: QEMU's copies of the kernel and initramfs, and

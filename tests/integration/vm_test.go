@@ -43,7 +43,7 @@ func TestBootCheckDetailsDestroy(t *testing.T) {
 		t.Fatal(err)
 	}
 	ctx := testContext(t)
-	if err := s.Agent().WaitReady(ctx); err != nil {
+	if err := s.Agent().Check(ctx); err != nil {
 		t.Fatalf("check: %v", err)
 	}
 	v, err := s.Agent().Version(ctx)
