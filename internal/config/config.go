@@ -130,7 +130,7 @@ func (h Hypervisor) TCGCacheMiB(pod bool) int {
 	switch {
 	case h.TCGTranslationCacheMiB > 0:
 		return h.TCGTranslationCacheMiB
-	case h.TCGTrim:
+	case h.TCGTrimmed():
 		return TCGCacheTrimmedMiB
 	case pod:
 		return TCGCachePodMiB
@@ -138,6 +138,13 @@ func (h Hypervisor) TCGCacheMiB(pod bool) int {
 		return TCGCacheContainerMiB
 	}
 }
+
+// TCGTrimmed says whether a VM of this configuration has its translation
+// cache trimmed: with tcg_trim, and one vCPU. QEMU splits the cache of a
+// VM with more among the vCPUs' threads, and its count of code in use
+// then does not say where the code lies, so such VMs keep the smaller
+// resident cache.
+func (h Hypervisor) TCGTrimmed() bool { return h.TCGTrim && h.VCPUs <= 1 }
 
 // Default returns the configuration used when no file sets a key.
 func Default() Config {

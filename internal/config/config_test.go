@@ -114,6 +114,12 @@ func TestTCGCacheByUse(t *testing.T) {
 	if a, b := h.TCGCacheMiB(false), h.TCGCacheMiB(true); a != TCGCacheTrimmedMiB || b != TCGCacheTrimmedMiB {
 		t.Errorf("default, trimmed: %d and %d MiB, want %d", a, b, TCGCacheTrimmedMiB)
 	}
+	// A VM of two vCPUs is not trimmed, and keeps the smaller caches.
+	h.VCPUs = 2
+	if h.TCGTrimmed() || h.TCGCacheMiB(false) != TCGCacheContainerMiB {
+		t.Errorf("two vCPUs: trimmed %v, %d MiB", h.TCGTrimmed(), h.TCGCacheMiB(false))
+	}
+	h.VCPUs = 1
 	// Without trimming the cache stays resident: smaller, smallest for pods.
 	h.TCGTrim = false
 	if got := h.TCGCacheMiB(false); got != TCGCacheContainerMiB {

@@ -179,7 +179,7 @@ func VMConfig(opts Options) (qemu.Config, error) {
 		Machine:      cfg.Hypervisor.Machine,
 		Accel:        opts.Accel,
 		TBSizeMiB:    cfg.Hypervisor.TCGCacheMiB(opts.Pod),
-		TrimTCG:      cfg.Hypervisor.TCGTrim,
+		TrimTCG:      cfg.Hypervisor.TCGTrimmed(),
 		VCPUs:        cfg.Hypervisor.VCPUs,
 		MemoryMiB:    cfg.Hypervisor.MemoryMiB,
 		SharedMemory: true,

@@ -2,8 +2,11 @@ package integration
 
 import (
 	"bufio"
+	"crypto/md5"
+	"crypto/rand"
 	"fmt"
 	"os"
+	"path/filepath"
 	"strings"
 	"syscall"
 	"testing"
@@ -74,4 +77,46 @@ func TestTranslationCacheTrimmed(t *testing.T) {
 	if _, errOut, code := e.hull("delete", "--force", "trim"); code != 0 {
 		t.Fatalf("delete: %s", errOut)
 	}
+}
+
+// A trim stops the VM, and with it virtio-fs's queues, under a guest that
+// reads its rootfs without pause: every read still returns the file.
+func TestTranslationCacheTrimUnderFileIO(t *testing.T) {
+	e := newCLIEnv(t)
+	bundle := busyboxBundle(t)
+	data := make([]byte, 4<<20)
+	if _, err := rand.Read(data); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(bundle, "rootfs", "data"), data, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	want := fmt.Sprintf("%x", md5.Sum(data))
+	spec := busyboxSpec("sh", "-c", "while :; do md5sum /data >> /sums; done")
+	spec.Root.Readonly = false
+	writeSpec(t, bundle, spec)
+	st := startBundle(t, e, "io", bundle)
+	waitTrimmed(t, st.QEMU, "under file IO")
+	time.Sleep(3 * time.Second)
+	if s := e.state("io"); s["status"] != "running" {
+		t.Fatalf("after the trim: %v", s)
+	}
+	if _, errOut, code := e.hull("delete", "--force", "io"); code != 0 {
+		t.Fatalf("delete: %s", errOut)
+	}
+	sums, err := os.ReadFile(filepath.Join(bundle, "rootfs", "sums"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	lines := strings.Split(strings.TrimSpace(string(sums)), "\n")
+	for i, l := range lines {
+		// The last line may be cut by the kill.
+		if i < len(lines)-1 && !strings.HasPrefix(l, want+" ") {
+			t.Fatalf("read %d of the file: %q, want %s", i, l, want)
+		}
+	}
+	if len(lines) < 3 {
+		t.Fatalf("only %d reads", len(lines))
+	}
+	t.Logf("%d reads of 4 MiB, the cache trimmed meanwhile", len(lines))
 }

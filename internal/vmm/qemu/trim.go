@@ -245,13 +245,15 @@ func (vm *VM) trimLoop(ctx context.Context, j *jitCache) {
 			return
 		default:
 		}
-		if err != nil {
-			log.G(ctx).WithError(err).Warn("translation cache")
-			if !errors.Is(err, errTrimSkipped) {
-				// Not tried again: whatever failed would fail each time.
-				return
-			}
+		if errors.Is(err, errTrimSkipped) {
+			// Tried again at the next poll.
+			log.G(ctx).WithError(err).Debug("translation cache")
 			continue
+		}
+		if err != nil {
+			// Not tried again: whatever failed would fail each time.
+			log.G(ctx).WithError(err).Warn("translation cache stays resident")
+			return
 		}
 		if base, err = j.resident(); err != nil {
 			log.G(ctx).WithError(err).Warn("translation cache")

@@ -173,7 +173,7 @@ func Start(ctx context.Context, cfg Config) (_ *VM, retErr error) {
 		return nil, fmt.Errorf("vm %s: %w", cfg.Name, err)
 	}
 	vm.qmp = q
-	if cfg.Accel == TCG && cfg.TrimTCG {
+	if cfg.Accel == TCG && cfg.TrimTCG && cfg.VCPUs == 1 {
 		vm.startJIT(ctx)
 	}
 	return vm, nil
