@@ -54,7 +54,7 @@ type Hypervisor struct {
 	// TCGTrim keeps the translation cache where the host can free it, and
 	// frees it once the guest's translating has settled: a cache large
 	// enough for a whole start then costs memory only during the start.
-	// Needs QEMU 6.0 or later (-accel tcg,split-wx).
+	// Applies under QEMU 7 only (qemu.Version.TrimsTranslations).
 	TCGTrim bool `toml:"tcg_trim"`
 	// KernelParams are appended to the guest kernel command line.
 	KernelParams []string `toml:"kernel_params"`

@@ -222,7 +222,7 @@ func reclaimShared(dir string) error {
 // else stays, and the error says so.
 func removeRunDir(dir string) error {
 	tmps, _ := filepath.Glob(filepath.Join(dir, ".sandbox-*.json"))
-	for _, f := range append(tmps, filepath.Join(dir, qemu.ConsoleLog), filepath.Join(dir, storage.VirtiofsdSocket), filepath.Join(dir, RecordFile)) {
+	for _, f := range append(tmps, filepath.Join(dir, qemu.ConsoleLog), filepath.Join(dir, storage.VirtiofsdSocket), filepath.Join(dir, qemu.GDBSocket), filepath.Join(dir, RecordFile)) {
 		if err := os.Remove(f); err != nil && !errors.Is(err, os.ErrNotExist) {
 			return fmt.Errorf("sandbox run directory: %w", err)
 		}

@@ -173,13 +173,21 @@ func VMConfig(opts Options) (qemu.Config, error) {
 	if err != nil {
 		return qemu.Config{}, err
 	}
+	// The translation cache is trimmed only where hull can do it: under
+	// TCG, with one vCPU, on a QEMU release it was checked against. Other
+	// VMs keep the smaller cache that stays resident.
+	h := cfg.Hypervisor
+	if h.TCGTrimmed() && opts.Accel == qemu.TCG {
+		v, err := qemu.CachedVersion(context.Background(), binary, cfg.Runtime.Root)
+		h.TCGTrim = err == nil && v.TrimsTranslations()
+	}
 	vc := qemu.Config{
 		Name:         "hull-" + opts.ID,
 		Binary:       binary,
 		Machine:      cfg.Hypervisor.Machine,
 		Accel:        opts.Accel,
-		TBSizeMiB:    cfg.Hypervisor.TCGCacheMiB(opts.Pod),
-		TrimTCG:      cfg.Hypervisor.TCGTrimmed(),
+		TBSizeMiB:    h.TCGCacheMiB(opts.Pod),
+		TrimTCG:      h.TCGTrimmed() && opts.Accel == qemu.TCG,
 		VCPUs:        cfg.Hypervisor.VCPUs,
 		MemoryMiB:    cfg.Hypervisor.MemoryMiB,
 		SharedMemory: true,

@@ -53,7 +53,7 @@ func (e *cliEnv) assertClean() {
 	e.t.Helper()
 	ents, _ := os.ReadDir(e.root)
 	for _, d := range ents {
-		if d.Name() != image.VerifiedCacheFile && d.Name() != qemu.ProbeCacheFile {
+		if d.Name() != image.VerifiedCacheFile && d.Name() != qemu.ProbeCacheFile && d.Name() != qemu.VersionCacheFile {
 			e.t.Errorf("state left: %s", filepath.Join(e.root, d.Name()))
 		}
 	}

@@ -119,7 +119,7 @@ func assertNoLeaks(t *testing.T, name, root string) {
 	_ = filepath.Walk(root, func(p string, info os.FileInfo, err error) error {
 		// The image check's and the KVM probe's records are runtime-wide,
 		// not a sandbox's.
-		if err == nil && p != root && p != filepath.Join(root, image.VerifiedCacheFile) && p != filepath.Join(root, qemu.ProbeCacheFile) {
+		if err == nil && p != root && p != filepath.Join(root, image.VerifiedCacheFile) && p != filepath.Join(root, qemu.ProbeCacheFile) && p != filepath.Join(root, qemu.VersionCacheFile) {
 			left = append(left, p)
 		}
 		return nil

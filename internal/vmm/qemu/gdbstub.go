@@ -91,15 +91,37 @@ func isStopReply(data string) bool {
 	return len(data) >= 3 && (data[0] == 'T' || data[0] == 'S')
 }
 
-// stepStop waits for the VM to stop for the attached stub, then
-// single-steps it, which empties the translation cache, and returns once
-// the VM is stopped again. A vCPU halted in the guest's idle loop does not
-// step until an interrupt comes; after wait the stub is interrupted
-// instead, which stops the VM all the same.
+// command sends a packet and returns the stub's next reply that is not a
+// stop reply (those it may send at any time while it stops the VM).
+func (g *gdbStub) command(data string, end time.Time) (string, error) {
+	if err := g.send(data); err != nil {
+		return "", err
+	}
+	for {
+		reply, _, err := g.next(end)
+		if err != nil {
+			return "", err
+		}
+		if !isStopReply(reply) {
+			return reply, nil
+		}
+	}
+}
+
+// stepStop single-steps the stopped VM and returns once it is stopped
+// again. QEMU 7 empties its translation cache when the VM stops at the end
+// of a step (a debug stop), not when the stub's interrupt stops it: so
+// the step is let take interrupts and timers, which wakes a vCPU halted in
+// the guest's idle loop, and wait bounds the wait for it. A step that did
+// not end in time is interrupted, which stops the VM without emptying the
+// cache; the caller sees that in QEMU's flush count.
 func (g *gdbStub) stepStop(wait, limit time.Duration) error {
 	end := time.Now().Add(limit)
-	// The VM stops when a debugger attaches, and the stub says so with a
-	// stop reply (SIGINT, 02). A step asked before that reply is lost.
+	// The VM stops when a debugger attaches; "?" asks for the stop reply,
+	// which QEMU 7 also sends unasked.
+	if err := g.send("?"); err != nil {
+		return fmt.Errorf("gdbstub: %w", err)
+	}
 	for {
 		data, _, err := g.next(end)
 		if err != nil {
@@ -109,10 +131,19 @@ func (g *gdbStub) stepStop(wait, limit time.Duration) error {
 			break
 		}
 	}
+	// Step flags: enabled, with interrupts and timers (not the default,
+	// which masks both and never wakes a halted vCPU).
+	if reply, err := g.command("Qqemu.sstep=0x1", end); err != nil {
+		return fmt.Errorf("gdbstub: step flags: %w", err)
+	} else if reply != "OK" {
+		return fmt.Errorf("gdbstub: step flags: %q", reply)
+	}
 	if err := g.send("s"); err != nil {
 		return fmt.Errorf("gdbstub: %w", err)
 	}
-	// The step's stop reply says SIGTRAP (05), an interruption's SIGINT.
+	// The step's stop reply says SIGTRAP (05); other stop replies still
+	// queued (the attach's, the answer to "?") say SIGINT (02), as does an
+	// interruption's.
 	interrupted := false
 	deadline := time.Now().Add(wait)
 	for {

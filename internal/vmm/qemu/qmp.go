@@ -25,6 +25,7 @@ const maxQMPLine = 1 << 20
 // bound. Events are dropped; replies go to the command waiting for them.
 type qmp struct {
 	mu      sync.Mutex // serialises commands: QMP answers in order
+	seq     uint64     // the last command's id; guarded by mu
 	conn    net.Conn
 	sc      *bufio.Scanner
 	replies chan qmpResult // from the reader, once it runs
@@ -46,6 +47,9 @@ type qmpReply struct {
 		Desc  string `json:"desc"`
 	} `json:"error"`
 	Event string `json:"event"`
+	// ID echoes the command's id, which tells a late answer to a command
+	// that gave up waiting from the answer to the one now waiting.
+	ID *uint64 `json:"id"`
 }
 
 // newQMP reads the greeting, leaves capabilities negotiation mode and
@@ -99,9 +103,18 @@ func (q *qmp) drain() {
 		if err == nil && r.Event != "" {
 			continue
 		}
-		select {
-		case q.replies <- qmpResult{r, err}:
-		default:
+		// Commands run one at a time, so a reply still unread is one its
+		// command gave up waiting for: the newest replaces it.
+		for sent := false; !sent; {
+			select {
+			case q.replies <- qmpResult{r, err}:
+				sent = true
+			default:
+				select {
+				case <-q.replies:
+				default:
+				}
+			}
 		}
 		if err != nil {
 			return
@@ -136,7 +149,8 @@ func (q *qmp) read() (*qmpReply, error) {
 }
 
 func (q *qmp) write(cmd string, args any) error {
-	msg := map[string]any{"execute": cmd}
+	q.seq++
+	msg := map[string]any{"execute": cmd, "id": q.seq}
 	if args != nil {
 		msg["arguments"] = args
 	}
@@ -174,16 +188,21 @@ func (q *qmp) executeArgs(ctx context.Context, cmd string, args any) (json.RawMe
 	if err := q.write(cmd, args); err != nil {
 		return nil, err
 	}
-	select {
-	case res := <-q.replies:
-		if res.err != nil {
-			return nil, fmt.Errorf("qmp %s: %w", cmd, res.err)
+	for {
+		select {
+		case res := <-q.replies:
+			if res.err != nil {
+				return nil, fmt.Errorf("qmp %s: %w", cmd, res.err)
+			}
+			if res.r.ID == nil || *res.r.ID != q.seq {
+				continue // the answer to a command that gave up waiting
+			}
+			if res.r.Error != nil {
+				return nil, fmt.Errorf("qmp %s: %s: %s", cmd, res.r.Error.Class, res.r.Error.Desc)
+			}
+			return res.r.Return, nil
+		case <-ctx.Done():
+			return nil, fmt.Errorf("qmp %s: %w", cmd, ctx.Err())
 		}
-		if res.r.Error != nil {
-			return nil, fmt.Errorf("qmp %s: %s: %s", cmd, res.r.Error.Class, res.r.Error.Desc)
-		}
-		return res.r.Return, nil
-	case <-ctx.Done():
-		return nil, fmt.Errorf("qmp %s: %w", cmd, ctx.Err())
 	}
 }

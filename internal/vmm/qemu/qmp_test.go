@@ -3,6 +3,7 @@ package qemu
 import (
 	"bufio"
 	"context"
+	"encoding/json"
 	"net"
 	"strings"
 	"testing"
@@ -27,7 +28,7 @@ func TestQMPDrainsEvents(t *testing.T) {
 		}
 		line, _ := r.ReadString('\n')
 		if strings.Contains(line, "query-status") {
-			qemu.Write([]byte(`{"event": "RTC_CHANGE"}` + "\n" + `{"return": {"status": "running"}}` + "\n"))
+			qemu.Write([]byte(`{"event": "RTC_CHANGE"}` + "\n" + `{"return": {"status": "running"}, "id": ` + qmpID(line) + `}` + "\n"))
 		}
 	}()
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
@@ -42,5 +43,50 @@ func TestQMPDrainsEvents(t *testing.T) {
 	}
 	if !strings.Contains(string(ret), "running") {
 		t.Errorf("reply %s", ret)
+	}
+}
+
+// qmpID returns the id of a command line as QEMU echoes it.
+func qmpID(line string) string {
+	var m struct {
+		ID json.RawMessage `json:"id"`
+	}
+	json.Unmarshal([]byte(line), &m)
+	return string(m.ID)
+}
+
+// The answer to a command that gave up waiting comes late: the next
+// command must not take it for its own.
+func TestQMPLateAnswerNotTakenByTheNext(t *testing.T) {
+	host, qemu := net.Pipe()
+	defer host.Close()
+	defer qemu.Close()
+	go func() {
+		r := bufio.NewReader(qemu)
+		qemu.Write([]byte(`{"QMP": {"version": {}, "capabilities": []}}` + "\n"))
+		r.ReadString('\n')
+		qemu.Write([]byte(`{"return": {}}` + "\n"))
+		first, _ := r.ReadString('\n') // left unanswered until the next comes
+		second, _ := r.ReadString('\n')
+		qemu.Write([]byte(`{"return": {"running": false}, "id": ` + qmpID(first) + `}` + "\n"))
+		qemu.Write([]byte(`{"return": {"running": true}, "id": ` + qmpID(second) + `}` + "\n"))
+	}()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	q, err := newQMP(ctx, host)
+	if err != nil {
+		t.Fatal(err)
+	}
+	short, cancelShort := context.WithTimeout(ctx, 50*time.Millisecond)
+	if _, err := q.execute(short, "query-status"); err == nil {
+		t.Fatal("first command answered")
+	}
+	cancelShort()
+	ret, err := q.execute(ctx, "query-status")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(string(ret), "true") {
+		t.Fatalf("the second command got the first's answer: %s", ret)
 	}
 }

@@ -8,6 +8,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"strings"
 	"time"
 
 	"github.com/containerd/log"
@@ -37,10 +38,12 @@ const (
 	// VM is stopped then; the margin only guards against a QEMU that
 	// counts its cache differently).
 	trimMargin = 2 << 20
-	// gdbSocket is the stub's socket in the VM's run directory while a
-	// trim runs.
-	gdbSocket = "gdb.sock"
 )
+
+// GDBSocket is the gdbstub's socket in the VM's run directory while a trim
+// runs; QEMU removes it when the stub closes, and whoever removes a run
+// directory removes it too (a QEMU killed mid-trim leaves it).
+const GDBSocket = "gdb.sock"
 
 // errTrimSkipped marks a trim not done because the VM was not in a state
 // to do it safely; nothing was freed and the VM runs on.
@@ -84,13 +87,24 @@ func (vm *VM) TrimTranslations(ctx context.Context) (int64, error) {
 	// The stub listens only for this trim, in the run directory (0700);
 	// QEMU's working directory is that directory, and the host reaches
 	// the socket through a descriptor of it, whatever the path's length.
-	sock := filepath.Join(vm.cfg.RunDir, gdbSocket)
+	sock := filepath.Join(vm.cfg.RunDir, GDBSocket)
 	os.Remove(sock)
-	if _, err := vm.hmp(ctx, "gdbserver unix:"+gdbSocket+",server=on,wait=off"); err != nil {
+	if out, err := vm.hmp(ctx, "gdbserver unix:"+GDBSocket+",server=on,wait=off"); err != nil {
 		return 0, err
+	} else if !strings.Contains(out, "Waiting for gdb connection") {
+		return 0, fmt.Errorf("vm %s: gdbserver: %s", vm.cfg.Name, strings.TrimSpace(out))
+	}
+	// Each step of the way back is bounded on its own: the caller's
+	// deadline may be what ended the trim.
+	bounded := func() (context.Context, context.CancelFunc) {
+		return context.WithTimeout(context.WithoutCancel(ctx), 2*time.Second)
 	}
 	defer func() {
-		_, _ = vm.hmp(context.WithoutCancel(ctx), "gdbserver none")
+		bctx, cancel := bounded()
+		defer cancel()
+		if out, err := vm.hmp(bctx, "gdbserver none"); err != nil || !strings.Contains(out, "Disabled gdbserver") {
+			log.G(ctx).WithError(err).WithField("output", strings.TrimSpace(out)).Warn("gdbstub not disabled")
+		}
 		os.Remove(sock)
 	}()
 	dir, err := os.Open(vm.cfg.RunDir)
@@ -99,23 +113,35 @@ func (vm *VM) TrimTranslations(ctx context.Context) (int64, error) {
 	}
 	defer dir.Close()
 	var d net.Dialer
-	conn, err := d.DialContext(ctx, "unix", fmt.Sprintf("/proc/self/fd/%d/%s", dir.Fd(), gdbSocket))
+	conn, err := d.DialContext(ctx, "unix", fmt.Sprintf("/proc/self/fd/%d/%s", dir.Fd(), GDBSocket))
 	if err != nil {
 		return 0, fmt.Errorf("vm %s: gdbstub: %w", vm.cfg.Name, err)
 	}
 	defer conn.Close()
 	stub := newGDBStub(conn)
+	attached := time.Now()
+	var stepped time.Duration
 	// From here the VM is stopped (a debugger attached); it must run again
-	// whatever happens next.
+	// whatever happens next. Only a trim stops hull's VMs, so it is let
+	// run whatever the detach did: cont is harmless on a running VM.
 	defer func() {
 		if err := stub.detach(time.Second); err != nil {
-			log.G(ctx).WithError(err).Warn("gdbstub detach")
+			log.G(ctx).WithError(err).Debug("gdbstub detach")
 		}
-		if running, err := vm.running(context.WithoutCancel(ctx)); err == nil && !running {
-			_, _ = vm.qmp.execute(context.WithoutCancel(ctx), "cont")
+		log.G(ctx).WithFields(log.Fields{"step": stepped.Round(time.Microsecond), "stopped": time.Since(attached).Round(time.Microsecond)}).Debug("gdbstub detached")
+		for try := 0; try < 3; try++ {
+			bctx, cancel := bounded()
+			_, err := vm.qmp.execute(bctx, "cont")
+			cancel()
+			if err == nil || vm.exited() {
+				return
+			}
+			log.G(ctx).WithError(err).Warn("resuming the vm after a trim")
 		}
 	}()
-	if err := stub.stepStop(100*time.Millisecond, 2*time.Second); err != nil {
+	err = stub.stepStop(time.Second, 3*time.Second)
+	stepped = time.Since(attached)
+	if err != nil {
 		return 0, fmt.Errorf("vm %s: %w", vm.cfg.Name, err)
 	}
 	if running, err := vm.running(ctx); err != nil {
@@ -123,8 +149,9 @@ func (vm *VM) TrimTranslations(ctx context.Context) (int64, error) {
 	} else if running {
 		return 0, fmt.Errorf("vm %s: %w: still running after the step", vm.cfg.Name, errTrimSkipped)
 	}
-	// QEMU empties the cache in the vCPU's thread, as work queued when the
-	// step was asked for; that thread may get to it only after it stopped.
+	// QEMU empties the cache in the vCPU's thread, as work it queues when
+	// the step's debug stop comes; that thread may get to it a moment
+	// after the stop.
 	var after jitInfo
 	for try := 0; ; try++ {
 		if after, err = vm.jitInfo(ctx); err != nil {
@@ -189,6 +216,18 @@ func (vm *VM) jitInfo(ctx context.Context) (jitInfo, error) {
 	return in, nil
 }
 
+// Trim policy knobs (trimLoop).
+const (
+	// trimRetryMax caps the polls skipped after a trim that could not be
+	// done (2^n polls after the n-th in a row).
+	trimRetryMax = 6
+	// trimAgain: a cache that has held its working set this long is
+	// trimmed again if it is over trimAgainOver, since what the guest
+	// runs may have changed.
+	trimAgain     = 2 * time.Minute
+	trimAgainOver = 16 << 20
+)
+
 // trimLoop trims the cache each time the guest's translating has settled
 // after the cache grew by trimGrowth, until the VM ends. The resident size
 // (an fstat) says when the cache grew; whether QEMU still translates is
@@ -196,8 +235,9 @@ func (vm *VM) jitInfo(ctx context.Context) (jitInfo, error) {
 // the cache, so only then): the resident size says nothing while the
 // start fills pages allocated ahead. A cache whose code grows back to
 // most of what a trim freed holds the guest's working set: it is left
-// alone until it grows by trimGrowth more, rather than emptied again and
-// again.
+// alone until it grows by trimGrowth more, or, over trimAgainOver, for
+// trimAgain. A trim that could not be done is retried later and later,
+// and after trimRetryMax in a row no more.
 func (vm *VM) trimLoop(ctx context.Context, j *jitCache) {
 	t := time.NewTicker(trimPoll)
 	defer t.Stop()
@@ -205,19 +245,35 @@ func (vm *VM) trimLoop(ctx context.Context, j *jitCache) {
 		base     int64      // resident after the last trim, or with the working set
 		from     int64      // code in the cache before the last trim, while a trim may pay
 		prevUsed int64 = -1 // code in the cache at the last poll that read it
+		lastTrim       = time.Now()
+		skipped  int   // trims not done in a row
+		wait     int   // polls to let pass
 	)
+	warn := func(msg string, err error) {
+		// A VM on its way out fails QMP before its end shows.
+		select {
+		case <-vm.done:
+		case <-time.After(time.Second):
+			log.G(ctx).WithError(err).Warn(msg)
+		}
+	}
 	for {
 		select {
 		case <-vm.done:
 			return
 		case <-t.C:
 		}
+		if wait > 0 {
+			wait--
+			continue
+		}
 		r, err := j.resident()
 		if err != nil {
-			log.G(ctx).WithError(err).Warn("translation cache")
+			warn("translation cache", err)
 			return
 		}
-		if r-base < trimGrowth {
+		again := from == 0 && r > trimAgainOver && time.Since(lastTrim) > trimAgain
+		if r-base < trimGrowth && !again {
 			prevUsed = -1
 			continue
 		}
@@ -225,7 +281,7 @@ func (vm *VM) trimLoop(ctx context.Context, j *jitCache) {
 		in, err := vm.jitInfo(qctx)
 		cancel()
 		if err != nil {
-			log.G(ctx).WithError(err).Warn("translation cache")
+			warn("translation cache", err)
 			return
 		}
 		grew := in.Used - prevUsed
@@ -235,32 +291,47 @@ func (vm *VM) trimLoop(ctx context.Context, j *jitCache) {
 			// Still translating, or QEMU emptied the cache itself.
 			continue
 		case from > 0 && in.Used*4 >= from*3:
-			base, from = r, 0
+			base, from, lastTrim = r, 0, time.Now()
 			continue
 		}
 		start := time.Now()
 		freed, err := vm.TrimTranslations(ctx)
-		select {
-		case <-vm.done:
+		if err != nil && vm.exited() {
 			return
-		default:
 		}
 		if errors.Is(err, errTrimSkipped) {
-			// Tried again at the next poll.
+			skipped++
+			if skipped > trimRetryMax {
+				log.G(ctx).WithError(err).Info("translation cache: no more trims for this vm")
+				return
+			}
 			log.G(ctx).WithError(err).Debug("translation cache")
+			wait, prevUsed = 1<<skipped, -1
 			continue
 		}
 		if err != nil {
 			// Not tried again: whatever failed would fail each time.
-			log.G(ctx).WithError(err).Warn("translation cache stays resident")
+			warn("translation cache stays resident", err)
 			return
 		}
+		skipped = 0
 		if base, err = j.resident(); err != nil {
-			log.G(ctx).WithError(err).Warn("translation cache")
+			warn("translation cache", err)
 			return
 		}
-		from, prevUsed = in.Used, -1
+		from, prevUsed, lastTrim = in.Used, -1, time.Now()
 		log.G(ctx).WithFields(log.Fields{"freed_mib": freed >> 20, "took": time.Since(start).Round(time.Microsecond)}).Debug("translation cache trimmed")
+	}
+}
+
+// exited says whether QEMU has exited, giving it a moment: a QEMU on its
+// way out fails QMP before its end shows.
+func (vm *VM) exited() bool {
+	select {
+	case <-vm.done:
+		return true
+	case <-time.After(100 * time.Millisecond):
+		return false
 	}
 }
 

@@ -2,8 +2,10 @@ package qemu
 
 import (
 	"bufio"
+	"context"
 	"net"
 	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -58,6 +60,12 @@ func TestGDBPacket(t *testing.T) {
 // answers the attach with a stop reply and then runs script on each
 // packet or interrupt it reads.
 func fakeStub(t *testing.T, script func(w *bufio.Writer, in string)) *gdbStub {
+	return fakeStubAttach(t, false, script)
+}
+
+// fakeStubAttach is fakeStub; with quietAttach the stub does not report the
+// attach's stop unasked (QEMU 8.1 and later).
+func fakeStubAttach(t *testing.T, quietAttach bool, script func(w *bufio.Writer, in string)) *gdbStub {
 	t.Helper()
 	fds, err := unix.Socketpair(unix.AF_UNIX, unix.SOCK_STREAM|unix.SOCK_CLOEXEC, 0)
 	if err != nil {
@@ -71,8 +79,11 @@ func fakeStub(t *testing.T, script func(w *bufio.Writer, in string)) *gdbStub {
 	t.Cleanup(func() { host.Close(); far.Close() })
 	go func() {
 		r, w := bufio.NewReader(far), bufio.NewWriter(far)
-		w.Write(gdbPacket("T02thread:01;"))
-		w.Flush()
+		if !quietAttach {
+			// QEMU 7 reports the stop of an attach unasked.
+			w.Write(gdbPacket("T02thread:01;"))
+			w.Flush()
+		}
 		for {
 			c, err := r.ReadByte()
 			if err != nil {
@@ -88,7 +99,14 @@ func fakeStub(t *testing.T, script func(w *bufio.Writer, in string)) *gdbStub {
 				}
 				r.Discard(2)
 				w.WriteByte('+')
-				script(w, strings.TrimSuffix(body, "#"))
+				switch body = strings.TrimSuffix(body, "#"); {
+				case body == "?":
+					w.Write(gdbPacket("T02thread:01;"))
+				case strings.HasPrefix(body, "Qqemu.sstep="):
+					w.Write(gdbPacket("OK"))
+				default:
+					script(w, body)
+				}
 			}
 			w.Flush()
 		}
@@ -109,6 +127,17 @@ func TestStepStop(t *testing.T) {
 		t.Fatal(err)
 	}
 	if err := stub.detach(time.Second); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestStepStopQuietAttach(t *testing.T) {
+	stub := fakeStubAttach(t, true, func(w *bufio.Writer, in string) {
+		if in == "s" {
+			w.Write(gdbPacket("T05thread:01;"))
+		}
+	})
+	if err := stub.stepStop(time.Second, 2*time.Second); err != nil {
 		t.Fatal(err)
 	}
 }
@@ -227,5 +256,44 @@ func TestJITCacheOnAMemfd(t *testing.T) {
 func TestOpenJITWithoutMemfd(t *testing.T) {
 	if _, err := openJIT(os.Getpid()); err == nil {
 		t.Fatal("found a translation cache in a process that has none")
+	}
+}
+
+func TestParseVersion(t *testing.T) {
+	v, err := parseVersion("QEMU emulator version 7.2.22 (Debian 1:7.2+dfsg-7+deb12u16)\nCopyright (c) 2003-2022 Fabrice Bellard\n")
+	if err != nil || v != (Version{7, 2}) || !v.TrimsTranslations() {
+		t.Fatalf("%v %v", v, err)
+	}
+	if v, _ := parseVersion("QEMU emulator version 8.2.2"); v.TrimsTranslations() {
+		t.Errorf("%v trims", v)
+	}
+	if _, err := parseVersion("qemu"); err == nil {
+		t.Error("parsed a version from nothing")
+	}
+}
+
+func TestCachedVersion(t *testing.T) {
+	dir := t.TempDir()
+	bin := filepath.Join(dir, "qemu")
+	if err := os.WriteFile(bin, []byte("#!/bin/sh\necho 'QEMU emulator version 7.2.22'\n"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	v, err := CachedVersion(context.Background(), bin, dir)
+	if err != nil || v != (Version{7, 2}) {
+		t.Fatalf("%v %v", v, err)
+	}
+	// The record answers for the same file; the binary is not run again.
+	if err := os.WriteFile(bin+".new", []byte("#!/bin/sh\nexit 1\n"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if v, err := CachedVersion(context.Background(), bin, dir); err != nil || v != (Version{7, 2}) {
+		t.Fatalf("cached: %v %v", v, err)
+	}
+	// Another binary at that path is asked again.
+	if err := os.Rename(bin+".new", bin); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := CachedVersion(context.Background(), bin, dir); err == nil {
+		t.Fatal("a replaced binary answered from the record")
 	}
 }

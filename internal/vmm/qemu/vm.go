@@ -304,6 +304,7 @@ func (vm *VM) stderrSummary() string {
 // directory that unexpectedly holds something else is left for a human.
 func removeRunDir(dir string) {
 	_ = os.Remove(filepath.Join(dir, ConsoleLog))
+	_ = os.Remove(filepath.Join(dir, GDBSocket))
 	_ = os.Remove(dir)
 }
 
