@@ -26,6 +26,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <grp.h>
+#include <limits.h>
 #include <linux/capability.h>
 #include <net/if.h>
 #include <linux/filter.h>
@@ -338,6 +339,41 @@ static void op_propagate(struct plan *pl)
 	close(fd);
 }
 
+/* bound_identity sets *st to what a bind of the directory src shows at
+ * its root. A virtio-fs submount is mounted when a path walk crosses it,
+ * and stat of the mount point itself does not cross it: it reports the
+ * parent file system's device, where the bind shows the submount's. */
+static void bound_identity(const char *src, struct stat *st)
+{
+	char inside[PATH_MAX];
+
+	if (snprintf(inside, sizeof(inside), "%s/.", src) >= (int)sizeof(inside))
+		fail("path too long: %.64s...", src);
+	if (stat(inside, st) < 0)
+		fail("bind mount source %s: %s", src, err());
+}
+
+/* reopen_bound opens dst again after a bind of the file want describes
+ * went on it, to remount the new mount. dst is resolved anew (the
+ * descriptor the bind went through holds the dentry under the new
+ * mount), so it must lead to the bound file still: a container sharing a
+ * volume with this one could otherwise swap dst for a link between the
+ * two, and have the flags (read-only, say) go on another mount while this
+ * one stays writable. */
+static int reopen_bound(const char *dst, const struct stat *want)
+{
+	struct stat st;
+	int fd = open_in_root(dst, O_PATH);
+
+	if (fd < 0)
+		fail("open %s: %s", dst, err());
+	if (fstat(fd, &st) < 0)
+		fail("stat %s: %s", dst, err());
+	if (st.st_dev != want->st_dev || st.st_ino != want->st_ino)
+		fail("bind mount %s: the destination changed while it was mounted", dst);
+	return fd;
+}
+
 /* mount <src> <dst> <fstype> <flags> <data> <kind> <fallback> <cleared>: kind is 'b' for a bind mount (dir or file after the source),
  * 'd' for another file system, 'p' for proc and sysfs, which go only on a
  * directory that is no symlink; fallback is a bind source to use when the
@@ -358,6 +394,8 @@ static void op_mount(struct plan *pl)
 
 		if (stat(src, &st) < 0)
 			fail("bind mount source %s: %s", src, err());
+		if (S_ISDIR(st.st_mode) && (extra || cleared))
+			bound_identity(src, &st);
 		fd = target(dst, S_ISDIR(st.st_mode) ? 'd' : 'f');
 		check_proc(dst, fd, fstype, src, 1);
 		fdpath(p, sizeof(p), fd);
@@ -370,9 +408,7 @@ static void op_mount(struct plan *pl)
 			 * where the kernel refuses (flags locked on the source),
 			 * the source's lockable flags stay and the request goes on
 			 * top, unless it clears a locked one. */
-			fd = open_in_root(dst, O_PATH);
-			if (fd < 0)
-				fail("open %s: %s", dst, err());
+			fd = reopen_bound(dst, &st);
 			fdpath(p, sizeof(p), fd);
 			if (mount(NULL, p, NULL, MS_BIND | MS_REMOUNT | extra, NULL) < 0) {
 				unsigned long locked = kept_flags(p) & (MS_NOSUID | MS_NODEV | MS_NOEXEC | MS_RDONLY);
@@ -408,14 +444,20 @@ static void op_mount(struct plan *pl)
 		}
 		fdpath(p, sizeof(p), fd);
 		if (mount(src, p, fstype, flags, data[0] ? data : NULL) < 0) {
+			struct stat fst;
+
 			if (!fallback[0] || (errno != EPERM && errno != EBUSY))
 				fail("mount %s (%s) on %s: %s", src, fstype, dst, err());
+			if (stat(fallback, &fst) < 0)
+				fail("bind mount source %s: %s", fallback, err());
+			if (S_ISDIR(fst.st_mode))
+				bound_identity(fallback, &fst);
 			if (mount(fallback, p, NULL, MS_BIND | MS_REC, NULL) < 0)
 				fail("bind mount %s on %s: %s", fallback, dst, err());
 			close(fd);
-			fd = open_in_root(dst, O_PATH);
+			fd = reopen_bound(dst, &fst);
 			fdpath(p, sizeof(p), fd);
-			if (fd < 0 || mount(NULL, p, NULL, MS_BIND | MS_REMOUNT | (flags & ~MS_REC), NULL) < 0)
+			if (mount(NULL, p, NULL, MS_BIND | MS_REMOUNT | (flags & ~MS_REC), NULL) < 0)
 				fail("remount %s: %s", dst, err());
 		}
 		close(fd);
