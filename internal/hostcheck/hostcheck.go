@@ -62,6 +62,7 @@ func Run(ctx context.Context, env Env) []Result {
 	bin, qres := checkQEMU(env.Config.Hypervisor.Path)
 	out = append(out, qres)
 	out = append(out, checkAccel(ctx, env, bin))
+	out = append(out, checkTCGCache(ctx, env.Config.Hypervisor, bin))
 	out = append(out, checkVsock(env.Config.Agent.Transport))
 	out = append(out, checkVirtiofsd(env.VirtiofsdPaths))
 	out = append(out, checkImage(env.Config.Image.Dir))
@@ -130,6 +131,33 @@ func checkAccel(ctx context.Context, env Env, bin string) Result {
 		r.Status, r.Detail = OK, "tcg (configured): software emulation"
 	default:
 		r.Status, r.Detail = OK, "kvm: probe guest ran"
+	}
+	return r
+}
+
+// checkTCGCache says what becomes of the translation cache under TCG:
+// trimmed once the guest settles, or resident for the VM's life.
+func checkTCGCache(ctx context.Context, h config.Hypervisor, bin string) Result {
+	r := Result{Name: "tcg cache", Status: OK}
+	if bin == "" {
+		r.Status, r.Detail = Fail, "no usable qemu"
+		return r
+	}
+	resident := h
+	resident.TCGTrim = false
+	sizes := fmt.Sprintf("resident for the VM's life: %d MiB for a container, %d for a pod", resident.TCGCacheMiB(false), resident.TCGCacheMiB(true))
+	if !h.TCGTrim {
+		r.Detail = sizes + " (tcg_trim = false)"
+		return r
+	}
+	v, err := qemu.CachedVersion(ctx, bin, "")
+	switch {
+	case err != nil:
+		r.Status, r.Detail = Warn, sizes+": "+err.Error()
+	case !v.TrimsTranslations():
+		r.Detail = fmt.Sprintf("%s (hull trims the cache under QEMU 7 only; this is %s)", sizes, v)
+	default:
+		r.Detail = fmt.Sprintf("%d MiB, given back once the guest settles (QEMU %s; VMs of one vCPU, others %s)", h.TCGCacheMiB(false), v, sizes)
 	}
 	return r
 }
