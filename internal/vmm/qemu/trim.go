@@ -228,27 +228,82 @@ const (
 	trimAgainOver = 16 << 20
 )
 
-// trimLoop trims the cache each time the guest's translating has settled
-// after the cache grew by trimGrowth, until the VM ends. The resident size
-// (an fstat) says when the cache grew; whether QEMU still translates is
-// read from QEMU's count of code in the cache (`info jit`, which walks
-// the cache, so only then): the resident size says nothing while the
-// start fills pages allocated ahead. A cache whose code grows back to
-// most of what a trim freed holds the guest's working set: it is left
-// alone until it grows by trimGrowth more, or, over trimAgainOver, for
-// trimAgain. A trim that could not be done is retried later and later,
-// and after trimRetryMax in a row no more.
+// trimPolicy decides, poll by poll, when trimLoop trims: each time the
+// guest's translating has settled after the cache grew by trimGrowth. The
+// resident size (an fstat) says when the cache grew; whether QEMU still
+// translates is read from its count of code in the cache (`info jit`,
+// which walks the cache, so only then): the resident size says nothing
+// while the start fills pages allocated ahead. A cache whose code grows
+// back to most of what a trim freed holds the guest's working set: it is
+// left alone until it grows by trimGrowth more, or, over trimAgainOver,
+// for trimAgain. A trim that could not be done is retried later and
+// later, and after trimRetryMax in a row no more.
+type trimPolicy struct {
+	base     int64 // resident after the last trim, or with the working set
+	from     int64 // code in the cache before the last trim, while a trim may pay
+	prevUsed int64 // code in the cache at the last poll that read it, or -1
+	lastTrim time.Time
+	skipped  int // trims not done in a row
+	wait     int // polls to let pass
+}
+
+func newTrimPolicy(now time.Time) *trimPolicy {
+	return &trimPolicy{prevUsed: -1, lastTrim: now}
+}
+
+// wants says whether a poll that found r bytes resident reads QEMU's
+// count of code.
+func (p *trimPolicy) wants(r int64, now time.Time) bool {
+	if p.wait > 0 {
+		p.wait--
+		return false
+	}
+	again := p.from == 0 && r > trimAgainOver && now.Sub(p.lastTrim) > trimAgain
+	if r-p.base < trimGrowth && !again {
+		p.prevUsed = -1
+		return false
+	}
+	return true
+}
+
+// settled takes QEMU's count of code in use and says whether to trim now.
+func (p *trimPolicy) settled(r, used int64, now time.Time) bool {
+	grew := used - p.prevUsed
+	p.prevUsed = used
+	switch {
+	case grew > trimQuiet || grew < -trimQuiet:
+		// Still translating, or QEMU emptied the cache itself.
+		return false
+	case p.from > 0 && used*4 >= p.from*3:
+		// The working set.
+		p.base, p.from, p.lastTrim = r, 0, now
+		return false
+	}
+	return true
+}
+
+// trimmed records a trim of a cache that held used bytes of code and
+// now has residentAfter bytes resident.
+func (p *trimPolicy) trimmed(residentAfter, used int64, now time.Time) {
+	p.skipped = 0
+	p.base, p.from, p.prevUsed, p.lastTrim = residentAfter, used, -1, now
+}
+
+// skip records a trim that could not be done; false means no more tries.
+func (p *trimPolicy) skip() bool {
+	p.skipped++
+	if p.skipped > trimRetryMax {
+		return false
+	}
+	p.wait, p.prevUsed = 1<<p.skipped, -1
+	return true
+}
+
+// trimLoop trims the cache as trimPolicy says, until the VM ends.
 func (vm *VM) trimLoop(ctx context.Context, j *jitCache) {
 	t := time.NewTicker(trimPoll)
 	defer t.Stop()
-	var (
-		base     int64      // resident after the last trim, or with the working set
-		from     int64      // code in the cache before the last trim, while a trim may pay
-		prevUsed int64 = -1 // code in the cache at the last poll that read it
-		lastTrim       = time.Now()
-		skipped  int   // trims not done in a row
-		wait     int   // polls to let pass
-	)
+	p := newTrimPolicy(time.Now())
 	warn := func(msg string, err error) {
 		// A VM on its way out fails QMP before its end shows.
 		select {
@@ -263,18 +318,12 @@ func (vm *VM) trimLoop(ctx context.Context, j *jitCache) {
 			return
 		case <-t.C:
 		}
-		if wait > 0 {
-			wait--
-			continue
-		}
 		r, err := j.resident()
 		if err != nil {
 			warn("translation cache", err)
 			return
 		}
-		again := from == 0 && r > trimAgainOver && time.Since(lastTrim) > trimAgain
-		if r-base < trimGrowth && !again {
-			prevUsed = -1
+		if !p.wants(r, time.Now()) {
 			continue
 		}
 		qctx, cancel := context.WithTimeout(ctx, 5*time.Second)
@@ -284,14 +333,7 @@ func (vm *VM) trimLoop(ctx context.Context, j *jitCache) {
 			warn("translation cache", err)
 			return
 		}
-		grew := in.Used - prevUsed
-		prevUsed = in.Used
-		switch {
-		case grew > trimQuiet || grew < -trimQuiet:
-			// Still translating, or QEMU emptied the cache itself.
-			continue
-		case from > 0 && in.Used*4 >= from*3:
-			base, from, lastTrim = r, 0, time.Now()
+		if !p.settled(r, in.Used, time.Now()) {
 			continue
 		}
 		start := time.Now()
@@ -300,13 +342,11 @@ func (vm *VM) trimLoop(ctx context.Context, j *jitCache) {
 			return
 		}
 		if errors.Is(err, errTrimSkipped) {
-			skipped++
-			if skipped > trimRetryMax {
+			if !p.skip() {
 				log.G(ctx).WithError(err).Info("translation cache: no more trims for this vm")
 				return
 			}
 			log.G(ctx).WithError(err).Debug("translation cache")
-			wait, prevUsed = 1<<skipped, -1
 			continue
 		}
 		if err != nil {
@@ -314,12 +354,12 @@ func (vm *VM) trimLoop(ctx context.Context, j *jitCache) {
 			warn("translation cache stays resident", err)
 			return
 		}
-		skipped = 0
-		if base, err = j.resident(); err != nil {
+		after, err := j.resident()
+		if err != nil {
 			warn("translation cache", err)
 			return
 		}
-		from, prevUsed, lastTrim = in.Used, -1, time.Now()
+		p.trimmed(after, in.Used, time.Now())
 		log.G(ctx).WithFields(log.Fields{"freed_mib": freed >> 20, "took": time.Since(start).Round(time.Microsecond)}).Debug("translation cache trimmed")
 	}
 }

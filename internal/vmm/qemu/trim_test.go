@@ -297,3 +297,73 @@ func TestCachedVersion(t *testing.T) {
 		t.Fatal("a replaced binary answered from the record")
 	}
 }
+
+// The policy through a container's life: the start, an idle spell, an
+// exec's burst, a working set, its retrim, and trims that cannot be done.
+func TestTrimPolicy(t *testing.T) {
+	const mib = 1 << 20
+	now := time.Unix(1000, 0)
+	p := newTrimPolicy(now)
+	poll := func(r, used int64) bool {
+		t.Helper()
+		now = now.Add(trimPoll)
+		return p.wants(r, now) && p.settled(r, used, now)
+	}
+	// The start fills the 48 MiB allocated ahead: resident says nothing,
+	// the code count decides, and the trim waits for it to settle.
+	for i, used := range []int64{10 * mib, 30 * mib, 47 * mib} {
+		if poll(48*mib, used) {
+			t.Fatalf("trim while the start translates (poll %d)", i)
+		}
+	}
+	if !poll(48*mib, 47*mib+100<<10) {
+		t.Fatal("no trim once the start settled")
+	}
+	p.trimmed(2*mib, 47*mib, now)
+	// Idle: nothing grows, QEMU is not even asked.
+	for range 5 {
+		if p.wants(2*mib, now) {
+			t.Fatal("reads QEMU's count for an idle cache")
+		}
+	}
+	// An exec's burst, well under three quarters of the start's code.
+	if poll(31*mib, 29*mib) || !poll(31*mib, 29*mib) {
+		t.Fatal("an exec's burst not trimmed once settled")
+	}
+	p.trimmed(2*mib, 29*mib, now)
+	// A busy guest's working set comes back at once: kept.
+	if poll(24*mib, 23*mib) || poll(24*mib, 23*mib) {
+		t.Fatal("the working set trimmed")
+	}
+	if p.wants(24*mib, now) || p.wants(30*mib, now) {
+		t.Fatal("a working set under 8 MiB of growth is looked at")
+	}
+	// Two minutes on, a working set over 16 MiB is trimmed again.
+	now = now.Add(trimAgain)
+	if poll(24*mib, 23*mib) || !poll(24*mib, 23*mib) {
+		t.Fatal("the working set not trimmed again after a while")
+	}
+	// QEMU emptying a full cache itself is no settling.
+	p = newTrimPolicy(now)
+	poll(64*mib, 60*mib)
+	if poll(64*mib, 1*mib) {
+		t.Fatal("trim right after QEMU's own flush")
+	}
+	// Trims that cannot be done: later and later, then never.
+	for i := 1; i <= trimRetryMax; i++ {
+		if !p.skip() {
+			t.Fatalf("gave up after %d skips", i)
+		}
+		for range 1 << i {
+			if p.wants(64*mib, now) {
+				t.Fatalf("retried before %d polls after skip %d", 1<<i, i)
+			}
+		}
+		if !p.wants(64*mib, now) {
+			t.Fatalf("not retried after skip %d", i)
+		}
+	}
+	if p.skip() {
+		t.Fatal("still trying after", trimRetryMax, "skips")
+	}
+}
