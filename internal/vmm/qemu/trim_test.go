@@ -3,12 +3,15 @@ package qemu
 import (
 	"bufio"
 	"context"
+	"encoding/binary"
 	"net"
 	"os"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"testing"
 	"time"
+	"unsafe"
 
 	"golang.org/x/sys/unix"
 )
@@ -209,6 +212,12 @@ func TestJITCacheOnAMemfd(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer unix.Munmap(mem)
+	// QEMU's second view, from which it runs the code.
+	exe, err := unix.Mmap(fd, 0, size, unix.PROT_READ, unix.MAP_SHARED)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer unix.Munmap(exe)
 	for i := 0; i < 1<<20; i++ {
 		mem[i] = byte(i)
 	}
@@ -234,11 +243,42 @@ func TestJITCacheOnAMemfd(t *testing.T) {
 	if r := resident(); r != 1<<20 {
 		t.Fatalf("resident %d after writing 1 MiB", r)
 	}
+	if len(j.views) != 2 || j.views[0] != uintptr(unsafe.Pointer(&mem[0])) || j.views[1] != uintptr(unsafe.Pointer(&exe[0])) {
+		t.Fatalf("views %#x, mapped at %p and %p", j.views, &mem[0], &exe[0])
+	}
+	if mapped(t, exe[3<<20:4<<20]) {
+		t.Fatal("the second view mapped before populating")
+	}
 	if err := j.populate(4 << 20); err != nil {
 		t.Fatal(err)
 	}
 	if r := resident(); r != 4<<20 {
 		t.Fatalf("resident %d after populating 4 MiB", r)
+	}
+	// Both views have the pages in their page tables, so that the first
+	// touch does not fault; the writable one writable.
+	if !mapped(t, mem[:4<<20]) || !mapped(t, exe[:4<<20]) {
+		t.Fatal("populated pages not mapped in both views")
+	}
+	if mapped(t, exe[5<<20:6<<20]) {
+		t.Fatal("pages past the populated part mapped")
+	}
+	minflt := func() int64 {
+		var ru unix.Rusage
+		if err := unix.Getrusage(unix.RUSAGE_THREAD, &ru); err != nil {
+			t.Fatal(err)
+		}
+		return ru.Minflt
+	}
+	runtime.LockOSThread()
+	before := minflt()
+	for i := 2 << 20; i < 4<<20; i += os.Getpagesize() {
+		mem[i] = 1
+	}
+	faults := minflt() - before
+	runtime.UnlockOSThread()
+	if faults > 16 {
+		t.Fatalf("%d faults writing 512 populated pages", faults)
 	}
 	if err := j.punch(2 << 20); err != nil {
 		t.Fatal(err)
@@ -251,6 +291,29 @@ func TestJITCacheOnAMemfd(t *testing.T) {
 			t.Fatalf("byte %d changed", i)
 		}
 	}
+}
+
+// mapped tells whether every page of b is in this process's page tables
+// (bit 63 of its /proc/self/pagemap entry).
+func mapped(t *testing.T, b []byte) bool {
+	t.Helper()
+	f, err := os.Open("/proc/self/pagemap")
+	if err != nil {
+		t.Skip(err)
+	}
+	defer f.Close()
+	page := uintptr(os.Getpagesize())
+	start := uintptr(unsafe.Pointer(&b[0]))
+	entries := make([]byte, 8*(uintptr(len(b))/page))
+	if _, err := f.ReadAt(entries, int64(start/page*8)); err != nil {
+		t.Fatal(err)
+	}
+	for i := 0; i < len(entries); i += 8 {
+		if binary.LittleEndian.Uint64(entries[i:])&(1<<63) == 0 {
+			return false
+		}
+	}
+	return true
 }
 
 func TestOpenJITWithoutMemfd(t *testing.T) {
