@@ -74,9 +74,15 @@ func Printable(s string, max int) string {
 // CreateContainer creates a container from a spec whose paths are guest
 // paths; the streams named in stdio must already be open.
 func (c *Client) CreateContainer(ctx context.Context, id string, spec []byte, stdio *agent.Stdio) (uint32, error) {
+	return c.CreateContainerWith(ctx, &agent.CreateContainerRequest{ContainerId: id, Spec: spec, Stdio: stdio})
+}
+
+// CreateContainerWith sends a complete CreateContainer request: with the
+// sandbox's set-up or the start of the process folded in.
+func (c *Client) CreateContainerWith(ctx context.Context, req *agent.CreateContainerRequest) (uint32, error) {
 	ctx, cancel := c.bound(ctx)
 	defer cancel()
-	r, err := c.api.CreateContainer(ctx, &agent.CreateContainerRequest{ContainerId: id, Spec: spec, Stdio: stdio})
+	r, err := c.api.CreateContainer(ctx, req)
 	if err != nil {
 		return 0, native("create container", err)
 	}

@@ -20,6 +20,7 @@ import (
 	"github.com/hull-runtime/hull/internal/oci"
 	"github.com/hull-runtime/hull/internal/state"
 	"github.com/hull-runtime/hull/internal/storage"
+	"github.com/hull-runtime/hull/internal/supervisor"
 )
 
 var createFlags = []cli.Flag{
@@ -37,7 +38,7 @@ var createCommand = cli.Command{
 	ArgsUsage: "<container-id>",
 	Flags:     createFlags,
 	Action: func(c *cli.Context) error {
-		sup, err := spawnSupervisor(c, c.String("console-socket"))
+		sup, _, err := spawnSupervisor(c, c.String("console-socket"), false)
 		if err != nil {
 			return err
 		}
@@ -71,56 +72,60 @@ func containerID(c *cli.Context) (string, error) {
 // process's stdio (or, for a terminal, with the console socket that gets
 // the terminal's master), and returns once it reported that the container
 // is created (or why not).
-func spawnSupervisor(c *cli.Context, consoleSocket string) (*exec.Cmd, error) {
+//
+// With start (`hull run`) the supervisor also starts a container whose
+// spec has no hooks before it reports, which saves the round trip of a
+// separate start; started says it did.
+func spawnSupervisor(c *cli.Context, consoleSocket string, start bool) (_ *exec.Cmd, started bool, _ error) {
 	id, err := containerID(c)
 	if err != nil {
-		return nil, err
+		return nil, false, err
 	}
 	if c.Int("preserve-fds") > 0 {
-		return nil, fmt.Errorf("--preserve-fds: file descriptors cannot be passed into a VM: %w", errdefs.ErrNotImplemented)
+		return nil, false, fmt.Errorf("--preserve-fds: file descriptors cannot be passed into a VM: %w", errdefs.ErrNotImplemented)
 	}
 	cfg, err := loadConfig(c)
 	if err != nil {
-		return nil, err
+		return nil, false, err
 	}
 	bundle := c.String("bundle")
 	if bundle == "" {
 		bundle = "."
 	}
 	if bundle, err = filepath.Abs(bundle); err != nil {
-		return nil, err
+		return nil, false, err
 	}
 	spec, err := oci.LoadBundle(bundle)
 	if err != nil {
-		return nil, err
+		return nil, false, err
 	}
 	// A VM cannot join the host's namespaces; only a network namespace's
 	// path is used, and that by mirroring it into the VM.
 	if spec.Linux != nil {
 		for _, ns := range spec.Linux.Namespaces {
 			if ns.Path != "" && ns.Type != specs.NetworkNamespace {
-				return nil, fmt.Errorf("linux.namespaces: %s namespace path %s: a container in its own VM cannot join a host namespace: %w", ns.Type, ns.Path, errdefs.ErrNotImplemented)
+				return nil, false, fmt.Errorf("linux.namespaces: %s namespace path %s: a container in its own VM cannot join a host namespace: %w", ns.Type, ns.Path, errdefs.ErrNotImplemented)
 			}
 		}
 	}
 	// The cheap checks of the bundle come before a VM boots for it.
 	if _, err := storage.ResolveInBundle(bundle, spec.Root.Path); err != nil {
-		return nil, fmt.Errorf("root.path: %w", err)
+		return nil, false, fmt.Errorf("root.path: %w", err)
 	}
 	if consoleSocket, err = checkConsoleSocket(spec.Process.Terminal, consoleSocket); err != nil {
-		return nil, err
+		return nil, false, err
 	}
 	store, err := state.Open(cfg.Runtime.Root)
 	if err != nil {
-		return nil, err
+		return nil, false, err
 	}
 	if _, err := store.Read(id); err == nil {
-		return nil, fmt.Errorf("container %q already exists: %w", id, errdefs.ErrAlreadyExists)
+		return nil, false, fmt.Errorf("container %q already exists: %w", id, errdefs.ErrAlreadyExists)
 	}
 
 	r, w, err := os.Pipe()
 	if err != nil {
-		return nil, err
+		return nil, false, err
 	}
 	defer r.Close()
 	args := []string{"--root", cfg.Runtime.Root}
@@ -137,6 +142,10 @@ func spawnSupervisor(c *cli.Context, consoleSocket string) (*exec.Cmd, error) {
 		args = append(args, "--log", p, "--log-format", c.GlobalString("log-format"))
 	}
 	args = append(args, "_supervise", "--bundle", bundle)
+	if start && !supervisor.HasHooks(spec) {
+		args = append(args, "--start")
+		started = true
+	}
 	if consoleSocket != "" {
 		args = append(args, "--console-socket", consoleSocket)
 	}
@@ -153,7 +162,7 @@ func spawnSupervisor(c *cli.Context, consoleSocket string) (*exec.Cmd, error) {
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
 	if err := cmd.Start(); err != nil {
 		w.Close()
-		return nil, fmt.Errorf("starting the supervisor: %w", err)
+		return nil, false, fmt.Errorf("starting the supervisor: %w", err)
 	}
 	w.Close()
 	msg, _ := io.ReadAll(io.LimitReader(r, 64<<10))
@@ -164,18 +173,18 @@ func spawnSupervisor(c *cli.Context, consoleSocket string) (*exec.Cmd, error) {
 			// changes stay until removed here. A supervisor that reported
 			// an error cleaned up itself.
 			abandon(cmd, cfg.Runtime.Root, id)
-			return nil, fmt.Errorf("the supervisor exited without a word (%v): %w", cmd.ProcessState, errdefs.ErrUnavailable)
+			return nil, false, fmt.Errorf("the supervisor exited without a word (%v): %w", cmd.ProcessState, errdefs.ErrUnavailable)
 		}
 		cmd.Wait()
-		return nil, errors.New(s)
+		return nil, false, errors.New(s)
 	}
 	if p := c.String("pid-file"); p != "" {
 		if err := writePidFile(p, cmd.Process.Pid); err != nil {
 			abandon(cmd, cfg.Runtime.Root, id)
-			return nil, err
+			return nil, false, err
 		}
 	}
-	return cmd, nil
+	return cmd, started, nil
 }
 
 // abandon ends a container that its command could not finish creating or

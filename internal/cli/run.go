@@ -44,12 +44,12 @@ var runCommand = cli.Command{
 			signal.Notify(sigs, supervisor.ForwardedSignals()...)
 			defer signal.Stop(sigs)
 		}
-		sup, err := spawnSupervisor(c, socket)
+		sup, started, err := spawnSupervisor(c, socket, true)
 		if err != nil {
 			return err
 		}
 		store, id, err := openContainer(c)
-		if err == nil {
+		if err == nil && !started {
 			ctx, cancel := controlContext()
 			err = supervisor.Call(ctx, store.Dir(id), supervisor.Request{Op: "start"})
 			cancel()

@@ -23,7 +23,11 @@ import (
 var superviseCommand = cli.Command{
 	Name:   "_supervise",
 	Hidden: true,
-	Flags:  []cli.Flag{cli.StringFlag{Name: "bundle"}, cli.StringFlag{Name: "console-socket"}},
+	Flags: []cli.Flag{
+		cli.StringFlag{Name: "bundle"}, cli.StringFlag{Name: "console-socket"},
+		// `hull run`: start the container too before reporting.
+		cli.BoolFlag{Name: "start"},
+	},
 	Action: func(c *cli.Context) error {
 		// Not for the hooks this process runs: a hook that left a child
 		// holding it would keep `hull create` waiting for the report's end.
@@ -85,6 +89,7 @@ var superviseCommand = cli.Command{
 			Stdio:         sandbox.Stdio{Stdin: os.Stdin, Stdout: os.Stdout, Stderr: os.Stderr},
 			ConsoleSocket: c.String("console-socket"),
 			SystemdCgroup: c.GlobalBool("systemd-cgroup"),
+			Start:         c.Bool("start"),
 		}, report)
 		os.Exit(status)
 		return nil

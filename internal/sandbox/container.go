@@ -33,6 +33,10 @@ type ContainerConfig struct {
 	Bundle string
 	Spec   *specs.Spec
 	Stdio  Stdio
+	// Start runs the container's process as soon as it is created, in the
+	// same call to the agent: for a container that nothing has to see
+	// between its creation and its start (no hooks).
+	Start bool
 }
 
 // Container is a container created in a sandbox.
@@ -104,7 +108,23 @@ func (s *Sandbox) CreateContainer(ctx context.Context, cfg ContainerConfig) (_ *
 	if err != nil {
 		return nil, err
 	}
-	pid, err := s.agent.CreateContainer(ctx, cfg.ID, b, stdio)
+	req := &agent.CreateContainerRequest{ContainerId: cfg.ID, Spec: b, Stdio: stdio, Start: cfg.Start}
+	// The sandbox's set-up put off to this, its first container: it
+	// stays pending until a creation that carried it succeeds, and other
+	// creations wait for that one. Without one pending, creations go on
+	// side by side.
+	s.setupMu.Lock()
+	req.Sandbox = s.pendingSetup
+	if req.Sandbox == nil {
+		s.setupMu.Unlock()
+	}
+	pid, err := s.agent.CreateContainerWith(ctx, req)
+	if req.Sandbox != nil {
+		if err == nil {
+			s.pendingSetup = nil
+		}
+		s.setupMu.Unlock()
+	}
 	if err != nil {
 		p.closeStreams()
 		return nil, fmt.Errorf("container %s: %w", cfg.ID, err)

@@ -14,6 +14,7 @@ import (
 	"path/filepath"
 	"regexp"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/containerd/errdefs"
@@ -58,6 +59,12 @@ type Options struct {
 	// on the host to the same port on the guest's loopback: the CRI's
 	// port forwarding dials there.
 	ForwardLoopback bool
+	// DeferSetup puts the guest's part of the sandbox's set-up (the
+	// shared directory's mount, the hostname, the network) off to the
+	// first CreateContainer, which carries it: a VM that holds one
+	// container saves a round trip to the host that its guest would spend
+	// waiting. Until then the sandbox is only booted.
+	DeferSetup bool
 }
 
 // SharedFSTag is the virtio-fs tag of the shared directory.
@@ -95,6 +102,10 @@ type Sandbox struct {
 	timings Timings
 	// pod says the VM holds a pod rather than one stand-alone container.
 	pod bool
+	// setupMu guards pendingSetup, the CreateSandbox request that
+	// Options.DeferSetup put off to the first container's creation.
+	setupMu      sync.Mutex
+	pendingSetup *agent.CreateSandboxRequest
 }
 
 var validID = regexp.MustCompile(`^[a-zA-Z0-9][a-zA-Z0-9_.-]{0,63}$`)
@@ -372,7 +383,9 @@ func Boot(ctx context.Context, opts Options) (_ *Sandbox, retErr error) {
 		if s.net != nil {
 			netRequest(s.net, req)
 		}
-		if err := s.agent.CreateSandboxWith(ctx, req); err != nil {
+		if opts.DeferSetup {
+			s.pendingSetup = req
+		} else if err := s.agent.CreateSandboxWith(ctx, req); err != nil {
 			return nil, fmt.Errorf("sandbox %s: %w", opts.ID, err)
 		}
 	}

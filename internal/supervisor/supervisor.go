@@ -53,6 +53,11 @@ type Options struct {
 	// SystemdCgroup says cgroupsPath is systemd's slice:prefix:name; no
 	// host cgroup is made then (there may be no systemd to ask).
 	SystemdCgroup bool
+	// Start starts the container once it is created, before the report
+	// (`hull run`); only for a spec without hooks, whose start nothing
+	// else has to see happen. Without a terminal the guest then creates
+	// and starts it in one call.
+	Start bool
 }
 
 // supervisor is one run; its fields are set before the control socket
@@ -72,6 +77,9 @@ type supervisor struct {
 	mu      sync.Mutex
 	st      state.State // guarded by mu
 	started bool        // guarded by mu
+	// startedAtCreate says the guest started the process in the same call
+	// that created the container (Options.Start without a terminal).
+	startedAtCreate bool
 	// liveExecs counts the execs whose callers wait for their status
 	// (guarded by mu); execs is done when they have it.
 	liveExecs  int
@@ -107,6 +115,18 @@ func Run(ctx context.Context, opts Options, ready func(error) error) int {
 		ready(fmt.Errorf("control socket: %w", err))
 		return 1
 	}
+	if s.opts.Start {
+		// As `hull start` would, before the report: `hull run` waits for
+		// it, and learns of a failure from it.
+		go s.wait(context.WithoutCancel(ctx))
+		if err := s.do(ctx, Request{Op: "start"}); err != nil {
+			l.Close()
+			s.finish(context.WithoutCancel(ctx), 128+int(syscall.SIGKILL))
+			s.h.Remove()
+			ready(err)
+			return 1
+		}
+	}
 	if err := ready(nil); err != nil {
 		log.G(ctx).WithError(err).Warn("the command that created the container is gone: removing it")
 		l.Close()
@@ -114,10 +134,12 @@ func Run(ctx context.Context, opts Options, ready func(error) error) int {
 		s.h.Remove()
 		return 1
 	}
-	// The init is watched from now on, not from the start: a signal sent
-	// to a created container can end its init too (runc's shows such a
-	// container stopped at once).
-	go s.wait(context.WithoutCancel(ctx))
+	if !s.opts.Start {
+		// The init is watched from now on, not from the start: a signal
+		// sent to a created container can end its init too (runc's shows
+		// such a container stopped at once).
+		go s.wait(context.WithoutCancel(ctx))
+	}
 	return s.serve(ctx, l)
 }
 
@@ -186,6 +208,9 @@ func (s *supervisor) create(ctx context.Context) (retErr error) {
 		ID: sandboxID(s.opts.ID), Config: cfg, Accel: s.opts.Accel,
 		RunDir: filepath.Join(dir, "vm"), SharedDir: shared, Hostname: hostname,
 		NetNS: sandbox.NetworkNamespacePath(s.opts.Spec),
+		// The VM's one container comes next: its creation carries the
+		// sandbox's set-up.
+		DeferSetup: true,
 	})
 	if err != nil {
 		return err
@@ -199,8 +224,10 @@ func (s *supervisor) create(ctx context.Context) (retErr error) {
 			return err
 		}
 	}
+	s.startedAtCreate = s.opts.Start && s.tty == nil && !HasHooks(s.opts.Spec)
 	s.ctr, err = s.sb.CreateContainer(ctx, sandbox.ContainerConfig{
 		ID: s.opts.ID, Bundle: s.opts.Bundle, Spec: s.opts.Spec, Stdio: s.opts.Stdio,
+		Start: s.startedAtCreate,
 	})
 	if err != nil {
 		return err
@@ -216,6 +243,13 @@ func (s *supervisor) create(ctx context.Context) (retErr error) {
 	}
 	s.st.Status = state.Created
 	return h.Save(&s.st)
+}
+
+// HasHooks tells whether spec names any hook: a container without any
+// can be created and started in one go (Options.Start).
+func HasHooks(spec *specs.Spec) bool {
+	h := spec.Hooks
+	return h != nil && len(h.Prestart)+len(h.CreateRuntime)+len(h.CreateContainer)+len(h.StartContainer)+len(h.Poststart)+len(h.Poststop) > 0
 }
 
 // hookState is the state hooks get on stdin. Called with mu held or
@@ -525,8 +559,10 @@ func (s *supervisor) do(ctx context.Context, req Request) error {
 					return err
 				}
 			}
-			if err := s.ctr.Start(ctx); err != nil {
-				return err
+			if !s.startedAtCreate {
+				if err := s.ctr.Start(ctx); err != nil {
+					return err
+				}
 			}
 			log.G(ctx).Debug("container started")
 			s.started = true

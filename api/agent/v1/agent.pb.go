@@ -845,8 +845,17 @@ type CreateContainerRequest struct {
 	ContainerId string                 `protobuf:"bytes,1,opt,name=container_id,json=containerId,proto3" json:"container_id,omitempty"`
 	// The OCI runtime spec (config.json) with root.path and bind mount
 	// sources rewritten to paths in the guest.
-	Spec          []byte `protobuf:"bytes,2,opt,name=spec,proto3" json:"spec,omitempty"`
-	Stdio         *Stdio `protobuf:"bytes,3,opt,name=stdio,proto3" json:"stdio,omitempty"`
+	Spec  []byte `protobuf:"bytes,2,opt,name=spec,proto3" json:"spec,omitempty"`
+	Stdio *Stdio `protobuf:"bytes,3,opt,name=stdio,proto3" json:"stdio,omitempty"`
+	// The sandbox's set-up, on the first container of a VM whose host put
+	// it off to this call (a VM that holds one container): the agent does
+	// it first, as CreateSandbox would. It saves the guest a round trip to
+	// the host, which it would spend waiting.
+	Sandbox *CreateSandboxRequest `protobuf:"bytes,4,opt,name=sandbox,proto3" json:"sandbox,omitempty"`
+	// Runs the container's process once it is created, as StartContainer
+	// would: for a container run with no hook between its creation and
+	// its start.
+	Start         bool `protobuf:"varint,5,opt,name=start,proto3" json:"start,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -900,6 +909,20 @@ func (x *CreateContainerRequest) GetStdio() *Stdio {
 		return x.Stdio
 	}
 	return nil
+}
+
+func (x *CreateContainerRequest) GetSandbox() *CreateSandboxRequest {
+	if x != nil {
+		return x.Sandbox
+	}
+	return nil
+}
+
+func (x *CreateContainerRequest) GetStart() bool {
+	if x != nil {
+		return x.Start
+	}
+	return false
 }
 
 type CreateContainerResponse struct {
@@ -2705,11 +2728,13 @@ const file_agent_v1_agent_proto_rawDesc = "" +
 	"\bterminal\x18\x01 \x01(\bR\bterminal\x12\x14\n" +
 	"\x05stdin\x18\x02 \x01(\bR\x05stdin\x12\x16\n" +
 	"\x06stdout\x18\x03 \x01(\bR\x06stdout\x12\x16\n" +
-	"\x06stderr\x18\x04 \x01(\bR\x06stderr\"{\n" +
+	"\x06stderr\x18\x04 \x01(\bR\x06stderr\"\xd0\x01\n" +
 	"\x16CreateContainerRequest\x12!\n" +
 	"\fcontainer_id\x18\x01 \x01(\tR\vcontainerId\x12\x12\n" +
 	"\x04spec\x18\x02 \x01(\fR\x04spec\x12*\n" +
-	"\x05stdio\x18\x03 \x01(\v2\x14.hull.agent.v1.StdioR\x05stdio\"+\n" +
+	"\x05stdio\x18\x03 \x01(\v2\x14.hull.agent.v1.StdioR\x05stdio\x12=\n" +
+	"\asandbox\x18\x04 \x01(\v2#.hull.agent.v1.CreateSandboxRequestR\asandbox\x12\x14\n" +
+	"\x05start\x18\x05 \x01(\bR\x05start\"+\n" +
 	"\x17CreateContainerResponse\x12\x10\n" +
 	"\x03pid\x18\x01 \x01(\rR\x03pid\":\n" +
 	"\x15StartContainerRequest\x12!\n" +
@@ -2920,56 +2945,57 @@ var file_agent_v1_agent_proto_depIdxs = []int32{
 	11, // 1: hull.agent.v1.CreateSandboxRequest.interfaces:type_name -> hull.agent.v1.Interface
 	12, // 2: hull.agent.v1.CreateSandboxRequest.routes:type_name -> hull.agent.v1.Route
 	14, // 3: hull.agent.v1.CreateContainerRequest.stdio:type_name -> hull.agent.v1.Stdio
-	14, // 4: hull.agent.v1.ExecProcessRequest.stdio:type_name -> hull.agent.v1.Stdio
-	41, // 5: hull.agent.v1.StatsContainerResponse.cpu:type_name -> hull.agent.v1.CpuStats
-	42, // 6: hull.agent.v1.StatsContainerResponse.memory:type_name -> hull.agent.v1.MemoryStats
-	44, // 7: hull.agent.v1.StatsContainerResponse.pids:type_name -> hull.agent.v1.PidsStats
-	43, // 8: hull.agent.v1.MemoryStats.events:type_name -> hull.agent.v1.MemoryEvents
-	48, // 9: hull.agent.v1.MemoryStats.stat:type_name -> hull.agent.v1.MemoryStats.StatEntry
-	1,  // 10: hull.agent.v1.StreamHeader.fd:type_name -> hull.agent.v1.StreamHeader.Fd
-	2,  // 11: hull.agent.v1.Agent.Check:input_type -> hull.agent.v1.CheckRequest
-	4,  // 12: hull.agent.v1.Agent.Version:input_type -> hull.agent.v1.VersionRequest
-	6,  // 13: hull.agent.v1.Agent.GetGuestDetails:input_type -> hull.agent.v1.GetGuestDetailsRequest
-	8,  // 14: hull.agent.v1.Agent.DestroySandbox:input_type -> hull.agent.v1.DestroySandboxRequest
-	10, // 15: hull.agent.v1.Agent.CreateSandbox:input_type -> hull.agent.v1.CreateSandboxRequest
-	15, // 16: hull.agent.v1.Agent.CreateContainer:input_type -> hull.agent.v1.CreateContainerRequest
-	17, // 17: hull.agent.v1.Agent.StartContainer:input_type -> hull.agent.v1.StartContainerRequest
-	19, // 18: hull.agent.v1.Agent.ExecProcess:input_type -> hull.agent.v1.ExecProcessRequest
-	21, // 19: hull.agent.v1.Agent.SignalProcess:input_type -> hull.agent.v1.SignalProcessRequest
-	23, // 20: hull.agent.v1.Agent.WaitProcess:input_type -> hull.agent.v1.WaitProcessRequest
-	25, // 21: hull.agent.v1.Agent.ResizePty:input_type -> hull.agent.v1.ResizePtyRequest
-	27, // 22: hull.agent.v1.Agent.CloseStdin:input_type -> hull.agent.v1.CloseStdinRequest
-	29, // 23: hull.agent.v1.Agent.ListProcesses:input_type -> hull.agent.v1.ListProcessesRequest
-	31, // 24: hull.agent.v1.Agent.RemoveContainer:input_type -> hull.agent.v1.RemoveContainerRequest
-	33, // 25: hull.agent.v1.Agent.PauseContainer:input_type -> hull.agent.v1.PauseContainerRequest
-	35, // 26: hull.agent.v1.Agent.ResumeContainer:input_type -> hull.agent.v1.ResumeContainerRequest
-	37, // 27: hull.agent.v1.Agent.UpdateContainer:input_type -> hull.agent.v1.UpdateContainerRequest
-	39, // 28: hull.agent.v1.Agent.StatsContainer:input_type -> hull.agent.v1.StatsContainerRequest
-	45, // 29: hull.agent.v1.Agent.GetOOMEvent:input_type -> hull.agent.v1.GetOOMEventRequest
-	3,  // 30: hull.agent.v1.Agent.Check:output_type -> hull.agent.v1.CheckResponse
-	5,  // 31: hull.agent.v1.Agent.Version:output_type -> hull.agent.v1.VersionResponse
-	7,  // 32: hull.agent.v1.Agent.GetGuestDetails:output_type -> hull.agent.v1.GetGuestDetailsResponse
-	9,  // 33: hull.agent.v1.Agent.DestroySandbox:output_type -> hull.agent.v1.DestroySandboxResponse
-	13, // 34: hull.agent.v1.Agent.CreateSandbox:output_type -> hull.agent.v1.CreateSandboxResponse
-	16, // 35: hull.agent.v1.Agent.CreateContainer:output_type -> hull.agent.v1.CreateContainerResponse
-	18, // 36: hull.agent.v1.Agent.StartContainer:output_type -> hull.agent.v1.StartContainerResponse
-	20, // 37: hull.agent.v1.Agent.ExecProcess:output_type -> hull.agent.v1.ExecProcessResponse
-	22, // 38: hull.agent.v1.Agent.SignalProcess:output_type -> hull.agent.v1.SignalProcessResponse
-	24, // 39: hull.agent.v1.Agent.WaitProcess:output_type -> hull.agent.v1.WaitProcessResponse
-	26, // 40: hull.agent.v1.Agent.ResizePty:output_type -> hull.agent.v1.ResizePtyResponse
-	28, // 41: hull.agent.v1.Agent.CloseStdin:output_type -> hull.agent.v1.CloseStdinResponse
-	30, // 42: hull.agent.v1.Agent.ListProcesses:output_type -> hull.agent.v1.ListProcessesResponse
-	32, // 43: hull.agent.v1.Agent.RemoveContainer:output_type -> hull.agent.v1.RemoveContainerResponse
-	34, // 44: hull.agent.v1.Agent.PauseContainer:output_type -> hull.agent.v1.PauseContainerResponse
-	36, // 45: hull.agent.v1.Agent.ResumeContainer:output_type -> hull.agent.v1.ResumeContainerResponse
-	38, // 46: hull.agent.v1.Agent.UpdateContainer:output_type -> hull.agent.v1.UpdateContainerResponse
-	40, // 47: hull.agent.v1.Agent.StatsContainer:output_type -> hull.agent.v1.StatsContainerResponse
-	46, // 48: hull.agent.v1.Agent.GetOOMEvent:output_type -> hull.agent.v1.GetOOMEventResponse
-	30, // [30:49] is the sub-list for method output_type
-	11, // [11:30] is the sub-list for method input_type
-	11, // [11:11] is the sub-list for extension type_name
-	11, // [11:11] is the sub-list for extension extendee
-	0,  // [0:11] is the sub-list for field type_name
+	10, // 4: hull.agent.v1.CreateContainerRequest.sandbox:type_name -> hull.agent.v1.CreateSandboxRequest
+	14, // 5: hull.agent.v1.ExecProcessRequest.stdio:type_name -> hull.agent.v1.Stdio
+	41, // 6: hull.agent.v1.StatsContainerResponse.cpu:type_name -> hull.agent.v1.CpuStats
+	42, // 7: hull.agent.v1.StatsContainerResponse.memory:type_name -> hull.agent.v1.MemoryStats
+	44, // 8: hull.agent.v1.StatsContainerResponse.pids:type_name -> hull.agent.v1.PidsStats
+	43, // 9: hull.agent.v1.MemoryStats.events:type_name -> hull.agent.v1.MemoryEvents
+	48, // 10: hull.agent.v1.MemoryStats.stat:type_name -> hull.agent.v1.MemoryStats.StatEntry
+	1,  // 11: hull.agent.v1.StreamHeader.fd:type_name -> hull.agent.v1.StreamHeader.Fd
+	2,  // 12: hull.agent.v1.Agent.Check:input_type -> hull.agent.v1.CheckRequest
+	4,  // 13: hull.agent.v1.Agent.Version:input_type -> hull.agent.v1.VersionRequest
+	6,  // 14: hull.agent.v1.Agent.GetGuestDetails:input_type -> hull.agent.v1.GetGuestDetailsRequest
+	8,  // 15: hull.agent.v1.Agent.DestroySandbox:input_type -> hull.agent.v1.DestroySandboxRequest
+	10, // 16: hull.agent.v1.Agent.CreateSandbox:input_type -> hull.agent.v1.CreateSandboxRequest
+	15, // 17: hull.agent.v1.Agent.CreateContainer:input_type -> hull.agent.v1.CreateContainerRequest
+	17, // 18: hull.agent.v1.Agent.StartContainer:input_type -> hull.agent.v1.StartContainerRequest
+	19, // 19: hull.agent.v1.Agent.ExecProcess:input_type -> hull.agent.v1.ExecProcessRequest
+	21, // 20: hull.agent.v1.Agent.SignalProcess:input_type -> hull.agent.v1.SignalProcessRequest
+	23, // 21: hull.agent.v1.Agent.WaitProcess:input_type -> hull.agent.v1.WaitProcessRequest
+	25, // 22: hull.agent.v1.Agent.ResizePty:input_type -> hull.agent.v1.ResizePtyRequest
+	27, // 23: hull.agent.v1.Agent.CloseStdin:input_type -> hull.agent.v1.CloseStdinRequest
+	29, // 24: hull.agent.v1.Agent.ListProcesses:input_type -> hull.agent.v1.ListProcessesRequest
+	31, // 25: hull.agent.v1.Agent.RemoveContainer:input_type -> hull.agent.v1.RemoveContainerRequest
+	33, // 26: hull.agent.v1.Agent.PauseContainer:input_type -> hull.agent.v1.PauseContainerRequest
+	35, // 27: hull.agent.v1.Agent.ResumeContainer:input_type -> hull.agent.v1.ResumeContainerRequest
+	37, // 28: hull.agent.v1.Agent.UpdateContainer:input_type -> hull.agent.v1.UpdateContainerRequest
+	39, // 29: hull.agent.v1.Agent.StatsContainer:input_type -> hull.agent.v1.StatsContainerRequest
+	45, // 30: hull.agent.v1.Agent.GetOOMEvent:input_type -> hull.agent.v1.GetOOMEventRequest
+	3,  // 31: hull.agent.v1.Agent.Check:output_type -> hull.agent.v1.CheckResponse
+	5,  // 32: hull.agent.v1.Agent.Version:output_type -> hull.agent.v1.VersionResponse
+	7,  // 33: hull.agent.v1.Agent.GetGuestDetails:output_type -> hull.agent.v1.GetGuestDetailsResponse
+	9,  // 34: hull.agent.v1.Agent.DestroySandbox:output_type -> hull.agent.v1.DestroySandboxResponse
+	13, // 35: hull.agent.v1.Agent.CreateSandbox:output_type -> hull.agent.v1.CreateSandboxResponse
+	16, // 36: hull.agent.v1.Agent.CreateContainer:output_type -> hull.agent.v1.CreateContainerResponse
+	18, // 37: hull.agent.v1.Agent.StartContainer:output_type -> hull.agent.v1.StartContainerResponse
+	20, // 38: hull.agent.v1.Agent.ExecProcess:output_type -> hull.agent.v1.ExecProcessResponse
+	22, // 39: hull.agent.v1.Agent.SignalProcess:output_type -> hull.agent.v1.SignalProcessResponse
+	24, // 40: hull.agent.v1.Agent.WaitProcess:output_type -> hull.agent.v1.WaitProcessResponse
+	26, // 41: hull.agent.v1.Agent.ResizePty:output_type -> hull.agent.v1.ResizePtyResponse
+	28, // 42: hull.agent.v1.Agent.CloseStdin:output_type -> hull.agent.v1.CloseStdinResponse
+	30, // 43: hull.agent.v1.Agent.ListProcesses:output_type -> hull.agent.v1.ListProcessesResponse
+	32, // 44: hull.agent.v1.Agent.RemoveContainer:output_type -> hull.agent.v1.RemoveContainerResponse
+	34, // 45: hull.agent.v1.Agent.PauseContainer:output_type -> hull.agent.v1.PauseContainerResponse
+	36, // 46: hull.agent.v1.Agent.ResumeContainer:output_type -> hull.agent.v1.ResumeContainerResponse
+	38, // 47: hull.agent.v1.Agent.UpdateContainer:output_type -> hull.agent.v1.UpdateContainerResponse
+	40, // 48: hull.agent.v1.Agent.StatsContainer:output_type -> hull.agent.v1.StatsContainerResponse
+	46, // 49: hull.agent.v1.Agent.GetOOMEvent:output_type -> hull.agent.v1.GetOOMEventResponse
+	31, // [31:50] is the sub-list for method output_type
+	12, // [12:31] is the sub-list for method input_type
+	12, // [12:12] is the sub-list for extension type_name
+	12, // [12:12] is the sub-list for extension extendee
+	0,  // [0:12] is the sub-list for field type_name
 }
 
 func init() { file_agent_v1_agent_proto_init() }

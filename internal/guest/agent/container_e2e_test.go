@@ -254,6 +254,38 @@ func TestContainerEndToEnd(t *testing.T) {
 		t.Logf("create %s, start %s", created, started)
 	})
 
+	// `hull run`'s call: the sandbox's set-up, the creation and the start
+	// in one request. The sandbox is set up once only: a second request
+	// that carries it fails and creates nothing.
+	t.Run("create and start at once", func(t *testing.T) {
+		out := e.open("fused", "", api.StreamHeader_STDOUT)
+		if _, err := c.CreateContainer(ctx, &api.CreateContainerRequest{ContainerId: "fused",
+			Spec: e.spec("fused", "sh", "-c", "echo hi; exit 4"), Stdio: &api.Stdio{Stdout: true},
+			Sandbox: &api.CreateSandboxRequest{}, Start: true}); err != nil {
+			t.Fatal(err)
+		}
+		b, err := io.ReadAll(out)
+		if err != nil || string(b) != "hi\n" {
+			t.Errorf("stdout %q, %v", b, err)
+		}
+		if got := e.wait("fused", ""); got != 4 {
+			t.Errorf("exit status %d, want 4", got)
+		}
+		if _, err := c.StartContainer(ctx, &api.StartContainerRequest{ContainerId: "fused"}); status.Code(err) != codes.FailedPrecondition {
+			t.Errorf("start after a create that started: %v", err)
+		}
+		e.remove("fused", false)
+
+		_, err = c.CreateContainer(ctx, &api.CreateContainerRequest{ContainerId: "fused2",
+			Spec: e.spec("fused2", "true"), Sandbox: &api.CreateSandboxRequest{}, Start: true})
+		if status.Code(err) != codes.AlreadyExists {
+			t.Errorf("second sandbox set-up: %v", err)
+		}
+		if _, err := c.StartContainer(ctx, &api.StartContainerRequest{ContainerId: "fused2"}); status.Code(err) != codes.NotFound {
+			t.Errorf("the container of a failed set-up: %v", err)
+		}
+	})
+
 	// Read-only remounts (readonlyPaths, the read-only root) keep each
 	// mount's atime mode, strictatime included, as runc's do.
 	t.Run("atime", func(t *testing.T) {

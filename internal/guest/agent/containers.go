@@ -3,6 +3,7 @@ package agent
 import (
 	"context"
 	"errors"
+	"fmt"
 	"time"
 
 	"github.com/containerd/errdefs"
@@ -29,15 +30,28 @@ func (s *Service) engine(ctx context.Context) (*container.Engine, error) {
 	return s.cfg.Engine, nil
 }
 
-// CreateContainer creates a container up to its user process.
+// CreateContainer creates a container up to its user process; with
+// r.Sandbox it sets the sandbox up first, and with r.Start it runs the
+// process too.
 func (s *Service) CreateContainer(ctx context.Context, r *api.CreateContainerRequest) (*api.CreateContainerResponse, error) {
 	e, err := s.engine(ctx)
 	if err != nil {
 		return nil, err
 	}
+	if r.Sandbox != nil {
+		if _, err := s.CreateSandbox(ctx, r.Sandbox); err != nil {
+			return nil, err
+		}
+	}
 	pid, err := e.Create(ctx, r.ContainerId, r.Spec, container.StdioFrom(r.Stdio))
 	if err != nil {
 		return nil, toStatus(err)
+	}
+	if r.Start {
+		if err := e.Start(r.ContainerId); err != nil {
+			// Created, not started: the host's next call is its removal.
+			return nil, toStatus(fmt.Errorf("container %s created but not started: %w", r.ContainerId, err))
+		}
 	}
 	return &api.CreateContainerResponse{Pid: uint32(pid)}, nil
 }
