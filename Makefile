@@ -16,9 +16,15 @@ LDFLAGS     := -s -w -X $(PKG)/internal/version.Version=$(VERSION) -X $(PKG)/int
 # are pure Go (CGO_ENABLED=0).
 GOBUILD     := CGO_ENABLED=0 $(GO) build -trimpath -ldflags "$(LDFLAGS)"
 # The agent links libcontainer's nsenter (C, run before the Go runtime in
-# each container's init) and libseccomp (libseccomp-dev), so it needs cgo,
-# and is linked statically by the C linker.
-AGENTBUILD  := CGO_ENABLED=1 $(GO) build -tags 'netgo osusergo seccomp' -trimpath \
+# each container's init) and libseccomp, so it needs cgo, and is linked
+# statically by the C linker: musl's (musl-gcc), whose static binaries
+# start faster under TCG than glibc's, with a libseccomp built for musl
+# (scripts/build-libseccomp-musl.sh) into MUSL_DIR.
+MUSL_DIR    ?= $(CACHE_DIR)/musl
+LIBSECCOMP_MUSL := $(MUSL_DIR)/lib/libseccomp.a
+AGENTBUILD  := CC=musl-gcc CGO_ENABLED=1 CGO_CFLAGS="-O2 -isystem $(MUSL_DIR)/kinc" \
+	PKG_CONFIG_LIBDIR=$(MUSL_DIR)/lib/pkgconfig \
+	$(GO) build -tags 'netgo osusergo seccomp' -trimpath \
 	-ldflags '-s -w -linkmode external -extldflags "-static" -X main.version=$(VERSION) -X main.commit=$(COMMIT)'
 # hull-init (cmd/hull-init) sets up containers in the guest: plain C,
 # static, so that the guest translates little code under TCG.
@@ -30,11 +36,14 @@ TEST_TIMEOUT ?= 25m
 
 all: build
 
-build:
+build: $(LIBSECCOMP_MUSL)
 	$(GOBUILD) -o bin/hull ./cmd/hull
 	$(GOBUILD) -o bin/containerd-shim-hull-v2 ./cmd/containerd-shim-hull-v2
 	$(AGENTBUILD) -o bin/hull-agent ./cmd/hull-agent
 	$(INITBUILD) -o bin/hull-init cmd/hull-init/hull-init.c
+
+$(LIBSECCOMP_MUSL):
+	./scripts/build-libseccomp-musl.sh $(MUSL_DIR)
 
 install: build
 	install -D -m 0755 bin/hull $(DESTDIR)$(BINDIR)/hull
@@ -70,9 +79,10 @@ setup:
 
 test: test-unit test-integration
 
-test-unit:
+test-unit: build
 	$(GO) vet ./...
-	HULL_TEST_CACHE=$(CACHE_DIR) $(GO) test -count=1 ./api/... ./internal/... ./cmd/...
+	HULL_TEST_CACHE=$(CACHE_DIR) HULL_AGENT_BIN=$(CURDIR)/bin/hull-agent HULL_INIT_BIN=$(CURDIR)/bin/hull-init \
+		$(GO) test -count=1 ./api/... ./internal/... ./cmd/...
 	# The guest's seccomp code as the agent builds it (libseccomp).
 	$(GO) test -count=1 -tags seccomp ./internal/guest/container/
 

@@ -11,7 +11,8 @@ packages=(
   busybox-static cpio                  # test rootfs and image inspection
   runc iproute2                        # reference runtime; netns, veth, tc
   protobuf-compiler                    # make proto
-  gcc libc6-dev libseccomp-dev         # the agent: cgo (nsenter), static libseccomp; hull-init (static C)
+  gcc libc6-dev libseccomp-dev         # hull-init (static C); the seccomp unit tests (cgo, libseccomp)
+  musl-tools gperf curl pkgconf        # the agent: cgo with musl, and libseccomp built for it
   podman conmon containernetworking-plugins  # podman --runtime hull, and its tests
   containerd iptables                  # tests/containerd and make critest (private daemons; portmap)
 )
