@@ -27,9 +27,9 @@ AGENTBUILD  := CC=musl-gcc CGO_ENABLED=1 CGO_CFLAGS="-O2 -isystem $(MUSL_DIR)/ki
 	$(GO) build -tags 'netgo osusergo seccomp' -trimpath \
 	-ldflags '-s -w -linkmode external -extldflags "-static" -X main.version=$(VERSION) -X main.commit=$(COMMIT)'
 # hull-init (cmd/hull-init) sets up containers in the guest: plain C,
-# static, so that the guest translates little code under TCG.
-CC          ?= cc
-INITBUILD   := $(CC) -O2 -static -s -Wall -Wextra -Werror
+# static, so that the guest translates little code under TCG; with musl,
+# like the agent (91 KB against glibc's 834 KB in the initramfs).
+INITBUILD   := musl-gcc -O2 -static -s -Wall -Wextra -Werror -isystem $(MUSL_DIR)/kinc
 TEST_TIMEOUT ?= 25m
 
 .PHONY: all build install kernel image setup test test-unit test-integration proto bench-boot bench-run bench-pods lint clean
