@@ -137,14 +137,26 @@ func (c *Client) Signal(ctx context.Context, id, execID string, sig uint32, all 
 // as long as they like), for a process to exit with all its output
 // written, and returns its exit status.
 func (c *Client) Wait(ctx context.Context, id, execID string) (int32, time.Time, error) {
-	r, err := c.api.WaitProcess(ctx, &agent.WaitProcessRequest{ContainerId: id, ExecId: execID})
+	status, at, _, err := c.wait(ctx, &agent.WaitProcessRequest{ContainerId: id, ExecId: execID})
+	return status, at, err
+}
+
+// WaitAndSync waits as Wait does, and has the guest flush its unwritten
+// pages before it answers: for the last process of a VM about to end.
+// synced says the agent did.
+func (c *Client) WaitAndSync(ctx context.Context, id, execID string) (status int32, at time.Time, synced bool, err error) {
+	return c.wait(ctx, &agent.WaitProcessRequest{ContainerId: id, ExecId: execID, Sync: true})
+}
+
+func (c *Client) wait(ctx context.Context, req *agent.WaitProcessRequest) (int32, time.Time, bool, error) {
+	r, err := c.api.WaitProcess(ctx, req)
 	if err != nil {
-		return -1, time.Time{}, native("wait process", err)
+		return -1, time.Time{}, false, native("wait process", err)
 	}
 	if r.ExitStatus < 0 || r.ExitStatus > 255 {
-		return -1, time.Time{}, fmt.Errorf("agent wait process: exit status %d: %w", r.ExitStatus, errdefs.ErrOutOfRange)
+		return -1, time.Time{}, false, fmt.Errorf("agent wait process: exit status %d: %w", r.ExitStatus, errdefs.ErrOutOfRange)
 	}
-	return r.ExitStatus, time.Unix(0, r.ExitedAtUnixNano), nil
+	return r.ExitStatus, time.Unix(0, r.ExitedAtUnixNano), r.Synced, nil
 }
 
 // ResizePty sets the terminal size of a process.

@@ -241,6 +241,9 @@ func (c *Container) Signal(ctx context.Context, sig uint32, all bool) error {
 // Delete removes the container from the guest (killing it first if force)
 // and unshares its rootfs and mounts.
 func (c *Container) Delete(ctx context.Context, force bool) error {
+	// Its processes may have written since the guest last flushed (execs
+	// that outlived the init): Shutdown asks the guest to flush again.
+	c.sb.guestSynced.Store(false)
 	err := c.sb.agent.RemoveContainer(ctx, c.id, force)
 	if err != nil && !errdefs.IsNotFound(err) {
 		select {
@@ -277,6 +280,26 @@ func (p *Process) Wait(ctx context.Context) (int32, error) {
 	if err != nil {
 		return -1, err
 	}
+	return p.drain(status)
+}
+
+// WaitLast waits as Wait does for a process whose exit ends the VM (the
+// init of its only container): the guest flushes its unwritten pages
+// before it answers, so that Sandbox.Shutdown can end the VM without
+// asking the guest again.
+func (p *Process) WaitLast(ctx context.Context) (int32, error) {
+	status, _, synced, err := p.sb.agent.WaitAndSync(ctx, p.cid, p.execID)
+	if err != nil {
+		return -1, err
+	}
+	if synced {
+		p.sb.guestSynced.Store(true)
+	}
+	return p.drain(status)
+}
+
+// drain returns status once the process's output has all arrived.
+func (p *Process) drain(status int32) (int32, error) {
 	done := make(chan struct{})
 	go func() {
 		p.output.Wait()
@@ -326,6 +349,8 @@ func (c *Container) Exec(ctx context.Context, execID string, process *specs.Proc
 	if len(b) > maxSpec {
 		return nil, fmt.Errorf("exec %s: process of %d bytes: %w", execID, len(b), errdefs.ErrInvalidArgument)
 	}
+	// What the exec writes comes after any flush the guest made.
+	c.sb.guestSynced.Store(false)
 	p, agentStdio, err := c.sb.openProcess(c.id, execID, stdio)
 	if err != nil {
 		return nil, err

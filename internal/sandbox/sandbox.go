@@ -15,6 +15,7 @@ import (
 	"regexp"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/containerd/errdefs"
@@ -106,6 +107,10 @@ type Sandbox struct {
 	// Options.DeferSetup put off to the first container's creation.
 	setupMu      sync.Mutex
 	pendingSetup *agent.CreateSandboxRequest
+	// guestSynced says the guest flushed its unwritten pages when the
+	// last process the host waited for exited (Process.WaitLast), and no
+	// exec started since.
+	guestSynced atomic.Bool
 }
 
 var validID = regexp.MustCompile(`^[a-zA-Z0-9][a-zA-Z0-9_.-]{0,63}$`)
@@ -498,6 +503,15 @@ func (s *Sandbox) Shutdown(ctx context.Context) {
 	select {
 	case <-s.vm.Done():
 	default:
+		if s.guestSynced.Load() {
+			// The guest flushed when its last process exited
+			// (Process.WaitLast): DestroySandbox would only sync again.
+			log.G(ctx).WithField("sandbox", s.id).Debug("guest synced at the exit: stopping the vm")
+			if err := s.vm.Kill(ctx); err != nil {
+				log.G(ctx).WithError(err).WithField("sandbox", s.id).Warn("stopping the vm")
+			}
+			return
+		}
 		// The agent answers once the guest has synced: bounded as the
 		// guest's power-off used to be, for a host slow to flush.
 		dctx, cancel := context.WithTimeout(ctx, destroyAnswerTimeout)

@@ -690,7 +690,8 @@ func releaseColdPages(ctx context.Context) {
 }
 
 func (s *supervisor) wait(ctx context.Context) {
-	status, err := s.ctr.Init().Wait(ctx)
+	// Its exit ends the VM: the guest flushes before it answers.
+	status, err := s.ctr.Init().WaitLast(ctx)
 	log.G(ctx).WithField("status", status).Debug("container exited")
 	if err != nil {
 		log.G(ctx).WithError(err).Warn("waiting for the container")

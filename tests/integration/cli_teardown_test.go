@@ -4,6 +4,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"testing"
 	"time"
 
@@ -55,5 +56,41 @@ func TestCLIDirtyPagesSurviveForcedDelete(t *testing.T) {
 	}
 	if string(got) != text {
 		t.Fatalf("host file holds %q, want %q: the VM ended with the container's dirty pages", got, text)
+	}
+}
+
+// Dirty pages that a process still holds when the container's init exits
+// reach the host too. The process shares the guest's PID namespace (the
+// spec has none of its own), so the init's exit does not end it: the VM
+// ends under it, and only the flush the agent makes before it reports the
+// init's exit (the host no longer asks for one) saves its pages.
+func TestCLIDirtyPagesSurviveTheInitsExit(t *testing.T) {
+	e := newCLIEnv(t)
+	bundle := busyboxBundle(t)
+	bin := filepath.Join(bundle, "rootfs", "bin", "mmapwrite")
+	build := exec.Command("go", "build", "-trimpath", "-o", bin, "./tests/fixtures/mmapwrite")
+	build.Dir = repoRoot(t)
+	build.Env = append(os.Environ(), "CGO_ENABLED=0")
+	if out, err := build.CombinedOutput(); err != nil {
+		t.Fatalf("building mmapwrite: %v\n%s", err, out)
+	}
+	vol := t.TempDir()
+	const text = "left dirty by a process the init leaves behind"
+	spec := busyboxSpec("sh", "-c", "/bin/mmapwrite /data/out '"+text+"' & "+
+		"while [ ! -e /data/out.ready ]; do sleep 0.1; done")
+	spec.Linux.Namespaces = slices.DeleteFunc(spec.Linux.Namespaces, func(ns specs.LinuxNamespace) bool {
+		return ns.Type == specs.PIDNamespace
+	})
+	spec.Mounts = append(spec.Mounts, specs.Mount{Destination: "/data", Type: "bind", Source: vol, Options: []string{"rbind", "rw"}})
+	writeSpec(t, bundle, spec)
+	if out, errOut, code := e.hull("run", "--bundle", bundle, "left"); code != 0 {
+		t.Fatalf("run: exit %d: %s %s", code, out, errOut)
+	}
+	got, err := os.ReadFile(filepath.Join(vol, "out"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if string(got) != text {
+		t.Fatalf("host file holds %q, want %q: the VM ended with the guest's dirty pages", got, text)
 	}
 }

@@ -1270,9 +1270,14 @@ func (*SignalProcessResponse) Descriptor() ([]byte, []int) {
 }
 
 type WaitProcessRequest struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	ContainerId   string                 `protobuf:"bytes,1,opt,name=container_id,json=containerId,proto3" json:"container_id,omitempty"`
-	ExecId        string                 `protobuf:"bytes,2,opt,name=exec_id,json=execId,proto3" json:"exec_id,omitempty"`
+	state       protoimpl.MessageState `protogen:"open.v1"`
+	ContainerId string                 `protobuf:"bytes,1,opt,name=container_id,json=containerId,proto3" json:"container_id,omitempty"`
+	ExecId      string                 `protobuf:"bytes,2,opt,name=exec_id,json=execId,proto3" json:"exec_id,omitempty"`
+	// The host ends the VM once this process has exited (the init of its
+	// only container): the agent flushes what the guest holds unwritten
+	// of the host's files before it answers, as DestroySandbox would, so
+	// that the host can end the VM without that call.
+	Sync          bool `protobuf:"varint,3,opt,name=sync,proto3" json:"sync,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1321,13 +1326,22 @@ func (x *WaitProcessRequest) GetExecId() string {
 	return ""
 }
 
+func (x *WaitProcessRequest) GetSync() bool {
+	if x != nil {
+		return x.Sync
+	}
+	return false
+}
+
 type WaitProcessResponse struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// The exit status as a shell reports it: the code, or 128+signal.
 	ExitStatus       int32 `protobuf:"varint,1,opt,name=exit_status,json=exitStatus,proto3" json:"exit_status,omitempty"`
 	ExitedAtUnixNano int64 `protobuf:"varint,2,opt,name=exited_at_unix_nano,json=exitedAtUnixNano,proto3" json:"exited_at_unix_nano,omitempty"`
-	unknownFields    protoimpl.UnknownFields
-	sizeCache        protoimpl.SizeCache
+	// The guest flushed its unwritten pages after the exit (sync asked).
+	Synced        bool `protobuf:"varint,3,opt,name=synced,proto3" json:"synced,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *WaitProcessResponse) Reset() {
@@ -1372,6 +1386,13 @@ func (x *WaitProcessResponse) GetExitedAtUnixNano() int64 {
 		return x.ExitedAtUnixNano
 	}
 	return 0
+}
+
+func (x *WaitProcessResponse) GetSynced() bool {
+	if x != nil {
+		return x.Synced
+	}
+	return false
 }
 
 type ResizePtyRequest struct {
@@ -2752,14 +2773,16 @@ const file_agent_v1_agent_proto_rawDesc = "" +
 	"\aexec_id\x18\x02 \x01(\tR\x06execId\x12\x16\n" +
 	"\x06signal\x18\x03 \x01(\rR\x06signal\x12\x10\n" +
 	"\x03all\x18\x04 \x01(\bR\x03all\"\x17\n" +
-	"\x15SignalProcessResponse\"P\n" +
+	"\x15SignalProcessResponse\"d\n" +
 	"\x12WaitProcessRequest\x12!\n" +
 	"\fcontainer_id\x18\x01 \x01(\tR\vcontainerId\x12\x17\n" +
-	"\aexec_id\x18\x02 \x01(\tR\x06execId\"e\n" +
+	"\aexec_id\x18\x02 \x01(\tR\x06execId\x12\x12\n" +
+	"\x04sync\x18\x03 \x01(\bR\x04sync\"}\n" +
 	"\x13WaitProcessResponse\x12\x1f\n" +
 	"\vexit_status\x18\x01 \x01(\x05R\n" +
 	"exitStatus\x12-\n" +
-	"\x13exited_at_unix_nano\x18\x02 \x01(\x03R\x10exitedAtUnixNano\"|\n" +
+	"\x13exited_at_unix_nano\x18\x02 \x01(\x03R\x10exitedAtUnixNano\x12\x16\n" +
+	"\x06synced\x18\x03 \x01(\bR\x06synced\"|\n" +
 	"\x10ResizePtyRequest\x12!\n" +
 	"\fcontainer_id\x18\x01 \x01(\tR\vcontainerId\x12\x17\n" +
 	"\aexec_id\x18\x02 \x01(\tR\x06execId\x12\x14\n" +

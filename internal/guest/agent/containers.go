@@ -103,7 +103,10 @@ func (s *Service) WaitProcess(ctx context.Context, r *api.WaitProcessRequest) (*
 	if err != nil {
 		return nil, toStatus(err)
 	}
-	return &api.WaitProcessResponse{ExitStatus: int32(st.Status), ExitedAtUnixNano: st.At.UnixNano()}, nil
+	if r.Sync {
+		syncUnwritten(readUnwritten, unix.Sync)
+	}
+	return &api.WaitProcessResponse{ExitStatus: int32(st.Status), ExitedAtUnixNano: st.At.UnixNano(), Synced: r.Sync}, nil
 }
 
 // ResizePty sets a process's terminal size.
