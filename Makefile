@@ -21,7 +21,6 @@ GOBUILD     := CGO_ENABLED=0 $(GO) build -trimpath -ldflags "$(LDFLAGS)"
 # start faster under TCG than glibc's, with a libseccomp built for musl
 # (scripts/build-libseccomp-musl.sh) into MUSL_DIR.
 MUSL_DIR    ?= $(CACHE_DIR)/musl
-LIBSECCOMP_MUSL := $(MUSL_DIR)/lib/libseccomp.a
 AGENTBUILD  := CC=musl-gcc CGO_ENABLED=1 CGO_CFLAGS="-O2 -isystem $(MUSL_DIR)/kinc" \
 	PKG_CONFIG_LIBDIR=$(MUSL_DIR)/lib/pkgconfig \
 	$(GO) build -tags 'netgo osusergo seccomp' -trimpath \
@@ -32,17 +31,18 @@ AGENTBUILD  := CC=musl-gcc CGO_ENABLED=1 CGO_CFLAGS="-O2 -isystem $(MUSL_DIR)/ki
 INITBUILD   := musl-gcc -O2 -static -s -Wall -Wextra -Werror -isystem $(MUSL_DIR)/kinc
 TEST_TIMEOUT ?= 25m
 
-.PHONY: all build install kernel image setup test test-unit test-integration proto bench-boot bench-run bench-pods lint clean
+.PHONY: all build musl install kernel image setup test test-unit test-integration proto bench-boot bench-run bench-pods lint clean
 
 all: build
 
-build: $(LIBSECCOMP_MUSL)
+build: musl
 	$(GOBUILD) -o bin/hull ./cmd/hull
 	$(GOBUILD) -o bin/containerd-shim-hull-v2 ./cmd/containerd-shim-hull-v2
 	$(AGENTBUILD) -o bin/hull-agent ./cmd/hull-agent
 	$(INITBUILD) -o bin/hull-init cmd/hull-init/hull-init.c
 
-$(LIBSECCOMP_MUSL):
+# Idempotent: it returns at once once the library of its version is built.
+musl:
 	./scripts/build-libseccomp-musl.sh $(MUSL_DIR)
 
 install: build

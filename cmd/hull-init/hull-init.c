@@ -82,11 +82,65 @@ static unsigned long kept_flags(const char *path);
 static char *home(uid_t uid);
 
 /* err is errno's text as Go words it ("no such file or directory"): the
- * agent's callers (podman, Docker) match those words. */
+ * agent's callers (podman, Docker) match those words. musl's own texts
+ * differ for many codes ("Symbolic link loop", "Resource busy"), so the
+ * codes a container's set-up can meet are spelled out as Go's syscall
+ * package has them; any other is musl's, lower-cased. */
 static const char *err(void)
 {
+	static const struct {
+		int code;
+		const char *text;
+	} go_texts[] = {
+		{EPERM, "operation not permitted"},
+		{ENOENT, "no such file or directory"},
+		{ESRCH, "no such process"},
+		{EINTR, "interrupted system call"},
+		{EIO, "input/output error"},
+		{ENXIO, "no such device or address"},
+		{E2BIG, "argument list too long"},
+		{ENOEXEC, "exec format error"},
+		{EBADF, "bad file descriptor"},
+		{ECHILD, "no child processes"},
+		{EAGAIN, "resource temporarily unavailable"},
+		{ENOMEM, "cannot allocate memory"},
+		{EACCES, "permission denied"},
+		{EFAULT, "bad address"},
+		{ENOTBLK, "block device required"},
+		{EBUSY, "device or resource busy"},
+		{EEXIST, "file exists"},
+		{EXDEV, "invalid cross-device link"},
+		{ENODEV, "no such device"},
+		{ENOTDIR, "not a directory"},
+		{EISDIR, "is a directory"},
+		{EINVAL, "invalid argument"},
+		{ENFILE, "too many open files in system"},
+		{EMFILE, "too many open files"},
+		{ENOTTY, "inappropriate ioctl for device"},
+		{ETXTBSY, "text file busy"},
+		{EFBIG, "file too large"},
+		{ENOSPC, "no space left on device"},
+		{ESPIPE, "illegal seek"},
+		{EROFS, "read-only file system"},
+		{EMLINK, "too many links"},
+		{EPIPE, "broken pipe"},
+		{ERANGE, "numerical result out of range"},
+		{ENAMETOOLONG, "file name too long"},
+		{ENOSYS, "function not implemented"},
+		{ENOTEMPTY, "directory not empty"},
+		{ELOOP, "too many levels of symbolic links"},
+		{EOVERFLOW, "value too large for defined data type"},
+		{EOPNOTSUPP, "operation not supported"},
+		{ESTALE, "stale file handle"},
+		{EDQUOT, "disk quota exceeded"},
+		{ENOKEY, "required key not available"},
+	};
 	static char buf[128];
+	size_t i;
 
+	for (i = 0; i < sizeof(go_texts) / sizeof(go_texts[0]); i++)
+		if (go_texts[i].code == errno)
+			return go_texts[i].text;
 	snprintf(buf, sizeof(buf), "%s", strerror(errno));
 	if (buf[0] >= 'A' && buf[0] <= 'Z')
 		buf[0] += 'a' - 'A';

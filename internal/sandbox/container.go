@@ -71,7 +71,7 @@ type outputProgress struct {
 
 // CreateContainer shares the container's rootfs and mounts with the guest,
 // opens its streams and creates it in the guest, up to (not including)
-// running its process. On error nothing of it is left.
+// running its process unless cfg.Start. On error nothing of it is left.
 func (s *Sandbox) CreateContainer(ctx context.Context, cfg ContainerConfig) (_ *Container, retErr error) {
 	if err := ValidID(cfg.ID); err != nil {
 		return nil, err
@@ -109,10 +109,10 @@ func (s *Sandbox) CreateContainer(ctx context.Context, cfg ContainerConfig) (_ *
 		return nil, err
 	}
 	req := &agent.CreateContainerRequest{ContainerId: cfg.ID, Spec: b, Stdio: stdio, Start: cfg.Start}
-	// The sandbox's set-up put off to this, its first container: it
-	// stays pending until a creation that carried it succeeds, and other
-	// creations wait for that one. Without one pending, creations go on
-	// side by side.
+	// The sandbox's set-up put off to this, its first container, goes
+	// with it once: the guest does it first, so a creation that failed may
+	// have done it, and sending it again would only fail. Other creations
+	// wait for that one; without a set-up pending they go on side by side.
 	s.setupMu.Lock()
 	req.Sandbox = s.pendingSetup
 	if req.Sandbox == nil {
@@ -120,9 +120,7 @@ func (s *Sandbox) CreateContainer(ctx context.Context, cfg ContainerConfig) (_ *
 	}
 	pid, err := s.agent.CreateContainerWith(ctx, req)
 	if req.Sandbox != nil {
-		if err == nil {
-			s.pendingSetup = nil
-		}
+		s.pendingSetup = nil
 		s.setupMu.Unlock()
 	}
 	if err != nil {
@@ -283,10 +281,11 @@ func (p *Process) Wait(ctx context.Context) (int32, error) {
 	return p.drain(status)
 }
 
-// WaitLast waits as Wait does for a process whose exit ends the VM (the
-// init of its only container): the guest flushes its unwritten pages
-// before it answers, so that Sandbox.Shutdown can end the VM without
-// asking the guest again.
+// WaitLast waits as Wait does for a process whose exit ends every process
+// of the VM, and the VM with them (the init of its only container, in a
+// PID namespace of its own): the guest flushes its unwritten pages before
+// it answers, so that Sandbox.Shutdown can end the VM without asking the
+// guest again.
 func (p *Process) WaitLast(ctx context.Context) (int32, error) {
 	status, _, synced, err := p.sb.agent.WaitAndSync(ctx, p.cid, p.execID)
 	if err != nil {

@@ -109,7 +109,7 @@ type Sandbox struct {
 	pendingSetup *agent.CreateSandboxRequest
 	// guestSynced says the guest flushed its unwritten pages when the
 	// last process the host waited for exited (Process.WaitLast), and no
-	// exec started since.
+	// exec started and no container was removed since.
 	guestSynced atomic.Bool
 }
 

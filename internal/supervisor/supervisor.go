@@ -91,10 +91,11 @@ type supervisor struct {
 	status     int            // valid once exited is closed
 }
 
-// Run boots the sandbox and creates the container, then calls ready with
-// nil (or with the error that stopped it, after cleaning up), then serves
-// until the container exits and its VM is gone. It returns the exit
-// status the process should exit with.
+// Run boots the sandbox and creates the container (and, with
+// Options.Start, starts it), then calls ready with nil (or with the error
+// that stopped it, after cleaning up), then serves until the container
+// exits and its VM is gone. It returns the exit status the process should
+// exit with.
 //
 // ready returns an error when the report cannot be delivered: the command
 // that asked for the container is gone (killed while the VM booted), so
@@ -115,23 +116,31 @@ func Run(ctx context.Context, opts Options, ready func(error) error) int {
 		ready(fmt.Errorf("control socket: %w", err))
 		return 1
 	}
+	// Caught before the report: the command that waits for it forwards
+	// the signals it got meanwhile as soon as it has it.
+	sigs := make(chan os.Signal, 8)
+	signal.Notify(sigs, ForwardedSignals()...)
+	abort := func() {
+		signal.Stop(sigs)
+		l.Close()
+		// finish, not teardown alone: the init may be watched already,
+		// and its end would tear down too.
+		s.finish(context.WithoutCancel(ctx), 128+int(syscall.SIGKILL))
+		s.h.Remove()
+	}
 	if s.opts.Start {
 		// As `hull start` would, before the report: `hull run` waits for
 		// it, and learns of a failure from it.
 		go s.wait(context.WithoutCancel(ctx))
 		if err := s.do(ctx, Request{Op: "start"}); err != nil {
-			l.Close()
-			s.finish(context.WithoutCancel(ctx), 128+int(syscall.SIGKILL))
-			s.h.Remove()
+			abort()
 			ready(err)
 			return 1
 		}
 	}
 	if err := ready(nil); err != nil {
 		log.G(ctx).WithError(err).Warn("the command that created the container is gone: removing it")
-		l.Close()
-		s.teardown(context.WithoutCancel(ctx))
-		s.h.Remove()
+		abort()
 		return 1
 	}
 	if !s.opts.Start {
@@ -140,7 +149,7 @@ func Run(ctx context.Context, opts Options, ready func(error) error) int {
 		// such a container stopped at once).
 		go s.wait(context.WithoutCancel(ctx))
 	}
-	return s.serve(ctx, l)
+	return s.serve(ctx, l, sigs)
 }
 
 func (s *supervisor) create(ctx context.Context) (retErr error) {
@@ -245,6 +254,20 @@ func (s *supervisor) create(ctx context.Context) (retErr error) {
 	return h.Save(&s.st)
 }
 
+// ownPIDNamespace tells whether spec gives the container a new PID
+// namespace, which ends with its init.
+func ownPIDNamespace(spec *specs.Spec) bool {
+	if spec.Linux == nil {
+		return false
+	}
+	for _, ns := range spec.Linux.Namespaces {
+		if ns.Type == specs.PIDNamespace {
+			return ns.Path == ""
+		}
+	}
+	return false
+}
+
 // HasHooks tells whether spec names any hook: a container without any
 // can be created and started in one go (Options.Start).
 func HasHooks(spec *specs.Spec) bool {
@@ -307,12 +330,10 @@ func sandboxID(id string) string {
 	return id
 }
 
-func (s *supervisor) serve(ctx context.Context, l net.Listener) int {
+func (s *supervisor) serve(ctx context.Context, l net.Listener, sigs chan os.Signal) int {
 	defer l.Close()
 	s.h.Unlock()
 	go s.accept(ctx, l)
-	sigs := make(chan os.Signal, 8)
-	signal.Notify(sigs, ForwardedSignals()...)
 	go s.forward(ctx, sigs)
 	if s.tty != nil {
 		go s.watchSize(ctx)
@@ -690,8 +711,16 @@ func releaseColdPages(ctx context.Context) {
 }
 
 func (s *supervisor) wait(ctx context.Context) {
-	// Its exit ends the VM: the guest flushes before it answers.
-	status, err := s.ctr.Init().WaitLast(ctx)
+	wait := s.ctr.Init().Wait
+	if ownPIDNamespace(s.opts.Spec) {
+		// The init's exit ends every process of the container, and with it
+		// the VM: the guest flushes before it answers, and the VM's end
+		// needs no further call into it. Without a PID namespace of its
+		// own, processes may outlive the init and write on until the VM
+		// ends, so the teardown asks the guest to flush then.
+		wait = s.ctr.Init().WaitLast
+	}
+	status, err := wait(ctx)
 	log.G(ctx).WithField("status", status).Debug("container exited")
 	if err != nil {
 		log.G(ctx).WithError(err).Warn("waiting for the container")

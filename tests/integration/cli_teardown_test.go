@@ -60,10 +60,11 @@ func TestCLIDirtyPagesSurviveForcedDelete(t *testing.T) {
 }
 
 // Dirty pages that a process still holds when the container's init exits
-// reach the host too. The process shares the guest's PID namespace (the
-// spec has none of its own), so the init's exit does not end it: the VM
-// ends under it, and only the flush the agent makes before it reports the
-// init's exit (the host no longer asks for one) saves its pages.
+// reach the host too, whether the process dies with the init (its own PID
+// namespace: the guest flushes before it reports the exit, and the host
+// ends the VM without asking again) or outlives it (no PID namespace of
+// its own: the VM ends under the process, after the host asked the guest
+// to flush).
 func TestCLIDirtyPagesSurviveTheInitsExit(t *testing.T) {
 	e := newCLIEnv(t)
 	bundle := busyboxBundle(t)
@@ -74,23 +75,29 @@ func TestCLIDirtyPagesSurviveTheInitsExit(t *testing.T) {
 	if out, err := build.CombinedOutput(); err != nil {
 		t.Fatalf("building mmapwrite: %v\n%s", err, out)
 	}
-	vol := t.TempDir()
-	const text = "left dirty by a process the init leaves behind"
-	spec := busyboxSpec("sh", "-c", "/bin/mmapwrite /data/out '"+text+"' & "+
-		"while [ ! -e /data/out.ready ]; do sleep 0.1; done")
-	spec.Linux.Namespaces = slices.DeleteFunc(spec.Linux.Namespaces, func(ns specs.LinuxNamespace) bool {
-		return ns.Type == specs.PIDNamespace
-	})
-	spec.Mounts = append(spec.Mounts, specs.Mount{Destination: "/data", Type: "bind", Source: vol, Options: []string{"rbind", "rw"}})
-	writeSpec(t, bundle, spec)
-	if out, errOut, code := e.hull("run", "--bundle", bundle, "left"); code != 0 {
-		t.Fatalf("run: exit %d: %s %s", code, out, errOut)
-	}
-	got, err := os.ReadFile(filepath.Join(vol, "out"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	if string(got) != text {
-		t.Fatalf("host file holds %q, want %q: the VM ended with the guest's dirty pages", got, text)
+	for _, pidNS := range []bool{true, false} {
+		t.Run(map[bool]string{true: "own PID namespace", false: "no PID namespace"}[pidNS], func(t *testing.T) {
+			vol := t.TempDir()
+			const text = "left dirty by a process the init leaves behind"
+			spec := busyboxSpec("sh", "-c", "/bin/mmapwrite /data/out '"+text+"' & "+
+				"while [ ! -e /data/out.ready ]; do sleep 0.1; done")
+			if !pidNS {
+				spec.Linux.Namespaces = slices.DeleteFunc(spec.Linux.Namespaces, func(ns specs.LinuxNamespace) bool {
+					return ns.Type == specs.PIDNamespace
+				})
+			}
+			spec.Mounts = append(spec.Mounts, specs.Mount{Destination: "/data", Type: "bind", Source: vol, Options: []string{"rbind", "rw"}})
+			writeSpec(t, bundle, spec)
+			if out, errOut, code := e.hull("run", "--bundle", bundle, "left"); code != 0 {
+				t.Fatalf("run: exit %d: %s %s", code, out, errOut)
+			}
+			got, err := os.ReadFile(filepath.Join(vol, "out"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if string(got) != text {
+				t.Fatalf("host file holds %q, want %q: the VM ended with the guest's dirty pages", got, text)
+			}
+		})
 	}
 }

@@ -9,7 +9,12 @@ package agent
 // Level 2: DestroySandbox answers only after the guest has flushed what it
 // holds for the host's files (the host then ends the VM at once), and
 // StartContainer only once the container's program runs.
-const APIVersion = 2
+//
+// Level 3: CreateContainer may carry the sandbox's set-up (sandbox) and
+// the start of the process (start), and WaitProcess a flush (sync). An
+// agent of level 2 would drop those fields unread, leaving a container
+// that never starts.
+const APIVersion = 3
 
 // SerialPortName is the name of the virtio-serial port that carries the API;
 // the guest finds the port by this name under /sys/class/virtio-ports.

@@ -565,6 +565,27 @@ func TestContainerEndToEnd(t *testing.T) {
 		}
 	})
 
+	// hull-init words errno as Go does (callers match the words), also
+	// where its C library's own text differs (musl: "Symbolic link loop").
+	t.Run("errno words", func(t *testing.T) {
+		must(t, os.Symlink("looping", filepath.Join(e.rootfs, "looping")))
+		defer os.Remove(filepath.Join(e.rootfs, "looping"))
+		spec := e.specWith("loop", func(s *specs.Spec) {
+			s.Mounts = append(s.Mounts, specs.Mount{Destination: "/looping/x", Type: "tmpfs", Source: "tmpfs"})
+		}, "true")
+		_, err := c.CreateContainer(ctx, &api.CreateContainerRequest{ContainerId: "loop", Spec: spec, Start: true})
+		if err == nil {
+			e.remove("loop", true)
+			t.Fatal("a mount below a symlink loop was made")
+		}
+		if !strings.Contains(err.Error(), "too many levels of symbolic links") {
+			t.Errorf("error %q does not say %q", err, "too many levels of symbolic links")
+		}
+		if _, err := c.StartContainer(ctx, &api.StartContainerRequest{ContainerId: "loop"}); status.Code(err) != codes.NotFound {
+			t.Errorf("the container whose start failed is still there: %v", err)
+		}
+	})
+
 	e.remove("box", true)
 	if _, err := c.ListProcesses(ctx, &api.ListProcessesRequest{ContainerId: "box"}); status.Code(err) != codes.NotFound {
 		t.Errorf("ListProcesses after remove: %v", err)

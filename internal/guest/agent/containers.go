@@ -49,8 +49,12 @@ func (s *Service) CreateContainer(ctx context.Context, r *api.CreateContainerReq
 	}
 	if r.Start {
 		if err := e.Start(r.ContainerId); err != nil {
-			// Created, not started: the host's next call is its removal.
-			return nil, toStatus(fmt.Errorf("container %s created but not started: %w", r.ContainerId, err))
+			// Nothing of a call that failed stays: the container goes.
+			err = fmt.Errorf("container %s created but not started: %w", r.ContainerId, err)
+			if rerr := e.Remove(ctx, r.ContainerId, true); rerr != nil {
+				err = fmt.Errorf("%w (and removing it: %v)", err, rerr)
+			}
+			return nil, toStatus(err)
 		}
 	}
 	return &api.CreateContainerResponse{Pid: uint32(pid)}, nil

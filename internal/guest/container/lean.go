@@ -72,8 +72,8 @@ func initError(msg []byte) error {
 }
 
 // startLean starts the init of container id with hull-init: the clone
-// makes the namespaces, the agent puts the init in the container's cgroup
-// and sends the plan, and hull-init sets the container up and waits for
+// makes the namespaces and, on cgroup v2, puts the init in the container's
+// cgroup (else the agent moves it there), the agent sends the plan, and hull-init sets the container up and waits for
 // its start. The init's state goes where libcontainer keeps it, so that
 // libcontainer loads the container for everything after (exec, signals,
 // cgroup changes, removal).
@@ -114,18 +114,22 @@ func (e *Engine) startLean(id string, cfg *configs.Config, lpl *leanPlan, lp *li
 	syncR, syncW := pipes[1][0], pipes[1][1]
 	startR, startW := pipes[2][0], pipes[2][1]
 
-	cmd := &exec.Cmd{
-		Path:        e.cfg.InitPath,
-		Args:        []string{"hull-init"},
-		Dir:         "/",
-		ExtraFiles:  []*os.File{planR, syncW, startR},
-		SysProcAttr: &syscall.SysProcAttr{Cloneflags: lpl.cloneflags, Setsid: true},
+	newCmd := func() *exec.Cmd {
+		cmd := &exec.Cmd{
+			Path:        e.cfg.InitPath,
+			Args:        []string{"hull-init"},
+			Dir:         "/",
+			ExtraFiles:  []*os.File{planR, syncW, startR},
+			SysProcAttr: &syscall.SysProcAttr{Cloneflags: lpl.cloneflags, Setsid: true},
+		}
+		if lpl.console {
+			cmd.ExtraFiles = append(cmd.ExtraFiles, lp.ConsoleSocket)
+		} else {
+			cmd.Stdin, cmd.Stdout, cmd.Stderr = lp.Stdin, lp.Stdout, lp.Stderr
+		}
+		return cmd
 	}
-	if lpl.console {
-		cmd.ExtraFiles = append(cmd.ExtraFiles, lp.ConsoleSocket)
-	} else {
-		cmd.Stdin, cmd.Stdout, cmd.Stderr = lp.Stdin, lp.Stdout, lp.Stderr
-	}
+	cmd := newCmd()
 	mgr, err := manager.New(cfg.Cgroups)
 	if err != nil {
 		return nil, nil, nil, fmt.Errorf("cgroup: %w", err)
@@ -154,9 +158,18 @@ func (e *Engine) startLean(id string, cfg *configs.Config, lpl *leanPlan, lp *li
 	if r := e.cfg.Reaper; r != nil {
 		release, claim = r.Hold(), r.Claim
 	}
-	if err := cmd.Start(); err != nil {
+	err = cmd.Start()
+	if err != nil && joined && cloneIntoCgroupUnsupported(err) {
+		// clone3 refused (a seccomp profile that predates it, a kernel
+		// before 5.7): cloned as before, and moved into the cgroup below.
+		e.cfg.Log.WithError(err).Debug("cloning into the cgroup: moving the init instead")
+		joined = false
+		cmd = newCmd()
+		err = cmd.Start()
+	}
+	if err != nil {
 		release()
-		if joined {
+		if cgroups.IsCgroup2UnifiedMode() {
 			if derr := mgr.Destroy(); derr != nil {
 				e.cfg.Log.WithError(derr).WithField("container", id).Warn("removing the cgroup")
 			}
@@ -212,6 +225,14 @@ func (e *Engine) startLean(id string, cfg *configs.Config, lpl *leanPlan, lp *li
 	}
 	go p.wait(unclaim)
 	return p, &leanInit{start: startW, sync: syncR}, mgr.GetPaths(), nil
+}
+
+// cloneIntoCgroupUnsupported tells whether starting a process with
+// CLONE_INTO_CGROUP failed for want of clone3 or of the flag, rather than
+// for a reason that a plain clone would meet too.
+func cloneIntoCgroupUnsupported(err error) bool {
+	return errors.Is(err, unix.ENOSYS) || errors.Is(err, unix.EPERM) ||
+		errors.Is(err, unix.EINVAL) || errors.Is(err, unix.EOPNOTSUPP)
 }
 
 // leanState returns the loader of libcontainer's handle of a container

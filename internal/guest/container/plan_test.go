@@ -3,6 +3,7 @@ package container
 import (
 	"bytes"
 	"errors"
+	"os"
 	"slices"
 	"testing"
 
@@ -213,5 +214,24 @@ func TestBuildPlanSharedRoot(t *testing.T) {
 	}
 	if root := fields[slices.Index(names, "rootfs")]; root[2] != "262144" { // MS_PRIVATE
 		t.Errorf("rootfs step %q: its parent must become private", root)
+	}
+}
+
+// A clone3 that the kernel or a seccomp profile refuses falls back to a
+// plain clone and a move into the cgroup; other failures do not.
+func TestCloneIntoCgroupUnsupported(t *testing.T) {
+	for _, c := range []struct {
+		err  error
+		want bool
+	}{
+		{&os.SyscallError{Syscall: "clone3", Err: unix.ENOSYS}, true},
+		{&os.SyscallError{Syscall: "clone3", Err: unix.EPERM}, true},
+		{&os.SyscallError{Syscall: "clone3", Err: unix.EINVAL}, true},
+		{&os.PathError{Op: "fork/exec", Path: "/init", Err: unix.ENOENT}, false},
+		{&os.SyscallError{Syscall: "clone3", Err: unix.ENOMEM}, false},
+	} {
+		if got := cloneIntoCgroupUnsupported(c.err); got != c.want {
+			t.Errorf("%v: %v, want %v", c.err, got, c.want)
+		}
 	}
 }
