@@ -137,26 +137,35 @@ func (c *Client) Signal(ctx context.Context, id, execID string, sig uint32, all 
 // as long as they like), for a process to exit with all its output
 // written, and returns its exit status.
 func (c *Client) Wait(ctx context.Context, id, execID string) (int32, time.Time, error) {
-	status, at, _, err := c.wait(ctx, &agent.WaitProcessRequest{ContainerId: id, ExecId: execID})
-	return status, at, err
+	e, err := c.WaitExit(ctx, id, execID, false)
+	return e.Status, e.At, err
 }
 
-// WaitAndSync waits as Wait does, and has the guest flush its unwritten
-// pages before it answers: for the last process of a VM about to end.
-// synced says the agent did.
-func (c *Client) WaitAndSync(ctx context.Context, id, execID string) (status int32, at time.Time, synced bool, err error) {
-	return c.wait(ctx, &agent.WaitProcessRequest{ContainerId: id, ExecId: execID, Sync: true})
+// Exit is a process's end as the agent reports it.
+type Exit struct {
+	// Status is the code, or 128+signal; -1 when unknown.
+	Status int32
+	At     time.Time
+	// Synced says the guest flushed its unwritten pages before it
+	// answered (asked with sync).
+	Synced bool
+	// OOMKilled, for a container's init, says that the OOM killer killed
+	// processes of the container.
+	OOMKilled bool
 }
 
-func (c *Client) wait(ctx context.Context, req *agent.WaitProcessRequest) (int32, time.Time, bool, error) {
-	r, err := c.api.WaitProcess(ctx, req)
+// WaitExit waits for a process's exit. With sync the guest flushes its
+// unwritten pages before it answers: for the last process of a VM about
+// to end.
+func (c *Client) WaitExit(ctx context.Context, id, execID string, sync bool) (Exit, error) {
+	r, err := c.api.WaitProcess(ctx, &agent.WaitProcessRequest{ContainerId: id, ExecId: execID, Sync: sync})
 	if err != nil {
-		return -1, time.Time{}, false, native("wait process", err)
+		return Exit{Status: -1}, native("wait process", err)
 	}
 	if r.ExitStatus < 0 || r.ExitStatus > 255 {
-		return -1, time.Time{}, false, fmt.Errorf("agent wait process: exit status %d: %w", r.ExitStatus, errdefs.ErrOutOfRange)
+		return Exit{Status: -1}, fmt.Errorf("agent wait process: exit status %d: %w", r.ExitStatus, errdefs.ErrOutOfRange)
 	}
-	return r.ExitStatus, time.Unix(0, r.ExitedAtUnixNano), r.Synced, nil
+	return Exit{Status: r.ExitStatus, At: time.Unix(0, r.ExitedAtUnixNano), Synced: r.Synced, OOMKilled: r.OomKilled}, nil
 }
 
 // ResizePty sets the terminal size of a process.

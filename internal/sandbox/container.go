@@ -59,6 +59,8 @@ type Process struct {
 	output sync.WaitGroup
 	// moved tells whether the output copies still move (Wait's grace).
 	moved outputProgress
+	// oomKilled is what Wait learnt of the container's OOM kills.
+	oomKilled atomic.Bool
 }
 
 // outputProgress is what the output copies of a process report: when a
@@ -274,12 +276,17 @@ const outputGrace = 10 * time.Second
 // Wait waits for the process to exit and for all its output to reach the
 // host's writers, and returns its exit status (128+n for signal n).
 func (p *Process) Wait(ctx context.Context) (int32, error) {
-	status, _, err := p.sb.agent.Wait(ctx, p.cid, p.execID)
+	e, err := p.sb.agent.WaitExit(ctx, p.cid, p.execID, false)
 	if err != nil {
 		return -1, err
 	}
-	return p.drain(status)
+	p.oomKilled.Store(e.OOMKilled)
+	return p.drain(e.Status)
 }
+
+// OOMKilled says, once Wait has returned for a container's init, that the
+// OOM killer killed processes of the container.
+func (p *Process) OOMKilled() bool { return p.oomKilled.Load() }
 
 // WaitLast waits as Wait does for a process whose exit ends every process
 // of the VM, and the VM with them (the init of its only container, in a
@@ -287,14 +294,15 @@ func (p *Process) Wait(ctx context.Context) (int32, error) {
 // it answers, so that Sandbox.Shutdown can end the VM without asking the
 // guest again.
 func (p *Process) WaitLast(ctx context.Context) (int32, error) {
-	status, _, synced, err := p.sb.agent.WaitAndSync(ctx, p.cid, p.execID)
+	e, err := p.sb.agent.WaitExit(ctx, p.cid, p.execID, true)
 	if err != nil {
 		return -1, err
 	}
-	if synced {
+	if e.Synced {
 		p.sb.guestSynced.Store(true)
 	}
-	return p.drain(status)
+	p.oomKilled.Store(e.OOMKilled)
+	return p.drain(e.Status)
 }
 
 // drain returns status once the process's output has all arrived.

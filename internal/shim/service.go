@@ -379,6 +379,12 @@ func (s *service) waitExit(c *container, p *process) {
 	if status < 0 {
 		code = lostExitStatus
 	}
+	if p.execID == "" && g.OOMKilled() {
+		// Before the exit: containerd deletes the task at its exit, and
+		// drops an OOM event that comes later (the guest's own may: the
+		// kernel defers its notices of a killed init).
+		s.send(runtime.TaskOOMEventTopic, &eventstypes.TaskOOM{ContainerID: c.id})
+	}
 	s.exited(c, p, code, time.Now())
 }
 

@@ -1339,7 +1339,11 @@ type WaitProcessResponse struct {
 	ExitStatus       int32 `protobuf:"varint,1,opt,name=exit_status,json=exitStatus,proto3" json:"exit_status,omitempty"`
 	ExitedAtUnixNano int64 `protobuf:"varint,2,opt,name=exited_at_unix_nano,json=exitedAtUnixNano,proto3" json:"exited_at_unix_nano,omitempty"`
 	// The guest flushed its unwritten pages after the exit (sync asked).
-	Synced        bool `protobuf:"varint,3,opt,name=synced,proto3" json:"synced,omitempty"`
+	Synced bool `protobuf:"varint,3,opt,name=synced,proto3" json:"synced,omitempty"`
+	// For a container's init: the OOM killer killed processes of the
+	// container. The host reports it before the exit, which an OOM event
+	// of its own could arrive after.
+	OomKilled     bool `protobuf:"varint,4,opt,name=oom_killed,json=oomKilled,proto3" json:"oom_killed,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1391,6 +1395,13 @@ func (x *WaitProcessResponse) GetExitedAtUnixNano() int64 {
 func (x *WaitProcessResponse) GetSynced() bool {
 	if x != nil {
 		return x.Synced
+	}
+	return false
+}
+
+func (x *WaitProcessResponse) GetOomKilled() bool {
+	if x != nil {
+		return x.OomKilled
 	}
 	return false
 }
@@ -2777,12 +2788,14 @@ const file_agent_v1_agent_proto_rawDesc = "" +
 	"\x12WaitProcessRequest\x12!\n" +
 	"\fcontainer_id\x18\x01 \x01(\tR\vcontainerId\x12\x17\n" +
 	"\aexec_id\x18\x02 \x01(\tR\x06execId\x12\x12\n" +
-	"\x04sync\x18\x03 \x01(\bR\x04sync\"}\n" +
+	"\x04sync\x18\x03 \x01(\bR\x04sync\"\x9c\x01\n" +
 	"\x13WaitProcessResponse\x12\x1f\n" +
 	"\vexit_status\x18\x01 \x01(\x05R\n" +
 	"exitStatus\x12-\n" +
 	"\x13exited_at_unix_nano\x18\x02 \x01(\x03R\x10exitedAtUnixNano\x12\x16\n" +
-	"\x06synced\x18\x03 \x01(\bR\x06synced\"|\n" +
+	"\x06synced\x18\x03 \x01(\bR\x06synced\x12\x1d\n" +
+	"\n" +
+	"oom_killed\x18\x04 \x01(\bR\toomKilled\"|\n" +
 	"\x10ResizePtyRequest\x12!\n" +
 	"\fcontainer_id\x18\x01 \x01(\tR\vcontainerId\x12\x17\n" +
 	"\aexec_id\x18\x02 \x01(\tR\x06execId\x12\x14\n" +

@@ -110,7 +110,7 @@ func (s *Service) WaitProcess(ctx context.Context, r *api.WaitProcessRequest) (*
 	if r.Sync {
 		syncUnwritten(readUnwritten, unix.Sync)
 	}
-	return &api.WaitProcessResponse{ExitStatus: int32(st.Status), ExitedAtUnixNano: st.At.UnixNano(), Synced: r.Sync}, nil
+	return &api.WaitProcessResponse{ExitStatus: int32(st.Status), ExitedAtUnixNano: st.At.UnixNano(), Synced: r.Sync, OomKilled: st.OOMKilled}, nil
 }
 
 // ResizePty sets a process's terminal size.

@@ -600,7 +600,20 @@ func (e *Engine) Wait(ctx context.Context, id, execID string) (ExitStatus, error
 	if err != nil {
 		return ExitStatus{}, err
 	}
-	return p.Wait(ctx)
+	st, err := p.Wait(ctx)
+	if err == nil && execID == "" {
+		c.mu.Lock()
+		w := c.oom
+		c.mu.Unlock()
+		if w != nil {
+			// With the exit, whether the container met the OOM killer:
+			// the host tells its caller so before the exit (containerd
+			// removes the task at its exit, and an OOM event after that
+			// is lost).
+			st.OOMKilled = w.check()
+		}
+	}
+	return st, err
 }
 
 // Resize sets the window size of a process's terminal.
@@ -725,9 +738,12 @@ func (e *Engine) Remove(ctx context.Context, id string, force bool) (retErr erro
 			return fmt.Errorf("container %q: waiting for pid %d: %w", id, p.pid, err)
 		}
 	}
-	if c.oom != nil {
-		c.oom.stop()
-		c.oom = nil
+	c.mu.Lock()
+	w := c.oom
+	c.oom = nil
+	c.mu.Unlock()
+	if w != nil {
+		w.stop()
 	}
 	if err := c.handle().Destroy(); err != nil {
 		return fmt.Errorf("destroying container %q: %w", id, err)

@@ -90,6 +90,43 @@ type oomWatch struct {
 	done chan struct{}
 	// evFile is v1's memory.oom_control, registered with the eventfd.
 	evFile *os.File
+
+	// With v2: the cgroup, and the kills counted and told so far.
+	dir    string
+	notify func()
+	mu     sync.Mutex
+	last   uint64 // guarded by mu
+	killed bool   // guarded by mu: a kill was told
+}
+
+// check reads the kill counter (v2) and tells of kills not told yet. The
+// kernel rate-limits its notices of memory.events (one per 10 ms, the
+// others deferred): an init killed at once may be reaped before the
+// notice comes, so its exit checks too. It reports whether the cgroup saw
+// a kill since the watch began.
+func (w *oomWatch) check() bool {
+	if w.dir != "" {
+		if ev, err := readMemoryEvents(w.dir, true); err == nil {
+			w.grew(ev.OOMKill)
+		}
+	}
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.killed
+}
+
+// grew takes a new reading of the kill counter, which only grows, and
+// tells of it once per increase, however large.
+func (w *oomWatch) grew(n uint64) {
+	w.mu.Lock()
+	tell := n > w.last
+	if tell {
+		w.last, w.killed = n, true
+	}
+	w.mu.Unlock()
+	if tell {
+		w.notify()
+	}
 }
 
 // watchOOM calls notify each time the OOM killer kills processes in the
@@ -135,8 +172,7 @@ func watchOOMv2(dir string, notify func(), log *logrus.Entry) (*oomWatch, error)
 		f.Close()
 		return nil, err
 	}
-	last := ev.OOMKill
-	w := &oomWatch{f: f, done: make(chan struct{})}
+	w := &oomWatch{f: f, done: make(chan struct{}), dir: dir, notify: notify, last: ev.OOMKill}
 	go func() {
 		defer close(w.done)
 		buf := make([]byte, 4096)
@@ -155,11 +191,7 @@ func watchOOMv2(dir string, notify func(), log *logrus.Entry) (*oomWatch, error)
 				log.WithError(err).Debug("OOM watch: reading memory.events")
 				continue
 			}
-			// The counter only grows.
-			if ev.OOMKill > last {
-				last = ev.OOMKill
-				notify()
-			}
+			w.grew(ev.OOMKill)
 		}
 	}()
 	return w, nil
@@ -183,7 +215,7 @@ func watchOOMv1(dir string, notify func(), log *logrus.Entry) (*oomWatch, error)
 		evFile.Close()
 		return nil, err
 	}
-	w := &oomWatch{f: f, evFile: evFile, done: make(chan struct{})}
+	w := &oomWatch{f: f, evFile: evFile, done: make(chan struct{}), notify: notify}
 	go func() {
 		defer close(w.done)
 		buf := make([]byte, 8)
@@ -198,6 +230,9 @@ func watchOOMv1(dir string, notify func(), log *logrus.Entry) (*oomWatch, error)
 			if _, err := os.Lstat(control); err != nil {
 				continue
 			}
+			w.mu.Lock()
+			w.killed = true
+			w.mu.Unlock()
 			notify()
 		}
 	}()

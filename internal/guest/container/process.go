@@ -47,6 +47,9 @@ type ExitStatus struct {
 	// Status is the code, or 128+signal.
 	Status int
 	At     time.Time
+	// OOMKilled, for a container's init, says that the OOM killer killed
+	// processes of the container.
+	OOMKilled bool
 }
 
 // Pid is the process's pid in the guest.
