@@ -63,6 +63,10 @@ func deleteContainer(store *state.Store, id string, force bool) error {
 		// signal); what they leave is cleaned below.
 		killAndWait(st.Supervisor, st.SupervisorStart)
 	}
+	// The spec the container was created from, kept in its state: the
+	// bundle may have changed or gone since (a state written before hull
+	// kept it has only the bundle).
+	spec, specErr := oci.LoadBundle(store.Dir(id))
 	if err := forceCleanup(store, st); errdefs.IsNotFound(err) && force {
 		// Another delete was first; the hooks were its to run.
 		return nil
@@ -76,7 +80,10 @@ func deleteContainer(store *state.Store, id string, force bool) error {
 	if st.Bundle == "" {
 		return nil
 	}
-	if spec, err := oci.LoadBundle(st.Bundle); err == nil {
+	if specErr != nil {
+		spec, specErr = oci.LoadBundle(st.Bundle)
+	}
+	if specErr == nil {
 		// A supervisor that was killed left its host cgroup.
 		if err := hostcgroup.Remove(spec); err != nil {
 			log.G(commandContext()).WithError(err).Warn("host cgroup")

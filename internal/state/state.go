@@ -37,6 +37,11 @@ const (
 	lockFile  = "lock"
 	// SocketFile is the supervisor's control socket.
 	SocketFile = "supervisor.sock"
+	// SpecFile is the container's spec as it was created: delete runs the
+	// poststop hooks and finds the host cgroup from it, as runc does from
+	// the config it keeps, not from a bundle that may have changed or gone
+	// since. It is read with oci.LoadBundle(Store.Dir(id)).
+	SpecFile = "config.json"
 )
 
 // State is what hull remembers of a container.
@@ -218,6 +223,20 @@ func (h *Handle) Save(st *State) error {
 	if err != nil {
 		return err
 	}
+	return h.write(stateFile, b)
+}
+
+// SaveSpec keeps the spec the container was created from (SpecFile).
+func (h *Handle) SaveSpec(spec any) error {
+	b, err := json.Marshal(spec)
+	if err != nil {
+		return err
+	}
+	return h.write(SpecFile, b)
+}
+
+// write replaces the file name in the container's directory atomically.
+func (h *Handle) write(name string, b []byte) error {
 	tmp, err := os.CreateTemp(h.Dir(), ".state-*")
 	if err != nil {
 		return err
@@ -231,7 +250,7 @@ func (h *Handle) Save(st *State) error {
 		os.Remove(tmp.Name())
 		return err
 	}
-	return os.Rename(tmp.Name(), filepath.Join(h.Dir(), stateFile))
+	return os.Rename(tmp.Name(), filepath.Join(h.Dir(), name))
 }
 
 // Unlock releases the lock.
@@ -243,6 +262,7 @@ func (h *Handle) Unlock() { h.lock.Close() }
 func (h *Handle) Remove() error {
 	dir := h.Dir()
 	_ = os.Remove(filepath.Join(dir, SocketFile))
+	_ = os.Remove(filepath.Join(dir, SpecFile))
 	for _, sub := range []string{"vm", "shared"} {
 		if err := os.Remove(filepath.Join(dir, sub)); err != nil && !errors.Is(err, os.ErrNotExist) {
 			return fmt.Errorf("container %s: %w", h.id, err)

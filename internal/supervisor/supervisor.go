@@ -189,6 +189,9 @@ func (s *supervisor) create(ctx context.Context) (retErr error) {
 	if err := h.Save(&s.st); err != nil {
 		return err
 	}
+	if err := h.SaveSpec(s.opts.Spec); err != nil {
+		return fmt.Errorf("keeping the spec: %w", err)
+	}
 	if s.opts.ConsoleSocket != "" {
 		if err := s.openTerminal(ctx); err != nil {
 			return err

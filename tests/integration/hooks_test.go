@@ -46,6 +46,11 @@ func TestHooks(t *testing.T) {
 	for e.state("hooked")["status"] != "stopped" && time.Now().Before(deadline) {
 		time.Sleep(100 * time.Millisecond)
 	}
+	// delete runs the poststop hooks of the spec the container was
+	// created from, as runc does, not those of the bundle as it is now.
+	changed := busyboxSpec("sleep", "1000")
+	changed.Hooks = &specs.Hooks{Poststop: []specs.Hook{hook("changed-bundle")}}
+	writeSpec(t, bundle, changed)
 	if _, errOut, code := e.hull("delete", "hooked"); code != 0 {
 		t.Fatalf("delete: %s", errOut)
 	}
