@@ -56,7 +56,8 @@ func PrepareContainer(shared *Shared, id, bundle string, spec *specs.Spec) (_ *C
 	guest.Root = &guestRoot
 	guestDir := filepath.Join(agent.SharedMountPoint, id)
 
-	if err := makeMountpoints(rootfs, bundle, spec.Mounts); err != nil {
+	made, err := makeMountpoints(rootfs, bundle, spec.Mounts)
+	if err != nil {
 		return nil, nil, err
 	}
 	rootRO := roNone
@@ -73,6 +74,14 @@ func PrepareContainer(shared *Shared, id, bundle string, spec *specs.Spec) (_ *C
 	split := 0
 	for i, m := range spec.Mounts {
 		if !isBind(m) {
+			if m.Type == "tmpfs" && made[i] && !slices.ContainsFunc(m.Options, func(o string) bool { return strings.HasPrefix(o, "mode=") }) {
+				// The guest gives a tmpfs the mode of the directory it
+				// mounts on, as runc does when the image has that
+				// directory; one made here for it stands for none, and
+				// runc's tmpfs then keeps tmpfs's own 1777 (a non-root
+				// process can write to `podman --tmpfs /scratch`).
+				m.Options = append(slices.Clone(m.Options), "mode=1777")
+			}
 			guest.Mounts = append(guest.Mounts, m)
 			continue
 		}
@@ -245,13 +254,15 @@ func submountOptions(opts []string) []string {
 // an absolute link is the container's path (Debian's /var/run -> /run,
 // which Kubernetes' service-account mount goes through) and ".." stops at
 // the rootfs, so nothing outside it is ever created, whatever the image's
-// links say.
-func makeMountpoints(rootfs, bundle string, mounts []specs.Mount) error {
+// links say. It returns the indexes of the mounts whose destination it
+// made.
+func makeMountpoints(rootfs, bundle string, mounts []specs.Mount) (map[int]bool, error) {
 	root, err := os.OpenFile(rootfs, unix.O_PATH|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
 	if err != nil {
-		return fmt.Errorf("rootfs: %w", err)
+		return nil, fmt.Errorf("rootfs: %w", err)
 	}
 	defer root.Close()
+	made := map[int]bool{}
 	for i, m := range mounts {
 		dest := strings.TrimPrefix(filepath.Clean(m.Destination), "/")
 		if dest == "" || dest == "." {
@@ -264,7 +275,7 @@ func makeMountpoints(rootfs, bundle string, mounts []specs.Mount) error {
 			f.Close()
 			continue
 		} else if !errors.Is(err, os.ErrNotExist) {
-			return bad(err)
+			return nil, bad(err)
 		}
 		// A file bind-mounted needs a file to mount on.
 		file := false
@@ -279,7 +290,7 @@ func makeMountpoints(rootfs, bundle string, mounts []specs.Mount) error {
 		}
 		dir, err := pathrs.MkdirAllHandle(root, filepath.Dir(dest), 0o755)
 		if err != nil {
-			return bad(err)
+			return nil, bad(err)
 		}
 		base := filepath.Base(dest)
 		if file {
@@ -289,15 +300,17 @@ func makeMountpoints(rootfs, bundle string, mounts []specs.Mount) error {
 				unix.Close(fd)
 			} else if !errors.Is(err, unix.EEXIST) {
 				dir.Close()
-				return bad(err)
+				return nil, bad(err)
 			}
-		} else if err := unix.Mkdirat(int(dir.Fd()), base, 0o755); err != nil && !errors.Is(err, unix.EEXIST) {
+		} else if err := unix.Mkdirat(int(dir.Fd()), base, 0o755); err == nil {
+			made[i] = true
+		} else if !errors.Is(err, unix.EEXIST) {
 			dir.Close()
-			return bad(err)
+			return nil, bad(err)
 		}
 		dir.Close()
 	}
-	return nil
+	return made, nil
 }
 
 // bindFlags are the options a bind mount can take: mount flags and

@@ -11,6 +11,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	specs "github.com/opencontainers/runtime-spec/specs-go"
 )
 
 // waitStatus polls `state` until the container has status, or fails.
@@ -330,4 +332,27 @@ func TestCLIExecSignalsAndStdin(t *testing.T) {
 	if _, errOut, code := e.hull("delete", "--force", "x"); code != 0 {
 		t.Fatalf("delete: %s", errOut)
 	}
+}
+
+// A tmpfs takes the mode of the image's directory it is mounted on, as
+// runc's does; on a destination the image lacks it keeps tmpfs's own 1777,
+// so that a non-root process can write to it (`podman --tmpfs /scratch`).
+func TestCLITmpfsModes(t *testing.T) {
+	e := newCLIEnv(t)
+	bundle := busyboxBundle(t)
+	if err := os.Mkdir(filepath.Join(bundle, "rootfs", "m700"), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	spec := busyboxSpec("sh", "-c", "stat -c '%n %a' /fresh /m700 /set; touch /fresh/x && echo written")
+	spec.Process.User = specs.User{UID: 1000, GID: 1000}
+	spec.Mounts = append(spec.Mounts,
+		specs.Mount{Destination: "/fresh", Type: "tmpfs", Source: "tmpfs", Options: []string{"nosuid"}},
+		specs.Mount{Destination: "/m700", Type: "tmpfs", Source: "tmpfs"},
+		specs.Mount{Destination: "/set", Type: "tmpfs", Source: "tmpfs", Options: []string{"mode=750"}})
+	writeSpec(t, bundle, spec)
+	out, errOut, code := e.hull("run", "--bundle", bundle, "tmpfsmodes")
+	if want := "/fresh 1777\n/m700 700\n/set 750\nwritten\n"; code != 0 || out != want {
+		t.Errorf("exit %d, stdout %q (want %q), stderr %q", code, out, want, errOut)
+	}
+	e.assertClean()
 }
