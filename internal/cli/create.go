@@ -84,6 +84,9 @@ func spawnSupervisor(c *cli.Context, consoleSocket string, start bool) (_ *exec.
 	if c.Int("preserve-fds") > 0 {
 		return nil, false, fmt.Errorf("--preserve-fds: file descriptors cannot be passed into a VM: %w", errdefs.ErrNotImplemented)
 	}
+	if n := socketActivation(); n > 0 {
+		return nil, false, fmt.Errorf("socket activation (LISTEN_FDS=%d for this process): file descriptors cannot be passed into a VM: %w", n, errdefs.ErrNotImplemented)
+	}
 	cfg, err := loadConfig(c)
 	if err != nil {
 		return nil, false, err
@@ -234,4 +237,21 @@ func writePidFile(path string, pid int) error {
 
 func controlContext() (context.Context, context.CancelFunc) {
 	return context.WithCancel(commandContext())
+}
+
+// socketActivation returns how many sockets systemd's socket activation
+// hands this process: LISTEN_FDS, when LISTEN_PID names this process, as
+// runc reads them (go-systemd's activation.Files) and passes them to the
+// container. A VM cannot take them, and dropping them without a word
+// would leave the service with no socket to serve.
+func socketActivation() int {
+	pid, err := strconv.Atoi(os.Getenv("LISTEN_PID"))
+	if err != nil || pid != os.Getpid() {
+		return 0
+	}
+	n, err := strconv.Atoi(os.Getenv("LISTEN_FDS"))
+	if err != nil || n < 0 {
+		return 0
+	}
+	return n
 }

@@ -45,123 +45,138 @@ var execCommand = cli.Command{
 		cli.StringFlag{Name: "process-label", Usage: "SELinux label of the process (applied in the guest, as process.selinuxLabel)"},
 		cli.IntFlag{Name: "preserve-fds", Usage: "not supported: file descriptors cannot cross into the VM"},
 		cli.StringFlag{Name: "cgroup", Usage: "not supported: an exec runs in the container's cgroup in the guest"},
-		cli.BoolFlag{Name: "ignore-paused", Usage: "exec in a paused container (the process starts frozen with it)"},
+		cli.BoolFlag{Name: "ignore-paused", Usage: "accepted for runc compatibility; an exec into a paused container is refused all the same, as its start would freeze"},
 	},
 	SkipArgReorder: true,
 	Action: func(c *cli.Context) error {
-		store, id, st, err := readContainer(c)
-		if err != nil {
-			return err
+		err := execAction(c)
+		var status exitCoder
+		if err != nil && !errors.As(err, &status) {
+			// As runc's exec: its own failures exit 255, so that a caller
+			// tells them from the process's status.
+			return cli.NewExitError(err.Error(), 255)
 		}
-		switch {
-		case st.Status == state.Paused && !c.Bool("ignore-paused"):
-			return fmt.Errorf("cannot exec in a paused container (use --ignore-paused to override): %w", errdefs.ErrFailedPrecondition)
-		case st.Status != state.Running && st.Status != state.Paused:
-			return fmt.Errorf("cannot exec in a container that is %s: %w", st.Status, errdefs.ErrFailedPrecondition)
-		}
-		p, err := execProcess(c, st.Bundle)
-		if err != nil {
-			return err
-		}
-		standin := standinFD()
-		detached := c.Bool("detach") || standin > 0
-		if c.Bool("detach") && standin == 0 {
-			if p.Terminal {
-				if _, err := checkConsoleSocket(true, c.String("console-socket")); err != nil {
-					return err
-				}
-			}
-			return detachExec(c)
-		}
-		report := func(error) {}
-		if standin > 0 {
-			ready := os.NewFile(uintptr(standin), "ready")
-			report = func(err error) {
-				if err != nil {
-					fmt.Fprintf(ready, "%v\n", err)
-				} else {
-					fmt.Fprintln(ready, "ok")
-				}
-				ready.Close()
-				report = func(error) {}
-			}
-		}
-		var b [6]byte
-		rand.Read(b[:])
-		req := supervisor.Request{ExecID: "exec-" + hex.EncodeToString(b[:]), Process: p}
-		var files []*os.File
+		return err
+	},
+}
+
+func execAction(c *cli.Context) error {
+	store, id, st, err := readContainer(c)
+	if err != nil {
+		return err
+	}
+	switch {
+	case st.Status == state.Paused && !c.Bool("ignore-paused"):
+		return fmt.Errorf("cannot exec in a paused container (use --ignore-paused to override): %w", errdefs.ErrFailedPrecondition)
+	case st.Status == state.Paused:
+		// runc's exec then starts a process that freezes as it joins
+		// the cgroup, and waits on it for ever.
+		return fmt.Errorf("cannot exec in a paused container, even with --ignore-paused: the process would freeze before it started; resume the container first: %w", errdefs.ErrFailedPrecondition)
+	case st.Status != state.Running:
+		return fmt.Errorf("cannot exec in a container that is %s: %w", st.Status, errdefs.ErrFailedPrecondition)
+	}
+	p, err := execProcess(c, st.Bundle)
+	if err != nil {
+		return err
+	}
+	standin := standinFD()
+	detached := c.Bool("detach") || standin > 0
+	if c.Bool("detach") && standin == 0 {
 		if p.Terminal {
-			// The terminal's master goes to the console socket, or, in
-			// the foreground without one, to this command, which gives
-			// the process the caller's terminal.
-			files = nil
-			socket := c.String("console-socket")
-			if socket == "" && !detached {
-				tty, err := newForegroundTTY()
-				if err != nil {
-					return err
-				}
-				defer tty.Close()
-				socket = tty.Path()
-				if p.ConsoleSize == nil {
-					// The process starts with the caller's size; later
-					// changes follow through the master.
-					if ws, err := console.Size(os.Stdin); err == nil && ws.Row > 0 && ws.Col > 0 {
-						p.ConsoleSize = &specs.Box{Height: uint(ws.Row), Width: uint(ws.Col)}
-					}
-				}
-			}
-			if req.ConsoleSocket, err = checkConsoleSocket(true, socket); err != nil {
+			if _, err := checkConsoleSocket(true, c.String("console-socket")); err != nil {
 				return err
 			}
-		} else {
-			if _, err := checkConsoleSocket(false, c.String("console-socket")); err != nil {
-				return err
+		}
+		return detachExec(c)
+	}
+	report := func(error) {}
+	if standin > 0 {
+		ready := os.NewFile(uintptr(standin), "ready")
+		report = func(err error) {
+			if err != nil {
+				fmt.Fprintf(ready, "%v\n", err)
+			} else {
+				fmt.Fprintln(ready, "ok")
 			}
-			// The process's stdin is a pipe this command feeds: the
-			// caller's own stdin is never handed to the supervisor,
-			// which would go on reading it (and swallow what the caller's
-			// shell reads next) after the process ended.
-			stdin, err := feedStdin()
+			ready.Close()
+			report = func(error) {}
+		}
+	}
+	var b [6]byte
+	rand.Read(b[:])
+	req := supervisor.Request{ExecID: "exec-" + hex.EncodeToString(b[:]), Process: p}
+	var files []*os.File
+	if p.Terminal {
+		// The terminal's master goes to the console socket, or, in
+		// the foreground without one, to this command, which gives
+		// the process the caller's terminal.
+		files = nil
+		socket := c.String("console-socket")
+		if socket == "" && !detached {
+			tty, err := newForegroundTTY()
 			if err != nil {
 				return err
 			}
-			defer stdin.Close()
-			files = []*os.File{stdin, os.Stdout, os.Stderr}
-		}
-		// Signals for this command are for the process it stands for, as
-		// runc's exec passes them on (to the stand-in's pid too, which
-		// conmon and containerd signal to stop an exec).
-		sigs := make(chan os.Signal, 16)
-		signal.Notify(sigs, supervisor.ForwardedSignals()...)
-		defer signal.Stop(sigs)
-		ctx, cancel := controlContext()
-		defer cancel()
-		status, err := supervisor.Exec(ctx, store.Dir(id), req, files, func(uint32) {
-			// This process stands for the exec'd one on the host: it exits
-			// with its status. The guest pid would mean nothing here.
-			if f := c.String("pid-file"); f != "" && standin == 0 {
-				if err := writePidFile(f, os.Getpid()); err != nil {
-					// As runc's exec: no pid file, no exec. Leaving ends
-					// the connection, and the supervisor kills the exec
-					// whose caller went.
-					fmt.Fprintf(os.Stderr, "hull: %v\n", err)
-					os.Exit(255)
+			defer tty.Close()
+			socket = tty.Path()
+			if p.ConsoleSize == nil {
+				// The process starts with the caller's size; later
+				// changes follow through the master.
+				if ws, err := console.Size(os.Stdin); err == nil && ws.Row > 0 && ws.Col > 0 {
+					p.ConsoleSize = &specs.Box{Height: uint(ws.Row), Width: uint(ws.Col)}
 				}
 			}
-			report(nil)
-			go forwardExecSignals(store.Dir(id), req.ExecID, sigs)
-		})
-		report(err)
+		}
+		if req.ConsoleSocket, err = checkConsoleSocket(true, socket); err != nil {
+			return err
+		}
+	} else {
+		if _, err := checkConsoleSocket(false, c.String("console-socket")); err != nil {
+			return err
+		}
+		// The process's stdin is a pipe this command feeds: the
+		// caller's own stdin is never handed to the supervisor,
+		// which would go on reading it (and swallow what the caller's
+		// shell reads next) after the process ended.
+		stdin, err := feedStdin()
 		if err != nil {
-			// As runc's exec when the process cannot be started.
-			return cli.NewExitError(err.Error(), 255)
+			return err
 		}
-		if status != 0 {
-			return cli.NewExitError("", status)
+		defer stdin.Close()
+		files = []*os.File{stdin, os.Stdout, os.Stderr}
+	}
+	// Signals for this command are for the process it stands for, as
+	// runc's exec passes them on (to the stand-in's pid too, which
+	// conmon and containerd signal to stop an exec).
+	sigs := make(chan os.Signal, 16)
+	signal.Notify(sigs, supervisor.ForwardedSignals()...)
+	defer signal.Stop(sigs)
+	ctx, cancel := controlContext()
+	defer cancel()
+	status, err := supervisor.Exec(ctx, store.Dir(id), req, files, func(uint32) {
+		// This process stands for the exec'd one on the host: it exits
+		// with its status. The guest pid would mean nothing here.
+		if f := c.String("pid-file"); f != "" && standin == 0 {
+			if err := writePidFile(f, os.Getpid()); err != nil {
+				// As runc's exec: no pid file, no exec. Leaving ends
+				// the connection, and the supervisor kills the exec
+				// whose caller went.
+				fmt.Fprintf(os.Stderr, "hull: %v\n", err)
+				os.Exit(255)
+			}
 		}
-		return nil
-	},
+		report(nil)
+		go forwardExecSignals(store.Dir(id), req.ExecID, sigs)
+	})
+	report(err)
+	if err != nil {
+		// As runc's exec when the process cannot be started.
+		return cli.NewExitError(err.Error(), 255)
+	}
+	if status != 0 {
+		return cli.NewExitError("", status)
+	}
+	return nil
 }
 
 // detachExec runs the exec in a stand-in process (this command without
@@ -263,8 +278,9 @@ func execProcess(c *cli.Context, bundle string) (*specs.Process, error) {
 		}
 		p.User.AdditionalGids = append(p.User.AdditionalGids, uint32(n))
 	}
-	if c.Bool("no-new-privs") {
-		p.NoNewPrivileges = true
+	if c.IsSet("no-new-privs") {
+		// --no-new-privs=false lifts the spec's, as with runc.
+		p.NoNewPrivileges = c.Bool("no-new-privs")
 	}
 	if a := c.String("apparmor"); a != "" {
 		p.ApparmorProfile = a

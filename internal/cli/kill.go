@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/containerd/errdefs"
 	"github.com/urfave/cli"
@@ -50,8 +51,36 @@ var killCommand = cli.Command{
 		}
 		ctx, cancel := controlContext()
 		defer cancel()
-		return supervisor.Call(ctx, store.Dir(id), supervisor.Request{Op: "kill", Signal: int(sig), All: c.Bool("all")})
+		if err := supervisor.Call(ctx, store.Dir(id), supervisor.Request{Op: "kill", Signal: int(sig), All: c.Bool("all")}); err != nil {
+			return err
+		}
+		if sig == unix.SIGKILL {
+			awaitStopped(store, id, st.Created, killSettleTimeout)
+		}
+		return nil
 	},
+}
+
+// killSettleTimeout bounds how long kill KILL waits for the container to
+// read as stopped.
+const killSettleTimeout = 2 * time.Second
+
+// awaitStopped waits, up to timeout, until the container created at
+// created reads as stopped (or is gone). runc's container is stopped the
+// moment SIGKILL lands, so `kill ID KILL; delete ID` works with it; here
+// the init's end travels from the guest to the supervisor first (some
+// 60 ms under TCG), and a delete in between would find it running. A
+// container that does not stop in time (frozen by a cgroup v1 freezer,
+// say) is left as it is: the signal was sent.
+func awaitStopped(store *state.Store, id string, created time.Time, timeout time.Duration) {
+	deadline := time.Now().Add(timeout)
+	for {
+		st, err := store.Read(id)
+		if err != nil || st.Status == state.Stopped || !st.Created.Equal(created) || time.Now().After(deadline) {
+			return
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
 }
 
 // parseSignal accepts what runc accepts: 9, KILL, SIGKILL, and 0 (no

@@ -89,11 +89,30 @@ func TestCLIRuncVerbsAndState(t *testing.T) {
 	if s := e.state("v"); s["status"] != "running" {
 		t.Fatalf("the refused calls changed the container: %v", s["status"])
 	}
+	// exec: --no-new-privs=false lifts the spec's; the runtime's own
+	// failures exit 255, as runc's exec's.
+	if out, errOut, code := e.hull("exec", "--no-new-privs=false", "v", "cat", "/proc/self/status"); code != 0 || !strings.Contains(out, "NoNewPrivs:\t0") {
+		t.Errorf("exec --no-new-privs=false: exit %d, %q, %s", code, out, errOut)
+	}
+	if out, _, code := e.hull("exec", "v", "cat", "/proc/self/status"); code != 0 || !strings.Contains(out, "NoNewPrivs:\t1") {
+		t.Errorf("exec: exit %d, %q; want the spec's no_new_privs", code, out)
+	}
+	if _, errOut, code := e.hull("exec", "nosuch", "true"); code != 255 || !strings.Contains(errOut, "nosuch") {
+		t.Errorf("exec into no container: exit %d, %q; want 255", code, errOut)
+	}
 
+	// kill KILL returns once the container reads as stopped, so that a
+	// delete right after it works, as with runc.
 	if _, errOut, code := e.hull("kill", "v", "KILL"); code != 0 {
 		t.Fatalf("kill: %s", errOut)
 	}
+	if s := e.state("v"); s["status"] != "stopped" {
+		t.Errorf("right after kill KILL: %v", s["status"])
+	}
 	e.waitStatus("v", "stopped")
+	if _, errOut, code := e.hull("exec", "v", "true"); code != 255 || !strings.Contains(errOut, "stopped") {
+		t.Errorf("exec into a stopped container: exit %d, %q; want 255", code, errOut)
+	}
 	if _, errOut, code := e.hull("kill", "v", "0"); code == 0 || !strings.Contains(errOut, "not running") {
 		t.Errorf("kill 0 of a stopped container: exit %d, %q", code, errOut)
 	}
@@ -200,8 +219,13 @@ func TestCLIPauseResumeUpdate(t *testing.T) {
 	if got := read(); got != frozen {
 		t.Errorf("the count moved from %q to %q while paused", frozen, got)
 	}
-	if _, errOut, code := e.hull("exec", "p", "true"); code == 0 || !strings.Contains(errOut, "--ignore-paused") {
+	if _, errOut, code := e.hull("exec", "p", "true"); code != 255 || !strings.Contains(errOut, "--ignore-paused") {
 		t.Errorf("exec into a paused container: exit %d, %q", code, errOut)
+	}
+	// runc's --ignore-paused starts a process that freezes at once and
+	// waits on it for ever: refused here, with the reason.
+	if _, errOut, code := e.hull("exec", "--ignore-paused", "p", "true"); code != 255 || !strings.Contains(errOut, "resume") {
+		t.Errorf("exec --ignore-paused into a paused container: exit %d, %q", code, errOut)
 	}
 	if _, errOut, code := e.hull("resume", "p"); code != 0 {
 		t.Fatalf("resume: %s", errOut)
@@ -353,6 +377,30 @@ func TestCLITmpfsModes(t *testing.T) {
 	out, errOut, code := e.hull("run", "--bundle", bundle, "tmpfsmodes")
 	if want := "/fresh 1777\n/m700 700\n/set 750\nwritten\n"; code != 0 || out != want {
 		t.Errorf("exit %d, stdout %q (want %q), stderr %q", code, out, want, errOut)
+	}
+	e.assertClean()
+}
+
+// Sockets handed over by systemd's socket activation (LISTEN_FDS for this
+// process) cannot go into a VM: create refuses them by name rather than
+// start a service with none, and leaves nothing behind.
+func TestCLISocketActivationRefused(t *testing.T) {
+	e := newCLIEnv(t)
+	bundle := busyboxBundle(t)
+	writeSpec(t, bundle, busyboxSpec("true"))
+	cmd := exec.Command("/bin/sh", "-c", `LISTEN_PID=$$ LISTEN_FDS=1 exec "$@" 3</dev/null`, "sh",
+		hullBin, "--root", e.root, "--config", e.config, "run", "--bundle", bundle, "activated")
+	out, err := cmd.CombinedOutput()
+	if err == nil || !strings.Contains(string(out), "LISTEN_FDS") {
+		t.Errorf("run with LISTEN_FDS: %v, %q; want a refusal that names it", err, out)
+	}
+	e.assertClean()
+	// LISTEN_PID of another process (an inherited environment) is not
+	// this one's: runc ignores it too.
+	cmd = exec.Command("/bin/sh", "-c", `LISTEN_PID=1 LISTEN_FDS=1 exec "$@"`, "sh",
+		hullBin, "--root", e.root, "--config", e.config, "run", "--bundle", bundle, "inherited")
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Errorf("run with another process's LISTEN_PID: %v, %q", err, out)
 	}
 	e.assertClean()
 }
