@@ -63,10 +63,16 @@ func netRequest(n *network.Network, req *agent.CreateSandboxRequest) {
 // namespace is already a new one with loopback only (no link is mirrored
 // without a path, and the agent listens on none): the container takes it,
 // which spares the guest kernel a namespace set up and torn down (35 to 65
-// ms of `hull run` under TCG). linux is not modified.
+// ms of `hull run` under TCG). Not a container with a user namespace of
+// its own: the kernel lets it mount sysfs only in a network namespace its
+// user namespace owns, so it gets a new one, as under runc. linux is not
+// modified.
 func guestNetworkNamespace(linux *specs.Linux, alone bool) *specs.Linux {
 	if linux == nil {
 		return nil
+	}
+	if slices.ContainsFunc(linux.Namespaces, func(ns specs.LinuxNamespace) bool { return ns.Type == specs.UserNamespace }) {
+		alone = false
 	}
 	i := slices.IndexFunc(linux.Namespaces, func(ns specs.LinuxNamespace) bool {
 		return ns.Type == specs.NetworkNamespace && (ns.Path != "" || alone)

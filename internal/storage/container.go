@@ -48,7 +48,8 @@ func PrepareContainer(shared *Shared, id, bundle string, spec *specs.Spec) (_ *C
 			c.Cleanup()
 		}
 	}()
-	if err := os.Mkdir(filepath.Join(shared.Backing, id), 0o700); err != nil {
+	// Searchable, as the share's root (NewShared).
+	if err := os.Mkdir(filepath.Join(shared.Backing, id), 0o711); err != nil {
 		return nil, nil, fmt.Errorf("container directory: %w", err)
 	}
 	guest := *spec

@@ -38,8 +38,16 @@ type Shared struct {
 // left mounted.
 func NewShared(dir string) (_ *Shared, retErr error) {
 	s := &Shared{Backing: filepath.Join(dir, "fs"), View: filepath.Join(dir, "view")}
+	// dir keeps the host's users out. What it holds is searchable, since
+	// the guest sees the backing directory's mode as the share's root,
+	// and the root of a container with a user namespace is not the
+	// guest's root.
 	for _, d := range []string{dir, s.Backing, s.View} {
-		if err := os.Mkdir(d, 0o700); err != nil && !errors.Is(err, os.ErrExist) {
+		mode := os.FileMode(0o711)
+		if d == dir {
+			mode = 0o700
+		}
+		if err := os.Mkdir(d, mode); err != nil && !errors.Is(err, os.ErrExist) {
 			return nil, fmt.Errorf("shared directory: %w", err)
 		}
 	}

@@ -404,3 +404,26 @@ func TestCLISocketActivationRefused(t *testing.T) {
 	}
 	e.assertClean()
 }
+
+// A container with a user namespace of its own, as `podman --uidmap` makes
+// it: mapped to host ids 100000 and up, with runc's default mounts (sysfs
+// needs a network namespace that the user namespace owns), and with the
+// identity mapping.
+func TestCLIUserNamespace(t *testing.T) {
+	e := newCLIEnv(t)
+	for _, host := range []uint32{100000, 0} {
+		bundle := busyboxBundle(t)
+		spec := busyboxSpec("sh", "-c", "id -u; cat /proc/self/uid_map; ls /sys/class/net; echo ok > /tmp/f && cat /tmp/f")
+		spec.Linux.Namespaces = append(spec.Linux.Namespaces, specs.LinuxNamespace{Type: specs.UserNamespace})
+		spec.Linux.UIDMappings = []specs.LinuxIDMapping{{ContainerID: 0, HostID: host, Size: 65536}}
+		spec.Linux.GIDMappings = []specs.LinuxIDMapping{{ContainerID: 0, HostID: host, Size: 65536}}
+		spec.Mounts = append(spec.Mounts, specs.Mount{Destination: "/tmp", Type: "tmpfs", Source: "tmpfs"})
+		writeSpec(t, bundle, spec)
+		out, errOut, code := e.hull("run", "--bundle", bundle, fmt.Sprintf("userns%d", host))
+		fields := strings.Fields(out)
+		if code != 0 || len(fields) < 5 || fields[0] != "0" || fields[1] != "0" || fields[2] != strconv.Itoa(int(host)) || !strings.Contains(out, "\nlo\n") || !strings.HasSuffix(out, "ok\n") {
+			t.Errorf("host id %d: exit %d, stdout %q, stderr %q", host, code, out, errOut)
+		}
+	}
+	e.assertClean()
+}

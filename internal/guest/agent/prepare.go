@@ -86,7 +86,9 @@ func mountShare(tag string) error {
 	if !names.Tag(tag) {
 		return fmt.Errorf("shared fs tag %q", tag)
 	}
-	if err := os.MkdirAll(api.SharedMountPoint, 0o700); err != nil {
+	// Searchable: the root of a container with a user namespace is not
+	// the guest's root, and its engine reaches the rootfs through here.
+	if err := os.MkdirAll(api.SharedMountPoint, 0o711); err != nil {
 		return fmt.Errorf("shared mount point: %w", err)
 	}
 	if err := unix.Mount(tag, api.SharedMountPoint, "virtiofs", unix.MS_NODEV, ""); err != nil {
