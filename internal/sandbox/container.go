@@ -94,8 +94,14 @@ func (s *Sandbox) CreateContainer(ctx context.Context, cfg ContainerConfig) (_ *
 		}
 	}()
 	// Hooks run on the host, at the points the spec names; the guest never
-	// sees host paths.
-	guestSpec.Hooks = nil
+	// sees host paths. Not startContainer's: the runtime spec has their
+	// paths resolved, and them run, in the container, which is in the
+	// guest.
+	if h := guestSpec.Hooks; h != nil && len(h.StartContainer) > 0 {
+		guestSpec.Hooks = &specs.Hooks{StartContainer: h.StartContainer}
+	} else {
+		guestSpec.Hooks = nil
+	}
 	// A host network namespace path means nothing in the guest; the VM's
 	// own namespace holds the links mirrored from it.
 	guestSpec.Linux = guestNetworkNamespace(guestSpec.Linux, !s.pod)
@@ -110,7 +116,7 @@ func (s *Sandbox) CreateContainer(ctx context.Context, cfg ContainerConfig) (_ *
 	if err != nil {
 		return nil, err
 	}
-	req := &agent.CreateContainerRequest{ContainerId: cfg.ID, Spec: b, Stdio: stdio, Start: cfg.Start}
+	req := &agent.CreateContainerRequest{ContainerId: cfg.ID, Spec: b, Stdio: stdio, Start: cfg.Start, Bundle: cfg.Bundle}
 	// The sandbox's set-up put off to this, its first container, goes
 	// with it once: the guest does it first, so a creation that failed may
 	// have done it, and sending it again would only fail. Other creations

@@ -535,11 +535,8 @@ func (s *service) Start(ctx context.Context, r *taskAPI.StartRequest) (*taskAPI.
 		return nil, rpcError(fmt.Errorf("process %s is %s, not created: %w", p.name(), strings.ToLower(status.String()), errdefs.ErrFailedPrecondition))
 	}
 	if r.ExecID == "" {
-		if h := c.spec.Hooks; h != nil {
-			if err := hooks.Run(ctx, "startContainer", h.StartContainer, c.hookState(specs.StateCreated)); err != nil {
-				return nil, rpcError(err)
-			}
-		}
+		// startContainer hooks run in the container, in the guest, as it
+		// starts.
 		if err := c.ctr.Start(ctx); err != nil {
 			return nil, rpcError(err)
 		}

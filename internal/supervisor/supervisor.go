@@ -577,14 +577,11 @@ func (s *supervisor) do(ctx context.Context, req Request) error {
 			if s.started {
 				return fmt.Errorf("container %s is not created but %s: %w", s.opts.ID, s.st.Status, errdefs.ErrFailedPrecondition)
 			}
-			if h := s.opts.Spec.Hooks; h != nil {
-				if err := hooks.Run(ctx, "startContainer", h.StartContainer, s.hookState()); err != nil {
-					stop = true
-					return err
-				}
-			}
+			// startContainer hooks run in the container, in the guest, as
+			// it starts: a failing one fails the start there.
 			if !s.startedAtCreate {
 				if err := s.ctr.Start(ctx); err != nil {
+					stop = true
 					return err
 				}
 			}

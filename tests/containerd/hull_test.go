@@ -375,7 +375,8 @@ func checkPodGone(t *testing.T, d *Daemon, pod string) {
 }
 
 // OCI hooks in the spec containerd hands the shim run on the host, at the
-// spec's points, with the container's state on stdin.
+// spec's points, with the container's state on stdin; startContainer's in
+// the container, as the runtime spec has it (its path is the rootfs's).
 func TestHullCtrHooks(t *testing.T) {
 	d := hullDaemon(t)
 	dir := t.TempDir()
@@ -390,7 +391,7 @@ func TestHullCtrHooks(t *testing.T) {
 	if err := os.WriteFile(filepath.Join(rootfs, "bin", "busybox"), bb, 0o755); err != nil {
 		t.Fatal(err)
 	}
-	kinds := []string{"createRuntime", "createContainer", "startContainer", "poststart", "poststop"}
+	kinds := []string{"createRuntime", "createContainer", "poststart", "poststop"}
 	spec := oci.Default()
 	spec.Process.Terminal = false
 	spec.Process.Args = []string{"/bin/busybox", "echo", "hooked"}
@@ -403,19 +404,18 @@ func TestHullCtrHooks(t *testing.T) {
 			spec.Hooks.CreateRuntime = h
 		case "createContainer":
 			spec.Hooks.CreateContainer = h
-		case "startContainer":
-			spec.Hooks.StartContainer = h
 		case "poststart":
 			spec.Hooks.Poststart = h
 		case "poststop":
 			spec.Hooks.Poststop = h
 		}
 	}
+	spec.Hooks.StartContainer = []specs.Hook{{Path: "/bin/busybox", Args: []string{"busybox", "sh", "-c", "cat > /startContainer"}}}
 	out := ctrRun(t, d, "run", "--rm", "--runtime", "io.containerd.hull.v2", "--config", writeJSON(t, spec), "hull-hooks")
 	if out != "hooked" {
 		t.Errorf("output %q", out)
 	}
-	for _, k := range kinds {
+	for _, k := range append(kinds, "rootfs/startContainer") {
 		b, err := os.ReadFile(filepath.Join(dir, k))
 		if err != nil {
 			t.Errorf("%s hook did not run: %v", k, err)

@@ -24,11 +24,19 @@ func TestHooks(t *testing.T) {
 			`st=$(cat | sed -n 's/.*"status":"\([a-z]*\)".*/\1/p'); echo "` + name + ` $st" >> ` + log}}
 	}
 	s := busyboxSpec("sleep", "1000")
+	// startContainer hooks resolve and run in the container (the runtime
+	// spec): /chook is in the rootfs only, and what it writes stays in
+	// the container's /tmp.
+	chook := "#!/bin/sh\ncat > /tmp/startContainer.state\necho \"$0 $1\" >> /tmp/startContainer.state\n"
+	if err := os.WriteFile(filepath.Join(bundle, "rootfs", "chook"), []byte(chook), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	s.Mounts = append(s.Mounts, specs.Mount{Destination: "/tmp", Type: "tmpfs", Source: "tmpfs"})
 	s.Hooks = &specs.Hooks{
 		Prestart:        []specs.Hook{hook("prestart")},
 		CreateRuntime:   []specs.Hook{hook("createRuntime")},
 		CreateContainer: []specs.Hook{hook("createContainer")},
-		StartContainer:  []specs.Hook{hook("startContainer")},
+		StartContainer:  []specs.Hook{{Path: "/chook", Args: []string{"chook", "in-container"}}},
 		Poststart:       []specs.Hook{hook("poststart")},
 		Poststop:        []specs.Hook{hook("poststop")},
 	}
@@ -38,6 +46,12 @@ func TestHooks(t *testing.T) {
 	}
 	if _, errOut, code := e.hull("start", "hooked"); code != 0 {
 		t.Fatalf("start: %s", errOut)
+	}
+	out, errOut, code := e.hull("exec", "hooked", "cat", "/tmp/startContainer.state")
+	for _, want := range []string{`"status":"created"`, `"id":"hooked"`, `"bundle":"` + bundle + `"`, "chook in-container"} {
+		if code != 0 || !strings.Contains(out, want) {
+			t.Errorf("startContainer hook in the container: exit %d, %q (no %s), %s", code, out, want, errOut)
+		}
 	}
 	if _, errOut, code := e.hull("kill", "hooked", "KILL"); code != 0 {
 		t.Fatalf("kill: %s", errOut)
@@ -55,9 +69,26 @@ func TestHooks(t *testing.T) {
 		t.Fatalf("delete: %s", errOut)
 	}
 	b, _ := os.ReadFile(log)
-	want := "prestart creating\ncreateRuntime creating\ncreateContainer creating\nstartContainer created\npoststart running\npoststop stopped\n"
+	want := "prestart creating\ncreateRuntime creating\ncreateContainer creating\npoststart running\npoststop stopped\n"
 	if string(b) != want {
 		t.Errorf("hooks ran as\n%s\nwant\n%s", b, want)
+	}
+
+	// A startContainer hook that fails fails the start, and the container
+	// is stopped (the runtime spec).
+	failing := busyboxBundle(t)
+	s = busyboxSpec("sleep", "1000")
+	s.Hooks = &specs.Hooks{StartContainer: []specs.Hook{{Path: "/bin/sh", Args: []string{"sh", "-c", "exit 3"}}}}
+	writeSpec(t, failing, s)
+	if _, errOut, code := e.hull("create", "--bundle", failing, "failing"); code != 0 {
+		t.Fatalf("create: %s", errOut)
+	}
+	if _, errOut, code := e.hull("start", "failing"); code == 0 || !strings.Contains(errOut, "startContainer hook failed") {
+		t.Errorf("start with a failing startContainer hook: exit %d, %q", code, errOut)
+	}
+	e.waitStatus("failing", "stopped")
+	if _, errOut, code := e.hull("delete", "failing"); code != 0 {
+		t.Errorf("delete: %s", errOut)
 	}
 
 	bad := busyboxBundle(t)
@@ -70,7 +101,7 @@ func TestHooks(t *testing.T) {
 		Poststop: []specs.Hook{{Path: "/bin/sh", Args: []string{"sh", "-c", "cat > " + undone}}},
 	}
 	writeSpec(t, bad, s)
-	_, errOut, code := e.hull("create", "--bundle", bad, "refused")
+	_, errOut, code = e.hull("create", "--bundle", bad, "refused")
 	if code == 0 || !strings.Contains(errOut, "createRuntime hook 0") || !strings.Contains(errOut, "no network for you") {
 		t.Errorf("failing hook: exit %d, %q", code, errOut)
 	}

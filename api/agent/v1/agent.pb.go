@@ -855,7 +855,10 @@ type CreateContainerRequest struct {
 	// Runs the container's process once it is created, as StartContainer
 	// would: for a container run with no hook between its creation and
 	// its start.
-	Start         bool `protobuf:"varint,5,opt,name=start,proto3" json:"start,omitempty"`
+	Start bool `protobuf:"varint,5,opt,name=start,proto3" json:"start,omitempty"`
+	// The bundle's path on the host, for the state that the spec's
+	// startContainer hooks read: they run in the container, in the guest.
+	Bundle        string `protobuf:"bytes,6,opt,name=bundle,proto3" json:"bundle,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -923,6 +926,13 @@ func (x *CreateContainerRequest) GetStart() bool {
 		return x.Start
 	}
 	return false
+}
+
+func (x *CreateContainerRequest) GetBundle() string {
+	if x != nil {
+		return x.Bundle
+	}
+	return ""
 }
 
 type CreateContainerResponse struct {
@@ -2760,13 +2770,14 @@ const file_agent_v1_agent_proto_rawDesc = "" +
 	"\bterminal\x18\x01 \x01(\bR\bterminal\x12\x14\n" +
 	"\x05stdin\x18\x02 \x01(\bR\x05stdin\x12\x16\n" +
 	"\x06stdout\x18\x03 \x01(\bR\x06stdout\x12\x16\n" +
-	"\x06stderr\x18\x04 \x01(\bR\x06stderr\"\xd0\x01\n" +
+	"\x06stderr\x18\x04 \x01(\bR\x06stderr\"\xe8\x01\n" +
 	"\x16CreateContainerRequest\x12!\n" +
 	"\fcontainer_id\x18\x01 \x01(\tR\vcontainerId\x12\x12\n" +
 	"\x04spec\x18\x02 \x01(\fR\x04spec\x12*\n" +
 	"\x05stdio\x18\x03 \x01(\v2\x14.hull.agent.v1.StdioR\x05stdio\x12=\n" +
 	"\asandbox\x18\x04 \x01(\v2#.hull.agent.v1.CreateSandboxRequestR\asandbox\x12\x14\n" +
-	"\x05start\x18\x05 \x01(\bR\x05start\"+\n" +
+	"\x05start\x18\x05 \x01(\bR\x05start\x12\x16\n" +
+	"\x06bundle\x18\x06 \x01(\tR\x06bundle\"+\n" +
 	"\x17CreateContainerResponse\x12\x10\n" +
 	"\x03pid\x18\x01 \x01(\rR\x03pid\":\n" +
 	"\x15StartContainerRequest\x12!\n" +

@@ -14,7 +14,11 @@ package agent
 // the start of the process (start), and WaitProcess a flush (sync). An
 // agent of level 2 would drop those fields unread, leaving a container
 // that never starts.
-const APIVersion = 3
+//
+// Level 4: the spec in CreateContainer keeps its startContainer hooks,
+// which the guest runs in the container (with bundle, the host's bundle
+// path, for their state). An agent of level 3 would drop them.
+const APIVersion = 4
 
 // SerialPortName is the name of the virtio-serial port that carries the API;
 // the guest finds the port by this name under /sys/class/virtio-ports.

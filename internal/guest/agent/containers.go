@@ -43,7 +43,7 @@ func (s *Service) CreateContainer(ctx context.Context, r *api.CreateContainerReq
 			return nil, err
 		}
 	}
-	pid, err := e.Create(ctx, r.ContainerId, r.Spec, container.StdioFrom(r.Stdio))
+	pid, err := e.Create(ctx, r.ContainerId, r.Bundle, r.Spec, container.StdioFrom(r.Stdio))
 	if err != nil {
 		return nil, toStatus(err)
 	}

@@ -172,8 +172,9 @@ func (c *Container) process(execID string) (*Process, error) {
 
 // Create creates container id from spec (config.json, with guest paths)
 // and starts its init, which waits for Start before running the user's
-// program. It returns the init's pid.
-func (e *Engine) Create(ctx context.Context, id string, specJSON []byte, stdio Stdio) (pid int, retErr error) {
+// program. It returns the init's pid. bundle is the bundle's path on the
+// host, which the state given to startContainer hooks names.
+func (e *Engine) Create(ctx context.Context, id, bundle string, specJSON []byte, stdio Stdio) (pid int, retErr error) {
 	if err := ValidateID("container", id); err != nil {
 		return 0, err
 	}
@@ -207,14 +208,28 @@ func (e *Engine) Create(ctx context.Context, id string, specJSON []byte, stdio S
 		}
 	}()
 
-	// Hooks run on the host, which has what they need (netns, devices).
-	spec.Hooks = nil
+	// Hooks run on the host, which has what they need (netns, devices),
+	// but for startContainer's: the runtime spec has them resolved and
+	// run in the container, which libcontainer's init does as it starts
+	// the program.
+	if h := spec.Hooks; h != nil && len(h.StartContainer) > 0 {
+		spec.Hooks = &specs.Hooks{StartContainer: h.StartContainer}
+	} else {
+		spec.Hooks = nil
+	}
 	if spec.Linux.CgroupsPath == "" {
 		spec.Linux.CgroupsPath = path.Join(e.cfg.CgroupParent, id)
 	}
 	cfg, err := specconv.CreateLibcontainerConfig(&specconv.CreateOpts{CgroupName: id, Spec: spec})
 	if err != nil {
 		return 0, fmt.Errorf("spec: %v: %w", err, errdefs.ErrInvalidArgument)
+	}
+	// The hooks' state names the host's bundle, not the agent's
+	// directory (specconv's guess).
+	for i, l := range cfg.Labels {
+		if strings.HasPrefix(l, "bundle=") {
+			cfg.Labels[i] = "bundle=" + bundle
+		}
 	}
 	lp, err := processConfig(spec.Process, true)
 	if err != nil {
@@ -451,12 +466,32 @@ func (e *Engine) Start(id string) error {
 	steps.done("exec")
 	// Outside the lock: an exec or a removal need not wait for it. Not a
 	// failure of the start: the program may still be on its way.
-	if _, err := waitExec(c.init.pid, execWaitLimit, execWaitPoll); err != nil {
+	hooks := c.handle().Config().Hooks[configs.StartContainer]
+	execd, err := waitExec(c.init.pid, execWaitLimit+hooksLimit(hooks), execWaitPoll)
+	if err != nil {
 		e.cfg.Log.WithField("container", id).WithError(err).Warn("not known to run its program")
+	} else if !execd && len(hooks) > 0 {
+		// libcontainer's init runs them after the start's go-ahead and
+		// ends when one fails; the runtime spec wants the start to fail.
+		return fmt.Errorf("starting container %q: its init ended before it ran the program: a startContainer hook failed (the agent's log has its output): %w", id, errdefs.ErrFailedPrecondition)
 	}
 	steps.done("running")
 	steps.log(e.cfg.Log.WithField("container", id), "container started")
 	return nil
+}
+
+// hooksLimit is how long hooks may take to run: their timeouts, and a
+// minute for each that sets none.
+func hooksLimit(hooks configs.HookList) time.Duration {
+	var d time.Duration
+	for _, h := range hooks {
+		if c, ok := h.(configs.CommandHook); ok && c.Command != nil && c.Timeout != nil {
+			d += *c.Timeout
+		} else {
+			d += time.Minute
+		}
+	}
+	return d
 }
 
 // Exec runs process (an OCI process object) in running container id and

@@ -87,6 +87,8 @@ func supported(cfg *configs.Config, lp *libcontainerProcess) error {
 		return unsupported("AppArmor profile or SELinux label")
 	case len(lp.ExtraFiles) > 0:
 		return unsupported("extra files")
+	case len(cfg.Hooks[configs.StartContainer]) > 0:
+		return unsupported("startContainer hooks")
 	}
 	for _, ns := range cfg.Namespaces {
 		switch ns.Type {
