@@ -112,6 +112,9 @@ func runHook(ctx context.Context, h specs.Hook, state []byte) error {
 		if len(msg) > 512 {
 			msg = msg[len(msg)-512:]
 		}
+		if msg == "" {
+			return fmt.Errorf("%v: %w", err, errdefs.ErrFailedPrecondition)
+		}
 		return fmt.Errorf("%v: %s: %w", err, msg, errdefs.ErrFailedPrecondition)
 	}
 	return nil

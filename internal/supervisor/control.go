@@ -147,10 +147,21 @@ func (c *client) next() (*Response, error) {
 		return nil, fmt.Errorf("container supervisor: malformed answer: %w", err)
 	}
 	if r.Error != "" {
-		return nil, fmt.Errorf("%s: %w", r.Error, kindError(r.Kind))
+		return nil, &answerError{msg: r.Error, kind: kindError(r.Kind)}
 	}
 	return &r, nil
 }
+
+// answerError is an error the supervisor answered with: its text already
+// ends with its kind's (it was wrapped there), which wrapping here again
+// would repeat ("...: failed precondition: failed precondition").
+type answerError struct {
+	msg  string
+	kind error
+}
+
+func (e *answerError) Error() string { return e.msg }
+func (e *answerError) Unwrap() error { return e.kind }
 
 func (c *client) Close() error { return c.conn.Close() }
 

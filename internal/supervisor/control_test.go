@@ -6,7 +6,10 @@ import (
 	"encoding/json"
 	"net"
 	"path/filepath"
+	"strings"
 	"testing"
+
+	"github.com/containerd/errdefs"
 
 	"github.com/hull-runtime/hull/internal/state"
 )
@@ -40,5 +43,15 @@ func TestCallForTakesALargeProcessList(t *testing.T) {
 	}
 	if len(r.Pids) != len(pids) || r.Pids[len(pids)-1] != pids[len(pids)-1] {
 		t.Fatalf("%d pids back", len(r.Pids))
+	}
+}
+
+// An error the supervisor answers with keeps its class, and its text is
+// not given the class's words a second time.
+func TestAnswerErrorKeepsClassOnce(t *testing.T) {
+	c := &client{sc: bufio.NewScanner(strings.NewReader(`{"error":"container x is paused: failed precondition","kind":"failed_precondition"}` + "\n"))}
+	_, err := c.next()
+	if !errdefs.IsFailedPrecondition(err) || err.Error() != "container x is paused: failed precondition" {
+		t.Errorf("got %q (failed precondition: %v)", err, errdefs.IsFailedPrecondition(err))
 	}
 }
