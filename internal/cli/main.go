@@ -95,11 +95,18 @@ func printError(err error) {
 	if msg == "" {
 		return
 	}
+	if logJSON && !logToFile {
+		// As runc: with --log-format json and no --log, the error is a
+		// JSON line on stderr, for a caller that parses it.
+		logrus.Error(msg)
+		return
+	}
 	fmt.Fprintf(os.Stderr, "hull: %s\n", msg)
 }
 
-// logToFile is set when --log names a file, which then gets the errors.
-var logToFile bool
+// logToFile is set when --log names a file, which then gets the errors;
+// logJSON when --log-format is json.
+var logToFile, logJSON bool
 
 func setupLogging(c *cli.Context) error {
 	level := logrus.WarnLevel
@@ -110,9 +117,11 @@ func setupLogging(c *cli.Context) error {
 	switch f := c.GlobalString("log-format"); f {
 	// Milliseconds tell where a start's time goes; seconds did not.
 	case "text":
-		logrus.SetFormatter(&logrus.TextFormatter{DisableQuote: true, TimestampFormat: logTimeFormat})
+		// logfmt, as runc's: values with spaces quoted.
+		logrus.SetFormatter(&logrus.TextFormatter{TimestampFormat: logTimeFormat})
 	case "json":
 		logrus.SetFormatter(&logrus.JSONFormatter{TimestampFormat: logTimeFormat})
+		logJSON = true
 	default:
 		return fmt.Errorf("--log-format %q: must be text or json", f)
 	}

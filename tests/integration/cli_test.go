@@ -245,3 +245,26 @@ func TestVersion(t *testing.T) {
 		}
 	}
 }
+
+// An error goes to stderr as "hull: ..."; with --log-format json and no
+// --log as a JSON line (runc's), and with --log to the file too, as
+// logfmt or JSON.
+func TestErrorOutputFormats(t *testing.T) {
+	requireHull(t)
+	root := t.TempDir()
+	_, errOut, code := runHull(t, nil, "--root", root, "kill", "nosuch")
+	if code != 1 || errOut != "hull: container \"nosuch\" does not exist: not found\n" {
+		t.Errorf("plain: exit %d, %q", code, errOut)
+	}
+	_, errOut, code = runHull(t, nil, "--root", root, "--log-format", "json", "kill", "nosuch")
+	var line struct{ Level, Msg string }
+	if err := json.Unmarshal([]byte(errOut), &line); code != 1 || err != nil || line.Level != "error" || !strings.Contains(line.Msg, "nosuch") {
+		t.Errorf("json: exit %d, %q (%v)", code, errOut, err)
+	}
+	logFile := filepath.Join(t.TempDir(), "log")
+	_, errOut, code = runHull(t, nil, "--root", root, "--log", logFile, "kill", "nosuch")
+	b, _ := os.ReadFile(logFile)
+	if code != 1 || !strings.HasPrefix(errOut, "hull: ") || !strings.Contains(string(b), `msg="container \"nosuch\" does not exist: not found"`) {
+		t.Errorf("--log: exit %d, stderr %q, log %q", code, errOut, b)
+	}
+}
