@@ -161,8 +161,11 @@ func spawnSupervisor(c *cli.Context, consoleSocket string, start bool) (_ *exec.
 	}
 	cmd.ExtraFiles = []*os.File{w}
 	// Its own session: the supervisor outlives this command and must not
-	// get the signals of this command's terminal.
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
+	// get the signals of this command's terminal. Its own mount namespace:
+	// its pid stands for the container's, and the container's files are
+	// stacked on its "/" (storage.StackView); its mounts stay out of the
+	// host's and go with it.
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true, Cloneflags: syscall.CLONE_NEWNS}
 	if err := cmd.Start(); err != nil {
 		w.Close()
 		return nil, false, fmt.Errorf("starting the supervisor: %w", err)

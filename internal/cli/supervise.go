@@ -15,6 +15,7 @@ import (
 	"github.com/hull-runtime/hull/internal/oci"
 	"github.com/hull-runtime/hull/internal/sandbox"
 	"github.com/hull-runtime/hull/internal/state"
+	"github.com/hull-runtime/hull/internal/storage"
 	"github.com/hull-runtime/hull/internal/supervisor"
 )
 
@@ -54,6 +55,18 @@ var superviseCommand = cli.Command{
 		// before it tears the VM down. Notify, not Ignore: QEMU and
 		// virtiofsd must not inherit an ignored SIGPIPE.
 		signal.Notify(make(chan os.Signal, 1), syscall.SIGPIPE)
+		// Its mount namespace (create's clone) takes what the host mounts
+		// and unmounts, and sends nothing back. Checked against the
+		// parent's, which is still `hull create`'s: the container's files
+		// go over its "/" later.
+		if own, err := storage.OwnMountNamespace(); err != nil || !own {
+			report(fmt.Errorf("the supervisor needs a mount namespace of its own (started by hull create): %v", err))
+			return cli.NewExitError("", 1)
+		}
+		if err := unix.Mount("", "/", "", unix.MS_SLAVE|unix.MS_REC, ""); err != nil {
+			report(fmt.Errorf("supervisor's mount namespace: %w", err))
+			return cli.NewExitError("", 1)
+		}
 		// stderr belongs to the container now: logs go to --log or nowhere.
 		if c.GlobalString("log") == "" {
 			logrus.SetOutput(io.Discard)

@@ -222,6 +222,16 @@ func (p *Process) closeStreams() {
 // ID returns the container id.
 func (c *Container) ID() string { return c.id }
 
+// StackView mounts the container's root and bind mounts, as the host
+// shares them, over "/" of this process's own mount namespace, for tools
+// that join it by the pid the runtime reports (storage.StackView).
+func (c *Container) StackView(spec *specs.Spec) error {
+	if c.storage == nil {
+		return fmt.Errorf("container %s has no shared root: %w", c.id, errdefs.ErrFailedPrecondition)
+	}
+	return c.storage.StackView(spec)
+}
+
 // Init returns the container's init process.
 func (c *Container) Init() *Process { return c.init }
 

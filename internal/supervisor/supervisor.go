@@ -245,6 +245,12 @@ func (s *supervisor) create(ctx context.Context) (retErr error) {
 		return err
 	}
 	log.G(ctx).Debug("container created")
+	// This process's pid is the container's on the host: podman cp and
+	// nsenter -m join its mount namespace and must find the container's
+	// files there, not the host's.
+	if err := s.ctr.StackView(s.opts.Spec); err != nil {
+		return err
+	}
 	if s.tty != nil {
 		s.tty.sync(ctx, s.ctr, "")
 	}

@@ -427,3 +427,43 @@ func TestCLIUserNamespace(t *testing.T) {
 	}
 	e.assertClean()
 }
+
+// The container's pid on the host is the supervisor's. What joins its
+// mount namespace (podman cp, nsenter -m) finds the container's root and
+// volumes there, not the host's files: a copy into the container must
+// never write to the host's /.
+func TestCLIPidMountNamespaceIsTheContainers(t *testing.T) {
+	e := newCLIEnv(t)
+	bundle := busyboxBundle(t)
+	if err := os.WriteFile(filepath.Join(bundle, "rootfs", "marker"), []byte("in the container\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	vol := t.TempDir()
+	spec := busyboxSpec("sleep", "1000")
+	spec.Root.Readonly = false
+	spec.Mounts = append(spec.Mounts, specs.Mount{Destination: "/data", Type: "bind", Source: vol, Options: []string{"rbind", "rw"}})
+	writeSpec(t, bundle, spec)
+	st := startBundle(t, e, "mntns", bundle)
+	defer e.hull("delete", "--force", "mntns")
+	nsenter := func(args ...string) (string, error) {
+		out, err := exec.Command("nsenter", append([]string{"-t", strconv.Itoa(st.Supervisor), "-m", "/bin/busybox"}, args...)...).CombinedOutput()
+		return string(out), err
+	}
+	if out, err := nsenter("cat", "/marker"); err != nil || out != "in the container\n" {
+		t.Errorf("cat /marker in the pid's mount namespace: %q, %v", out, err)
+	}
+	escape := "/hull-escape-test-" + strconv.Itoa(os.Getpid())
+	defer os.Remove(escape)
+	if out, err := nsenter("sh", "-c", "echo copied > /data/f && echo copied > "+escape); err != nil {
+		t.Fatalf("write in the pid's mount namespace: %q, %v", out, err)
+	}
+	if _, err := os.Stat(escape); err == nil {
+		t.Errorf("a write to %s in the container's pid's mount namespace reached the host's /", escape)
+	}
+	if b, err := os.ReadFile(filepath.Join(bundle, "rootfs", escape)); err != nil || string(b) != "copied\n" {
+		t.Errorf("the write did not reach the rootfs: %q, %v", b, err)
+	}
+	if out, errOut, code := e.hull("exec", "mntns", "cat", "/data/f"); code != 0 || out != "copied\n" {
+		t.Errorf("the volume in the container: exit %d, %q, %s", code, out, errOut)
+	}
+}

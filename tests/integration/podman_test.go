@@ -6,6 +6,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -132,6 +133,30 @@ func TestPodmanDetached(t *testing.T) {
 	out, code = p.run("exec", "bg", "sh", "-c", "echo in-exec; exit 4")
 	if code != 4 || !strings.Contains(out, "in-exec") {
 		t.Errorf("podman exec: exit %d: %q", code, out)
+	}
+	// podman cp joins the mount namespace of the pid the runtime reports
+	// (the supervisor): it must find the container's files there, and
+	// never write to the host's.
+	src := filepath.Join(t.TempDir(), "cp-in")
+	if err := os.WriteFile(src, []byte("copied in\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	escape := "/hull-podman-cp-" + strconv.Itoa(os.Getpid())
+	defer os.Remove(escape)
+	if out, code := p.run("cp", src, "bg:"+escape); code != 0 {
+		t.Errorf("podman cp into the container: %s", out)
+	}
+	if _, err := os.Stat(escape); err == nil {
+		t.Errorf("podman cp wrote %s on the host", escape)
+	}
+	if out, code := p.run("exec", "bg", "cat", escape); code != 0 || out != "copied in\n" {
+		t.Errorf("the copied file in the container: exit %d, %q", code, out)
+	}
+	dst := t.TempDir()
+	if out, code := p.run("cp", "bg:"+escape, filepath.Join(dst, "cp-out")); code != 0 {
+		t.Errorf("podman cp out of the container: %s", out)
+	} else if b, err := os.ReadFile(filepath.Join(dst, "cp-out")); err != nil || string(b) != "copied in\n" {
+		t.Errorf("copied out: %q, %v", b, err)
 	}
 	// podman pause and unpause go through the runtime's pause and resume.
 	if out, code := p.run("pause", "bg"); code != 0 {
