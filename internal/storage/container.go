@@ -269,6 +269,12 @@ func makeMountpoints(rootfs, bundle string, mounts []specs.Mount) (map[int]bool,
 		if dest == "" || dest == "." {
 			continue
 		}
+		if underEarlierMount(mounts[:i], dest) {
+			// In the guest it lies in a file system mounted before it
+			// (runc's /dev/pts in the /dev tmpfs): made there if missing,
+			// not in the image, which `podman diff` would show.
+			continue
+		}
 		bad := func(err error) error {
 			return fmt.Errorf("mounts[%d] destination %s: %v: %w", i, m.Destination, err, errdefs.ErrInvalidArgument)
 		}
@@ -312,6 +318,18 @@ func makeMountpoints(rootfs, bundle string, mounts []specs.Mount) (map[int]bool,
 		dir.Close()
 	}
 	return made, nil
+}
+
+// underEarlierMount tells whether dest (clean, relative to the root) lies
+// below the destination of one of earlier.
+func underEarlierMount(earlier []specs.Mount, dest string) bool {
+	for _, m := range earlier {
+		d := strings.TrimPrefix(filepath.Clean("/"+m.Destination), "/")
+		if d != "" && strings.HasPrefix(dest, d+"/") {
+			return true
+		}
+	}
+	return false
 }
 
 // bindFlags are the options a bind mount can take: mount flags and

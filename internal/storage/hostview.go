@@ -1,6 +1,7 @@
 package storage
 
 import (
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -65,6 +66,11 @@ func attachAt(rootFd int, src, dest string) error {
 		Flags:   unix.O_PATH | unix.O_CLOEXEC,
 		Resolve: unix.RESOLVE_IN_ROOT | unix.RESOLVE_NO_MAGICLINKS,
 	})
+	if errors.Is(err, unix.ENOENT) {
+		// Made in the guest, in a file system the guest mounted (a
+		// tmpfs): not part of this view.
+		return nil
+	}
 	if err != nil {
 		return err
 	}
