@@ -202,6 +202,55 @@ func (c *Client) ListProcesses(ctx context.Context, id string) ([]uint32, error)
 	return r.Pids, nil
 }
 
+// Process is what `ps -ef` shows of a process of a container.
+type Process struct {
+	Pid, PPid, UID uint32
+	Elapsed, CPU   time.Duration
+	// TTY is the controlling terminal's device number; 0 for none.
+	TTY uint64
+	Cmd string
+}
+
+// maxCmd bounds a process's command line as the host keeps it.
+const maxCmd = 4096
+
+// ListProcessInfo returns what `ps -ef` shows of a container's processes,
+// bounded and made printable: the guest writes those strings. An agent
+// that sends pids only gives processes with their pid alone.
+func (c *Client) ListProcessInfo(ctx context.Context, id string) ([]Process, error) {
+	ctx, cancel := c.bound(ctx)
+	defer cancel()
+	r, err := c.api.ListProcesses(ctx, &agent.ListProcessesRequest{ContainerId: id})
+	if err != nil {
+		return nil, native("list processes", err)
+	}
+	if len(r.Pids) > maxPids || len(r.Processes) > maxPids {
+		return nil, fmt.Errorf("agent list processes: %d pids: %w", max(len(r.Pids), len(r.Processes)), errdefs.ErrOutOfRange)
+	}
+	out := make([]Process, 0, len(r.Pids))
+	if len(r.Processes) == 0 {
+		for _, p := range r.Pids {
+			out = append(out, Process{Pid: p})
+		}
+		return out, nil
+	}
+	for _, p := range r.Processes {
+		if p == nil {
+			continue
+		}
+		out = append(out, Process{
+			Pid: p.Pid, PPid: p.Ppid, UID: p.Uid, TTY: p.Tty,
+			Elapsed: time.Duration(min(p.ElapsedMs, maxDurationMs)) * time.Millisecond,
+			CPU:     time.Duration(min(p.CpuMs, maxDurationMs)) * time.Millisecond,
+			Cmd:     Printable(p.Cmd, maxCmd),
+		})
+	}
+	return out, nil
+}
+
+// maxDurationMs keeps a duration from the guest within time.Duration.
+const maxDurationMs = uint64(1<<63-1) / uint64(time.Millisecond)
+
 // RemoveContainer removes a stopped container, or kills it first if force.
 func (c *Client) RemoveContainer(ctx context.Context, id string, force bool) error {
 	ctx, cancel := c.bound(ctx)

@@ -165,7 +165,10 @@ func spawnSupervisor(c *cli.Context, consoleSocket string, start bool) (_ *exec.
 	// its pid stands for the container's, and the container's files are
 	// stacked on its "/" (storage.StackView); its mounts stay out of the
 	// host's and go with it.
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true, Cloneflags: syscall.CLONE_NEWNS}
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
+	if supervisor.StacksView(spec) {
+		cmd.SysProcAttr.Cloneflags = syscall.CLONE_NEWNS
+	}
 	if err := cmd.Start(); err != nil {
 		w.Close()
 		return nil, false, fmt.Errorf("starting the supervisor: %w", err)

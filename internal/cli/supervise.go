@@ -59,13 +59,16 @@ var superviseCommand = cli.Command{
 		// and unmounts, and sends nothing back. Checked against the
 		// parent's, which is still `hull create`'s: the container's files
 		// go over its "/" later.
-		if own, err := storage.OwnMountNamespace(); err != nil || !own {
-			report(fmt.Errorf("the supervisor needs a mount namespace of its own (started by hull create): %v", err))
+		own, err := storage.OwnMountNamespace()
+		if err != nil {
+			report(err)
 			return cli.NewExitError("", 1)
 		}
-		if err := unix.Mount("", "/", "", unix.MS_SLAVE|unix.MS_REC, ""); err != nil {
-			report(fmt.Errorf("supervisor's mount namespace: %w", err))
-			return cli.NewExitError("", 1)
+		if own {
+			if err := unix.Mount("", "/", "", unix.MS_SLAVE|unix.MS_REC, ""); err != nil {
+				report(fmt.Errorf("supervisor's mount namespace: %w", err))
+				return cli.NewExitError("", 1)
+			}
 		}
 		// stderr belongs to the container now: logs go to --log or nowhere.
 		if c.GlobalString("log") == "" {
@@ -84,6 +87,11 @@ var superviseCommand = cli.Command{
 		spec, err := oci.LoadBundle(c.String("bundle"))
 		if err != nil {
 			report(err)
+			return cli.NewExitError("", 1)
+		}
+		if supervisor.StacksView(spec) && !own {
+			// The container's files would go over the host's "/".
+			report(fmt.Errorf("the supervisor of a container with a mount namespace needs one of its own (hull create starts it so)"))
 			return cli.NewExitError("", 1)
 		}
 		ctx := log.WithLogger(commandContext(), log.L.WithField("container", id))

@@ -14,6 +14,7 @@ import (
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 
 	agent "github.com/hull-runtime/hull/api/agent/v1"
+	"github.com/hull-runtime/hull/internal/agentclient"
 	"github.com/hull-runtime/hull/internal/storage"
 )
 
@@ -390,6 +391,11 @@ func (c *Container) Exec(ctx context.Context, execID string, process *specs.Proc
 // Processes lists the guest pids of the container's processes.
 func (c *Container) Processes(ctx context.Context) ([]uint32, error) {
 	return c.sb.agent.ListProcesses(ctx, c.id)
+}
+
+// ProcessInfo lists what `ps -ef` shows of the container's processes.
+func (c *Container) ProcessInfo(ctx context.Context) ([]agentclient.Process, error) {
+	return c.sb.agent.ListProcessInfo(ctx, c.id)
 }
 
 // SignalProcess signals the init (execID empty) or an exec process; all

@@ -15,6 +15,7 @@ import (
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 	"golang.org/x/sys/unix"
 
+	"github.com/hull-runtime/hull/internal/agentclient"
 	"github.com/hull-runtime/hull/internal/state"
 )
 
@@ -42,11 +43,13 @@ type Request struct {
 type Response struct {
 	Error string `json:"error,omitempty"`
 	// Kind names the errdefs class of Error, so the caller keeps the class.
-	Kind       string   `json:"kind,omitempty"`
-	Pid        uint32   `json:"pid,omitempty"`
-	Pids       []uint32 `json:"pids,omitempty"`
-	Exited     bool     `json:"exited,omitempty"`
-	ExitStatus int      `json:"exitStatus,omitempty"`
+	Kind string   `json:"kind,omitempty"`
+	Pid  uint32   `json:"pid,omitempty"`
+	Pids []uint32 `json:"pids,omitempty"`
+	// Processes is what `ps -ef` shows of each of Pids (op "ps").
+	Processes  []agentclient.Process `json:"processes,omitempty"`
+	Exited     bool                  `json:"exited,omitempty"`
+	ExitStatus int                   `json:"exitStatus,omitempty"`
 }
 
 // maxMessage bounds a request to the supervisor; maxAnswer an answer,

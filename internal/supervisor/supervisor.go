@@ -15,6 +15,7 @@ import (
 	"fmt"
 	"net"
 	"os"
+	"slices"
 	"os/signal"
 	"path/filepath"
 	"runtime/debug"
@@ -28,6 +29,7 @@ import (
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 	"golang.org/x/sys/unix"
 
+	"github.com/hull-runtime/hull/internal/agentclient"
 	"github.com/hull-runtime/hull/internal/config"
 	"github.com/hull-runtime/hull/internal/console"
 	"github.com/hull-runtime/hull/internal/hooks"
@@ -248,8 +250,10 @@ func (s *supervisor) create(ctx context.Context) (retErr error) {
 	// This process's pid is the container's on the host: podman cp and
 	// nsenter -m join its mount namespace and must find the container's
 	// files there, not the host's.
-	if err := s.ctr.StackView(s.opts.Spec); err != nil {
-		return err
+	if StacksView(s.opts.Spec) {
+		if err := s.ctr.StackView(s.opts.Spec); err != nil {
+			return err
+		}
 	}
 	if s.tty != nil {
 		s.tty.sync(ctx, s.ctr, "")
@@ -275,6 +279,20 @@ func ownPIDNamespace(spec *specs.Spec) bool {
 		}
 	}
 	return false
+}
+
+// StacksView tells whether the supervisor of a container of spec runs in
+// a mount namespace of its own, with the container's files over its "/"
+// (storage.StackView): when the container has a mount namespace of its
+// own. One without stands, on the host, in the runtime's mount namespace,
+// which its pid's must then be (runtime-tools' linux_ns_itype checks it).
+func StacksView(spec *specs.Spec) bool {
+	if spec.Linux == nil {
+		return false
+	}
+	return slices.ContainsFunc(spec.Linux.Namespaces, func(ns specs.LinuxNamespace) bool {
+		return ns.Type == specs.MountNamespace && ns.Path == ""
+	})
 }
 
 // HasHooks tells whether spec names any hook: a container without any
@@ -420,9 +438,13 @@ func (s *supervisor) handle(ctx context.Context, c net.Conn) {
 	if err == nil && req.Op == "exec" {
 		err = s.exec(ctx, conn, enc, req, files)
 	} else if err == nil && req.Op == "ps" {
-		var pids []uint32
-		if pids, err = s.ctr.Processes(ctx); err == nil {
-			enc.Encode(Response{Pids: pids})
+		var procs []agentclient.Process
+		if procs, err = s.ctr.ProcessInfo(ctx); err == nil {
+			pids := make([]uint32, len(procs))
+			for i, p := range procs {
+				pids[i] = p.Pid
+			}
+			enc.Encode(Response{Pids: pids, Processes: fitAnswer(procs)})
 			return
 		}
 	} else if err == nil {
@@ -794,4 +816,25 @@ func rootfsPath(bundle string, spec *specs.Spec) string {
 		return filepath.Clean(spec.Root.Path)
 	}
 	return filepath.Join(bundle, spec.Root.Path)
+}
+
+// Bounds on the process details in an answer to "ps", which must stay
+// within maxAnswer beside up to 65,536 pids: past maxDetailed processes
+// only the pids go, and the command lines share cmdBudget bytes.
+const (
+	maxDetailed = 2048
+	cmdBudget   = 400 << 10
+)
+
+func fitAnswer(procs []agentclient.Process) []agentclient.Process {
+	if len(procs) == 0 || len(procs) > maxDetailed {
+		return nil
+	}
+	limit := min(4096, cmdBudget/len(procs))
+	for i := range procs {
+		if len(procs[i].Cmd) > limit {
+			procs[i].Cmd = procs[i].Cmd[:limit]
+		}
+	}
+	return procs
 }

@@ -135,6 +135,11 @@ func TestCLIExec(t *testing.T) {
 	if code != 0 || !strings.HasPrefix(out, "[") {
 		t.Errorf("ps: exit %d, %q", code, out)
 	}
+	// The table has ps -ef's columns, as runc's, with the guest's pids.
+	out, _, code = e.hull("ps", "host")
+	if lines := strings.Split(out, "\n"); code != 0 || lines[0] != "UID        PID  PPID  C STIME TTY          TIME CMD" || !strings.Contains(out, " sleep 1000\n") || !strings.HasPrefix(lines[1], "root ") {
+		t.Errorf("ps table: exit %d, %q", code, out)
+	}
 	if _, errOut, code := e.hull("delete", "host"); code == 0 || !strings.Contains(errOut, "running") {
 		t.Errorf("delete of a running container without --force: exit %d, %q", code, errOut)
 	}

@@ -119,7 +119,7 @@ func (x StreamHeader_Fd) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use StreamHeader_Fd.Descriptor instead.
 func (StreamHeader_Fd) EnumDescriptor() ([]byte, []int) {
-	return file_agent_v1_agent_proto_rawDescGZIP(), []int{45, 0}
+	return file_agent_v1_agent_proto_rawDescGZIP(), []int{46, 0}
 }
 
 type CheckRequest struct {
@@ -1653,8 +1653,11 @@ func (x *ListProcessesRequest) GetContainerId() string {
 }
 
 type ListProcessesResponse struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Pids          []uint32               `protobuf:"varint,1,rep,packed,name=pids,proto3" json:"pids,omitempty"`
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Pids  []uint32               `protobuf:"varint,1,rep,packed,name=pids,proto3" json:"pids,omitempty"`
+	// What `ps -ef` shows of each of pids, in the same order (empty from
+	// an agent that predates it).
+	Processes     []*ProcessInfo `protobuf:"bytes,2,rep,name=processes,proto3" json:"processes,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1696,6 +1699,110 @@ func (x *ListProcessesResponse) GetPids() []uint32 {
 	return nil
 }
 
+func (x *ListProcessesResponse) GetProcesses() []*ProcessInfo {
+	if x != nil {
+		return x.Processes
+	}
+	return nil
+}
+
+type ProcessInfo struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Pid   uint32                 `protobuf:"varint,1,opt,name=pid,proto3" json:"pid,omitempty"`
+	Ppid  uint32                 `protobuf:"varint,2,opt,name=ppid,proto3" json:"ppid,omitempty"`
+	Uid   uint32                 `protobuf:"varint,3,opt,name=uid,proto3" json:"uid,omitempty"`
+	// Time since the process started, and CPU time it used (user and
+	// system), in milliseconds: durations, not the guest's clock.
+	ElapsedMs uint64 `protobuf:"varint,4,opt,name=elapsed_ms,json=elapsedMs,proto3" json:"elapsed_ms,omitempty"`
+	CpuMs     uint64 `protobuf:"varint,5,opt,name=cpu_ms,json=cpuMs,proto3" json:"cpu_ms,omitempty"`
+	// The controlling terminal's device number; 0 for none.
+	Tty uint64 `protobuf:"varint,6,opt,name=tty,proto3" json:"tty,omitempty"`
+	// The command line, arguments joined by spaces; "[comm]" when it has
+	// none (a kernel thread, a zombie).
+	Cmd           string `protobuf:"bytes,7,opt,name=cmd,proto3" json:"cmd,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ProcessInfo) Reset() {
+	*x = ProcessInfo{}
+	mi := &file_agent_v1_agent_proto_msgTypes[29]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ProcessInfo) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ProcessInfo) ProtoMessage() {}
+
+func (x *ProcessInfo) ProtoReflect() protoreflect.Message {
+	mi := &file_agent_v1_agent_proto_msgTypes[29]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ProcessInfo.ProtoReflect.Descriptor instead.
+func (*ProcessInfo) Descriptor() ([]byte, []int) {
+	return file_agent_v1_agent_proto_rawDescGZIP(), []int{29}
+}
+
+func (x *ProcessInfo) GetPid() uint32 {
+	if x != nil {
+		return x.Pid
+	}
+	return 0
+}
+
+func (x *ProcessInfo) GetPpid() uint32 {
+	if x != nil {
+		return x.Ppid
+	}
+	return 0
+}
+
+func (x *ProcessInfo) GetUid() uint32 {
+	if x != nil {
+		return x.Uid
+	}
+	return 0
+}
+
+func (x *ProcessInfo) GetElapsedMs() uint64 {
+	if x != nil {
+		return x.ElapsedMs
+	}
+	return 0
+}
+
+func (x *ProcessInfo) GetCpuMs() uint64 {
+	if x != nil {
+		return x.CpuMs
+	}
+	return 0
+}
+
+func (x *ProcessInfo) GetTty() uint64 {
+	if x != nil {
+		return x.Tty
+	}
+	return 0
+}
+
+func (x *ProcessInfo) GetCmd() string {
+	if x != nil {
+		return x.Cmd
+	}
+	return ""
+}
+
 type RemoveContainerRequest struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	ContainerId   string                 `protobuf:"bytes,1,opt,name=container_id,json=containerId,proto3" json:"container_id,omitempty"`
@@ -1706,7 +1813,7 @@ type RemoveContainerRequest struct {
 
 func (x *RemoveContainerRequest) Reset() {
 	*x = RemoveContainerRequest{}
-	mi := &file_agent_v1_agent_proto_msgTypes[29]
+	mi := &file_agent_v1_agent_proto_msgTypes[30]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1718,7 +1825,7 @@ func (x *RemoveContainerRequest) String() string {
 func (*RemoveContainerRequest) ProtoMessage() {}
 
 func (x *RemoveContainerRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_agent_v1_agent_proto_msgTypes[29]
+	mi := &file_agent_v1_agent_proto_msgTypes[30]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1731,7 +1838,7 @@ func (x *RemoveContainerRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RemoveContainerRequest.ProtoReflect.Descriptor instead.
 func (*RemoveContainerRequest) Descriptor() ([]byte, []int) {
-	return file_agent_v1_agent_proto_rawDescGZIP(), []int{29}
+	return file_agent_v1_agent_proto_rawDescGZIP(), []int{30}
 }
 
 func (x *RemoveContainerRequest) GetContainerId() string {
@@ -1756,7 +1863,7 @@ type RemoveContainerResponse struct {
 
 func (x *RemoveContainerResponse) Reset() {
 	*x = RemoveContainerResponse{}
-	mi := &file_agent_v1_agent_proto_msgTypes[30]
+	mi := &file_agent_v1_agent_proto_msgTypes[31]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1768,7 +1875,7 @@ func (x *RemoveContainerResponse) String() string {
 func (*RemoveContainerResponse) ProtoMessage() {}
 
 func (x *RemoveContainerResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_agent_v1_agent_proto_msgTypes[30]
+	mi := &file_agent_v1_agent_proto_msgTypes[31]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1781,7 +1888,7 @@ func (x *RemoveContainerResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RemoveContainerResponse.ProtoReflect.Descriptor instead.
 func (*RemoveContainerResponse) Descriptor() ([]byte, []int) {
-	return file_agent_v1_agent_proto_rawDescGZIP(), []int{30}
+	return file_agent_v1_agent_proto_rawDescGZIP(), []int{31}
 }
 
 type PauseContainerRequest struct {
@@ -1793,7 +1900,7 @@ type PauseContainerRequest struct {
 
 func (x *PauseContainerRequest) Reset() {
 	*x = PauseContainerRequest{}
-	mi := &file_agent_v1_agent_proto_msgTypes[31]
+	mi := &file_agent_v1_agent_proto_msgTypes[32]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1805,7 +1912,7 @@ func (x *PauseContainerRequest) String() string {
 func (*PauseContainerRequest) ProtoMessage() {}
 
 func (x *PauseContainerRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_agent_v1_agent_proto_msgTypes[31]
+	mi := &file_agent_v1_agent_proto_msgTypes[32]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1818,7 +1925,7 @@ func (x *PauseContainerRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PauseContainerRequest.ProtoReflect.Descriptor instead.
 func (*PauseContainerRequest) Descriptor() ([]byte, []int) {
-	return file_agent_v1_agent_proto_rawDescGZIP(), []int{31}
+	return file_agent_v1_agent_proto_rawDescGZIP(), []int{32}
 }
 
 func (x *PauseContainerRequest) GetContainerId() string {
@@ -1836,7 +1943,7 @@ type PauseContainerResponse struct {
 
 func (x *PauseContainerResponse) Reset() {
 	*x = PauseContainerResponse{}
-	mi := &file_agent_v1_agent_proto_msgTypes[32]
+	mi := &file_agent_v1_agent_proto_msgTypes[33]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1848,7 +1955,7 @@ func (x *PauseContainerResponse) String() string {
 func (*PauseContainerResponse) ProtoMessage() {}
 
 func (x *PauseContainerResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_agent_v1_agent_proto_msgTypes[32]
+	mi := &file_agent_v1_agent_proto_msgTypes[33]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1861,7 +1968,7 @@ func (x *PauseContainerResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PauseContainerResponse.ProtoReflect.Descriptor instead.
 func (*PauseContainerResponse) Descriptor() ([]byte, []int) {
-	return file_agent_v1_agent_proto_rawDescGZIP(), []int{32}
+	return file_agent_v1_agent_proto_rawDescGZIP(), []int{33}
 }
 
 type ResumeContainerRequest struct {
@@ -1873,7 +1980,7 @@ type ResumeContainerRequest struct {
 
 func (x *ResumeContainerRequest) Reset() {
 	*x = ResumeContainerRequest{}
-	mi := &file_agent_v1_agent_proto_msgTypes[33]
+	mi := &file_agent_v1_agent_proto_msgTypes[34]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1885,7 +1992,7 @@ func (x *ResumeContainerRequest) String() string {
 func (*ResumeContainerRequest) ProtoMessage() {}
 
 func (x *ResumeContainerRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_agent_v1_agent_proto_msgTypes[33]
+	mi := &file_agent_v1_agent_proto_msgTypes[34]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1898,7 +2005,7 @@ func (x *ResumeContainerRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ResumeContainerRequest.ProtoReflect.Descriptor instead.
 func (*ResumeContainerRequest) Descriptor() ([]byte, []int) {
-	return file_agent_v1_agent_proto_rawDescGZIP(), []int{33}
+	return file_agent_v1_agent_proto_rawDescGZIP(), []int{34}
 }
 
 func (x *ResumeContainerRequest) GetContainerId() string {
@@ -1916,7 +2023,7 @@ type ResumeContainerResponse struct {
 
 func (x *ResumeContainerResponse) Reset() {
 	*x = ResumeContainerResponse{}
-	mi := &file_agent_v1_agent_proto_msgTypes[34]
+	mi := &file_agent_v1_agent_proto_msgTypes[35]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1928,7 +2035,7 @@ func (x *ResumeContainerResponse) String() string {
 func (*ResumeContainerResponse) ProtoMessage() {}
 
 func (x *ResumeContainerResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_agent_v1_agent_proto_msgTypes[34]
+	mi := &file_agent_v1_agent_proto_msgTypes[35]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1941,7 +2048,7 @@ func (x *ResumeContainerResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ResumeContainerResponse.ProtoReflect.Descriptor instead.
 func (*ResumeContainerResponse) Descriptor() ([]byte, []int) {
-	return file_agent_v1_agent_proto_rawDescGZIP(), []int{34}
+	return file_agent_v1_agent_proto_rawDescGZIP(), []int{35}
 }
 
 type UpdateContainerRequest struct {
@@ -1957,7 +2064,7 @@ type UpdateContainerRequest struct {
 
 func (x *UpdateContainerRequest) Reset() {
 	*x = UpdateContainerRequest{}
-	mi := &file_agent_v1_agent_proto_msgTypes[35]
+	mi := &file_agent_v1_agent_proto_msgTypes[36]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1969,7 +2076,7 @@ func (x *UpdateContainerRequest) String() string {
 func (*UpdateContainerRequest) ProtoMessage() {}
 
 func (x *UpdateContainerRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_agent_v1_agent_proto_msgTypes[35]
+	mi := &file_agent_v1_agent_proto_msgTypes[36]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1982,7 +2089,7 @@ func (x *UpdateContainerRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UpdateContainerRequest.ProtoReflect.Descriptor instead.
 func (*UpdateContainerRequest) Descriptor() ([]byte, []int) {
-	return file_agent_v1_agent_proto_rawDescGZIP(), []int{35}
+	return file_agent_v1_agent_proto_rawDescGZIP(), []int{36}
 }
 
 func (x *UpdateContainerRequest) GetContainerId() string {
@@ -2007,7 +2114,7 @@ type UpdateContainerResponse struct {
 
 func (x *UpdateContainerResponse) Reset() {
 	*x = UpdateContainerResponse{}
-	mi := &file_agent_v1_agent_proto_msgTypes[36]
+	mi := &file_agent_v1_agent_proto_msgTypes[37]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2019,7 +2126,7 @@ func (x *UpdateContainerResponse) String() string {
 func (*UpdateContainerResponse) ProtoMessage() {}
 
 func (x *UpdateContainerResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_agent_v1_agent_proto_msgTypes[36]
+	mi := &file_agent_v1_agent_proto_msgTypes[37]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2032,7 +2139,7 @@ func (x *UpdateContainerResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UpdateContainerResponse.ProtoReflect.Descriptor instead.
 func (*UpdateContainerResponse) Descriptor() ([]byte, []int) {
-	return file_agent_v1_agent_proto_rawDescGZIP(), []int{36}
+	return file_agent_v1_agent_proto_rawDescGZIP(), []int{37}
 }
 
 type StatsContainerRequest struct {
@@ -2044,7 +2151,7 @@ type StatsContainerRequest struct {
 
 func (x *StatsContainerRequest) Reset() {
 	*x = StatsContainerRequest{}
-	mi := &file_agent_v1_agent_proto_msgTypes[37]
+	mi := &file_agent_v1_agent_proto_msgTypes[38]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2056,7 +2163,7 @@ func (x *StatsContainerRequest) String() string {
 func (*StatsContainerRequest) ProtoMessage() {}
 
 func (x *StatsContainerRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_agent_v1_agent_proto_msgTypes[37]
+	mi := &file_agent_v1_agent_proto_msgTypes[38]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2069,7 +2176,7 @@ func (x *StatsContainerRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StatsContainerRequest.ProtoReflect.Descriptor instead.
 func (*StatsContainerRequest) Descriptor() ([]byte, []int) {
-	return file_agent_v1_agent_proto_rawDescGZIP(), []int{37}
+	return file_agent_v1_agent_proto_rawDescGZIP(), []int{38}
 }
 
 func (x *StatsContainerRequest) GetContainerId() string {
@@ -2095,7 +2202,7 @@ type StatsContainerResponse struct {
 
 func (x *StatsContainerResponse) Reset() {
 	*x = StatsContainerResponse{}
-	mi := &file_agent_v1_agent_proto_msgTypes[38]
+	mi := &file_agent_v1_agent_proto_msgTypes[39]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2107,7 +2214,7 @@ func (x *StatsContainerResponse) String() string {
 func (*StatsContainerResponse) ProtoMessage() {}
 
 func (x *StatsContainerResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_agent_v1_agent_proto_msgTypes[38]
+	mi := &file_agent_v1_agent_proto_msgTypes[39]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2120,7 +2227,7 @@ func (x *StatsContainerResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StatsContainerResponse.ProtoReflect.Descriptor instead.
 func (*StatsContainerResponse) Descriptor() ([]byte, []int) {
-	return file_agent_v1_agent_proto_rawDescGZIP(), []int{38}
+	return file_agent_v1_agent_proto_rawDescGZIP(), []int{39}
 }
 
 func (x *StatsContainerResponse) GetCgroupVersion() uint32 {
@@ -2170,7 +2277,7 @@ type CpuStats struct {
 
 func (x *CpuStats) Reset() {
 	*x = CpuStats{}
-	mi := &file_agent_v1_agent_proto_msgTypes[39]
+	mi := &file_agent_v1_agent_proto_msgTypes[40]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2182,7 +2289,7 @@ func (x *CpuStats) String() string {
 func (*CpuStats) ProtoMessage() {}
 
 func (x *CpuStats) ProtoReflect() protoreflect.Message {
-	mi := &file_agent_v1_agent_proto_msgTypes[39]
+	mi := &file_agent_v1_agent_proto_msgTypes[40]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2195,7 +2302,7 @@ func (x *CpuStats) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CpuStats.ProtoReflect.Descriptor instead.
 func (*CpuStats) Descriptor() ([]byte, []int) {
-	return file_agent_v1_agent_proto_rawDescGZIP(), []int{39}
+	return file_agent_v1_agent_proto_rawDescGZIP(), []int{40}
 }
 
 func (x *CpuStats) GetUsageTotalNs() uint64 {
@@ -2277,7 +2384,7 @@ type MemoryStats struct {
 
 func (x *MemoryStats) Reset() {
 	*x = MemoryStats{}
-	mi := &file_agent_v1_agent_proto_msgTypes[40]
+	mi := &file_agent_v1_agent_proto_msgTypes[41]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2289,7 +2396,7 @@ func (x *MemoryStats) String() string {
 func (*MemoryStats) ProtoMessage() {}
 
 func (x *MemoryStats) ProtoReflect() protoreflect.Message {
-	mi := &file_agent_v1_agent_proto_msgTypes[40]
+	mi := &file_agent_v1_agent_proto_msgTypes[41]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2302,7 +2409,7 @@ func (x *MemoryStats) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MemoryStats.ProtoReflect.Descriptor instead.
 func (*MemoryStats) Descriptor() ([]byte, []int) {
-	return file_agent_v1_agent_proto_rawDescGZIP(), []int{40}
+	return file_agent_v1_agent_proto_rawDescGZIP(), []int{41}
 }
 
 func (x *MemoryStats) GetUsageBytes() uint64 {
@@ -2419,7 +2526,7 @@ type MemoryEvents struct {
 
 func (x *MemoryEvents) Reset() {
 	*x = MemoryEvents{}
-	mi := &file_agent_v1_agent_proto_msgTypes[41]
+	mi := &file_agent_v1_agent_proto_msgTypes[42]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2431,7 +2538,7 @@ func (x *MemoryEvents) String() string {
 func (*MemoryEvents) ProtoMessage() {}
 
 func (x *MemoryEvents) ProtoReflect() protoreflect.Message {
-	mi := &file_agent_v1_agent_proto_msgTypes[41]
+	mi := &file_agent_v1_agent_proto_msgTypes[42]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2444,7 +2551,7 @@ func (x *MemoryEvents) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use MemoryEvents.ProtoReflect.Descriptor instead.
 func (*MemoryEvents) Descriptor() ([]byte, []int) {
-	return file_agent_v1_agent_proto_rawDescGZIP(), []int{41}
+	return file_agent_v1_agent_proto_rawDescGZIP(), []int{42}
 }
 
 func (x *MemoryEvents) GetLow() uint64 {
@@ -2493,7 +2600,7 @@ type PidsStats struct {
 
 func (x *PidsStats) Reset() {
 	*x = PidsStats{}
-	mi := &file_agent_v1_agent_proto_msgTypes[42]
+	mi := &file_agent_v1_agent_proto_msgTypes[43]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2505,7 +2612,7 @@ func (x *PidsStats) String() string {
 func (*PidsStats) ProtoMessage() {}
 
 func (x *PidsStats) ProtoReflect() protoreflect.Message {
-	mi := &file_agent_v1_agent_proto_msgTypes[42]
+	mi := &file_agent_v1_agent_proto_msgTypes[43]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2518,7 +2625,7 @@ func (x *PidsStats) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PidsStats.ProtoReflect.Descriptor instead.
 func (*PidsStats) Descriptor() ([]byte, []int) {
-	return file_agent_v1_agent_proto_rawDescGZIP(), []int{42}
+	return file_agent_v1_agent_proto_rawDescGZIP(), []int{43}
 }
 
 func (x *PidsStats) GetCurrent() uint64 {
@@ -2553,7 +2660,7 @@ type GetOOMEventRequest struct {
 
 func (x *GetOOMEventRequest) Reset() {
 	*x = GetOOMEventRequest{}
-	mi := &file_agent_v1_agent_proto_msgTypes[43]
+	mi := &file_agent_v1_agent_proto_msgTypes[44]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2565,7 +2672,7 @@ func (x *GetOOMEventRequest) String() string {
 func (*GetOOMEventRequest) ProtoMessage() {}
 
 func (x *GetOOMEventRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_agent_v1_agent_proto_msgTypes[43]
+	mi := &file_agent_v1_agent_proto_msgTypes[44]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2578,7 +2685,7 @@ func (x *GetOOMEventRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetOOMEventRequest.ProtoReflect.Descriptor instead.
 func (*GetOOMEventRequest) Descriptor() ([]byte, []int) {
-	return file_agent_v1_agent_proto_rawDescGZIP(), []int{43}
+	return file_agent_v1_agent_proto_rawDescGZIP(), []int{44}
 }
 
 func (x *GetOOMEventRequest) GetAfterSeq() uint64 {
@@ -2601,7 +2708,7 @@ type GetOOMEventResponse struct {
 
 func (x *GetOOMEventResponse) Reset() {
 	*x = GetOOMEventResponse{}
-	mi := &file_agent_v1_agent_proto_msgTypes[44]
+	mi := &file_agent_v1_agent_proto_msgTypes[45]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2613,7 +2720,7 @@ func (x *GetOOMEventResponse) String() string {
 func (*GetOOMEventResponse) ProtoMessage() {}
 
 func (x *GetOOMEventResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_agent_v1_agent_proto_msgTypes[44]
+	mi := &file_agent_v1_agent_proto_msgTypes[45]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2626,7 +2733,7 @@ func (x *GetOOMEventResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetOOMEventResponse.ProtoReflect.Descriptor instead.
 func (*GetOOMEventResponse) Descriptor() ([]byte, []int) {
-	return file_agent_v1_agent_proto_rawDescGZIP(), []int{44}
+	return file_agent_v1_agent_proto_rawDescGZIP(), []int{45}
 }
 
 func (x *GetOOMEventResponse) GetContainerId() string {
@@ -2662,7 +2769,7 @@ type StreamHeader struct {
 
 func (x *StreamHeader) Reset() {
 	*x = StreamHeader{}
-	mi := &file_agent_v1_agent_proto_msgTypes[45]
+	mi := &file_agent_v1_agent_proto_msgTypes[46]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2674,7 +2781,7 @@ func (x *StreamHeader) String() string {
 func (*StreamHeader) ProtoMessage() {}
 
 func (x *StreamHeader) ProtoReflect() protoreflect.Message {
-	mi := &file_agent_v1_agent_proto_msgTypes[45]
+	mi := &file_agent_v1_agent_proto_msgTypes[46]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2687,7 +2794,7 @@ func (x *StreamHeader) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StreamHeader.ProtoReflect.Descriptor instead.
 func (*StreamHeader) Descriptor() ([]byte, []int) {
-	return file_agent_v1_agent_proto_rawDescGZIP(), []int{45}
+	return file_agent_v1_agent_proto_rawDescGZIP(), []int{46}
 }
 
 func (x *StreamHeader) GetContainerId() string {
@@ -2818,9 +2925,19 @@ const file_agent_v1_agent_proto_rawDesc = "" +
 	"\aexec_id\x18\x02 \x01(\tR\x06execId\"\x14\n" +
 	"\x12CloseStdinResponse\"9\n" +
 	"\x14ListProcessesRequest\x12!\n" +
-	"\fcontainer_id\x18\x01 \x01(\tR\vcontainerId\"+\n" +
+	"\fcontainer_id\x18\x01 \x01(\tR\vcontainerId\"e\n" +
 	"\x15ListProcessesResponse\x12\x12\n" +
-	"\x04pids\x18\x01 \x03(\rR\x04pids\"Q\n" +
+	"\x04pids\x18\x01 \x03(\rR\x04pids\x128\n" +
+	"\tprocesses\x18\x02 \x03(\v2\x1a.hull.agent.v1.ProcessInfoR\tprocesses\"\x9f\x01\n" +
+	"\vProcessInfo\x12\x10\n" +
+	"\x03pid\x18\x01 \x01(\rR\x03pid\x12\x12\n" +
+	"\x04ppid\x18\x02 \x01(\rR\x04ppid\x12\x10\n" +
+	"\x03uid\x18\x03 \x01(\rR\x03uid\x12\x1d\n" +
+	"\n" +
+	"elapsed_ms\x18\x04 \x01(\x04R\telapsedMs\x12\x15\n" +
+	"\x06cpu_ms\x18\x05 \x01(\x04R\x05cpuMs\x12\x10\n" +
+	"\x03tty\x18\x06 \x01(\x04R\x03tty\x12\x10\n" +
+	"\x03cmd\x18\a \x01(\tR\x03cmd\"Q\n" +
 	"\x16RemoveContainerRequest\x12!\n" +
 	"\fcontainer_id\x18\x01 \x01(\tR\vcontainerId\x12\x14\n" +
 	"\x05force\x18\x02 \x01(\bR\x05force\"\x19\n" +
@@ -2935,7 +3052,7 @@ func file_agent_v1_agent_proto_rawDescGZIP() []byte {
 }
 
 var file_agent_v1_agent_proto_enumTypes = make([]protoimpl.EnumInfo, 2)
-var file_agent_v1_agent_proto_msgTypes = make([]protoimpl.MessageInfo, 47)
+var file_agent_v1_agent_proto_msgTypes = make([]protoimpl.MessageInfo, 48)
 var file_agent_v1_agent_proto_goTypes = []any{
 	(CheckResponse_Status)(0),       // 0: hull.agent.v1.CheckResponse.Status
 	(StreamHeader_Fd)(0),            // 1: hull.agent.v1.StreamHeader.Fd
@@ -2968,24 +3085,25 @@ var file_agent_v1_agent_proto_goTypes = []any{
 	(*CloseStdinResponse)(nil),      // 28: hull.agent.v1.CloseStdinResponse
 	(*ListProcessesRequest)(nil),    // 29: hull.agent.v1.ListProcessesRequest
 	(*ListProcessesResponse)(nil),   // 30: hull.agent.v1.ListProcessesResponse
-	(*RemoveContainerRequest)(nil),  // 31: hull.agent.v1.RemoveContainerRequest
-	(*RemoveContainerResponse)(nil), // 32: hull.agent.v1.RemoveContainerResponse
-	(*PauseContainerRequest)(nil),   // 33: hull.agent.v1.PauseContainerRequest
-	(*PauseContainerResponse)(nil),  // 34: hull.agent.v1.PauseContainerResponse
-	(*ResumeContainerRequest)(nil),  // 35: hull.agent.v1.ResumeContainerRequest
-	(*ResumeContainerResponse)(nil), // 36: hull.agent.v1.ResumeContainerResponse
-	(*UpdateContainerRequest)(nil),  // 37: hull.agent.v1.UpdateContainerRequest
-	(*UpdateContainerResponse)(nil), // 38: hull.agent.v1.UpdateContainerResponse
-	(*StatsContainerRequest)(nil),   // 39: hull.agent.v1.StatsContainerRequest
-	(*StatsContainerResponse)(nil),  // 40: hull.agent.v1.StatsContainerResponse
-	(*CpuStats)(nil),                // 41: hull.agent.v1.CpuStats
-	(*MemoryStats)(nil),             // 42: hull.agent.v1.MemoryStats
-	(*MemoryEvents)(nil),            // 43: hull.agent.v1.MemoryEvents
-	(*PidsStats)(nil),               // 44: hull.agent.v1.PidsStats
-	(*GetOOMEventRequest)(nil),      // 45: hull.agent.v1.GetOOMEventRequest
-	(*GetOOMEventResponse)(nil),     // 46: hull.agent.v1.GetOOMEventResponse
-	(*StreamHeader)(nil),            // 47: hull.agent.v1.StreamHeader
-	nil,                             // 48: hull.agent.v1.MemoryStats.StatEntry
+	(*ProcessInfo)(nil),             // 31: hull.agent.v1.ProcessInfo
+	(*RemoveContainerRequest)(nil),  // 32: hull.agent.v1.RemoveContainerRequest
+	(*RemoveContainerResponse)(nil), // 33: hull.agent.v1.RemoveContainerResponse
+	(*PauseContainerRequest)(nil),   // 34: hull.agent.v1.PauseContainerRequest
+	(*PauseContainerResponse)(nil),  // 35: hull.agent.v1.PauseContainerResponse
+	(*ResumeContainerRequest)(nil),  // 36: hull.agent.v1.ResumeContainerRequest
+	(*ResumeContainerResponse)(nil), // 37: hull.agent.v1.ResumeContainerResponse
+	(*UpdateContainerRequest)(nil),  // 38: hull.agent.v1.UpdateContainerRequest
+	(*UpdateContainerResponse)(nil), // 39: hull.agent.v1.UpdateContainerResponse
+	(*StatsContainerRequest)(nil),   // 40: hull.agent.v1.StatsContainerRequest
+	(*StatsContainerResponse)(nil),  // 41: hull.agent.v1.StatsContainerResponse
+	(*CpuStats)(nil),                // 42: hull.agent.v1.CpuStats
+	(*MemoryStats)(nil),             // 43: hull.agent.v1.MemoryStats
+	(*MemoryEvents)(nil),            // 44: hull.agent.v1.MemoryEvents
+	(*PidsStats)(nil),               // 45: hull.agent.v1.PidsStats
+	(*GetOOMEventRequest)(nil),      // 46: hull.agent.v1.GetOOMEventRequest
+	(*GetOOMEventResponse)(nil),     // 47: hull.agent.v1.GetOOMEventResponse
+	(*StreamHeader)(nil),            // 48: hull.agent.v1.StreamHeader
+	nil,                             // 49: hull.agent.v1.MemoryStats.StatEntry
 }
 var file_agent_v1_agent_proto_depIdxs = []int32{
 	0,  // 0: hull.agent.v1.CheckResponse.status:type_name -> hull.agent.v1.CheckResponse.Status
@@ -2994,55 +3112,56 @@ var file_agent_v1_agent_proto_depIdxs = []int32{
 	14, // 3: hull.agent.v1.CreateContainerRequest.stdio:type_name -> hull.agent.v1.Stdio
 	10, // 4: hull.agent.v1.CreateContainerRequest.sandbox:type_name -> hull.agent.v1.CreateSandboxRequest
 	14, // 5: hull.agent.v1.ExecProcessRequest.stdio:type_name -> hull.agent.v1.Stdio
-	41, // 6: hull.agent.v1.StatsContainerResponse.cpu:type_name -> hull.agent.v1.CpuStats
-	42, // 7: hull.agent.v1.StatsContainerResponse.memory:type_name -> hull.agent.v1.MemoryStats
-	44, // 8: hull.agent.v1.StatsContainerResponse.pids:type_name -> hull.agent.v1.PidsStats
-	43, // 9: hull.agent.v1.MemoryStats.events:type_name -> hull.agent.v1.MemoryEvents
-	48, // 10: hull.agent.v1.MemoryStats.stat:type_name -> hull.agent.v1.MemoryStats.StatEntry
-	1,  // 11: hull.agent.v1.StreamHeader.fd:type_name -> hull.agent.v1.StreamHeader.Fd
-	2,  // 12: hull.agent.v1.Agent.Check:input_type -> hull.agent.v1.CheckRequest
-	4,  // 13: hull.agent.v1.Agent.Version:input_type -> hull.agent.v1.VersionRequest
-	6,  // 14: hull.agent.v1.Agent.GetGuestDetails:input_type -> hull.agent.v1.GetGuestDetailsRequest
-	8,  // 15: hull.agent.v1.Agent.DestroySandbox:input_type -> hull.agent.v1.DestroySandboxRequest
-	10, // 16: hull.agent.v1.Agent.CreateSandbox:input_type -> hull.agent.v1.CreateSandboxRequest
-	15, // 17: hull.agent.v1.Agent.CreateContainer:input_type -> hull.agent.v1.CreateContainerRequest
-	17, // 18: hull.agent.v1.Agent.StartContainer:input_type -> hull.agent.v1.StartContainerRequest
-	19, // 19: hull.agent.v1.Agent.ExecProcess:input_type -> hull.agent.v1.ExecProcessRequest
-	21, // 20: hull.agent.v1.Agent.SignalProcess:input_type -> hull.agent.v1.SignalProcessRequest
-	23, // 21: hull.agent.v1.Agent.WaitProcess:input_type -> hull.agent.v1.WaitProcessRequest
-	25, // 22: hull.agent.v1.Agent.ResizePty:input_type -> hull.agent.v1.ResizePtyRequest
-	27, // 23: hull.agent.v1.Agent.CloseStdin:input_type -> hull.agent.v1.CloseStdinRequest
-	29, // 24: hull.agent.v1.Agent.ListProcesses:input_type -> hull.agent.v1.ListProcessesRequest
-	31, // 25: hull.agent.v1.Agent.RemoveContainer:input_type -> hull.agent.v1.RemoveContainerRequest
-	33, // 26: hull.agent.v1.Agent.PauseContainer:input_type -> hull.agent.v1.PauseContainerRequest
-	35, // 27: hull.agent.v1.Agent.ResumeContainer:input_type -> hull.agent.v1.ResumeContainerRequest
-	37, // 28: hull.agent.v1.Agent.UpdateContainer:input_type -> hull.agent.v1.UpdateContainerRequest
-	39, // 29: hull.agent.v1.Agent.StatsContainer:input_type -> hull.agent.v1.StatsContainerRequest
-	45, // 30: hull.agent.v1.Agent.GetOOMEvent:input_type -> hull.agent.v1.GetOOMEventRequest
-	3,  // 31: hull.agent.v1.Agent.Check:output_type -> hull.agent.v1.CheckResponse
-	5,  // 32: hull.agent.v1.Agent.Version:output_type -> hull.agent.v1.VersionResponse
-	7,  // 33: hull.agent.v1.Agent.GetGuestDetails:output_type -> hull.agent.v1.GetGuestDetailsResponse
-	9,  // 34: hull.agent.v1.Agent.DestroySandbox:output_type -> hull.agent.v1.DestroySandboxResponse
-	13, // 35: hull.agent.v1.Agent.CreateSandbox:output_type -> hull.agent.v1.CreateSandboxResponse
-	16, // 36: hull.agent.v1.Agent.CreateContainer:output_type -> hull.agent.v1.CreateContainerResponse
-	18, // 37: hull.agent.v1.Agent.StartContainer:output_type -> hull.agent.v1.StartContainerResponse
-	20, // 38: hull.agent.v1.Agent.ExecProcess:output_type -> hull.agent.v1.ExecProcessResponse
-	22, // 39: hull.agent.v1.Agent.SignalProcess:output_type -> hull.agent.v1.SignalProcessResponse
-	24, // 40: hull.agent.v1.Agent.WaitProcess:output_type -> hull.agent.v1.WaitProcessResponse
-	26, // 41: hull.agent.v1.Agent.ResizePty:output_type -> hull.agent.v1.ResizePtyResponse
-	28, // 42: hull.agent.v1.Agent.CloseStdin:output_type -> hull.agent.v1.CloseStdinResponse
-	30, // 43: hull.agent.v1.Agent.ListProcesses:output_type -> hull.agent.v1.ListProcessesResponse
-	32, // 44: hull.agent.v1.Agent.RemoveContainer:output_type -> hull.agent.v1.RemoveContainerResponse
-	34, // 45: hull.agent.v1.Agent.PauseContainer:output_type -> hull.agent.v1.PauseContainerResponse
-	36, // 46: hull.agent.v1.Agent.ResumeContainer:output_type -> hull.agent.v1.ResumeContainerResponse
-	38, // 47: hull.agent.v1.Agent.UpdateContainer:output_type -> hull.agent.v1.UpdateContainerResponse
-	40, // 48: hull.agent.v1.Agent.StatsContainer:output_type -> hull.agent.v1.StatsContainerResponse
-	46, // 49: hull.agent.v1.Agent.GetOOMEvent:output_type -> hull.agent.v1.GetOOMEventResponse
-	31, // [31:50] is the sub-list for method output_type
-	12, // [12:31] is the sub-list for method input_type
-	12, // [12:12] is the sub-list for extension type_name
-	12, // [12:12] is the sub-list for extension extendee
-	0,  // [0:12] is the sub-list for field type_name
+	31, // 6: hull.agent.v1.ListProcessesResponse.processes:type_name -> hull.agent.v1.ProcessInfo
+	42, // 7: hull.agent.v1.StatsContainerResponse.cpu:type_name -> hull.agent.v1.CpuStats
+	43, // 8: hull.agent.v1.StatsContainerResponse.memory:type_name -> hull.agent.v1.MemoryStats
+	45, // 9: hull.agent.v1.StatsContainerResponse.pids:type_name -> hull.agent.v1.PidsStats
+	44, // 10: hull.agent.v1.MemoryStats.events:type_name -> hull.agent.v1.MemoryEvents
+	49, // 11: hull.agent.v1.MemoryStats.stat:type_name -> hull.agent.v1.MemoryStats.StatEntry
+	1,  // 12: hull.agent.v1.StreamHeader.fd:type_name -> hull.agent.v1.StreamHeader.Fd
+	2,  // 13: hull.agent.v1.Agent.Check:input_type -> hull.agent.v1.CheckRequest
+	4,  // 14: hull.agent.v1.Agent.Version:input_type -> hull.agent.v1.VersionRequest
+	6,  // 15: hull.agent.v1.Agent.GetGuestDetails:input_type -> hull.agent.v1.GetGuestDetailsRequest
+	8,  // 16: hull.agent.v1.Agent.DestroySandbox:input_type -> hull.agent.v1.DestroySandboxRequest
+	10, // 17: hull.agent.v1.Agent.CreateSandbox:input_type -> hull.agent.v1.CreateSandboxRequest
+	15, // 18: hull.agent.v1.Agent.CreateContainer:input_type -> hull.agent.v1.CreateContainerRequest
+	17, // 19: hull.agent.v1.Agent.StartContainer:input_type -> hull.agent.v1.StartContainerRequest
+	19, // 20: hull.agent.v1.Agent.ExecProcess:input_type -> hull.agent.v1.ExecProcessRequest
+	21, // 21: hull.agent.v1.Agent.SignalProcess:input_type -> hull.agent.v1.SignalProcessRequest
+	23, // 22: hull.agent.v1.Agent.WaitProcess:input_type -> hull.agent.v1.WaitProcessRequest
+	25, // 23: hull.agent.v1.Agent.ResizePty:input_type -> hull.agent.v1.ResizePtyRequest
+	27, // 24: hull.agent.v1.Agent.CloseStdin:input_type -> hull.agent.v1.CloseStdinRequest
+	29, // 25: hull.agent.v1.Agent.ListProcesses:input_type -> hull.agent.v1.ListProcessesRequest
+	32, // 26: hull.agent.v1.Agent.RemoveContainer:input_type -> hull.agent.v1.RemoveContainerRequest
+	34, // 27: hull.agent.v1.Agent.PauseContainer:input_type -> hull.agent.v1.PauseContainerRequest
+	36, // 28: hull.agent.v1.Agent.ResumeContainer:input_type -> hull.agent.v1.ResumeContainerRequest
+	38, // 29: hull.agent.v1.Agent.UpdateContainer:input_type -> hull.agent.v1.UpdateContainerRequest
+	40, // 30: hull.agent.v1.Agent.StatsContainer:input_type -> hull.agent.v1.StatsContainerRequest
+	46, // 31: hull.agent.v1.Agent.GetOOMEvent:input_type -> hull.agent.v1.GetOOMEventRequest
+	3,  // 32: hull.agent.v1.Agent.Check:output_type -> hull.agent.v1.CheckResponse
+	5,  // 33: hull.agent.v1.Agent.Version:output_type -> hull.agent.v1.VersionResponse
+	7,  // 34: hull.agent.v1.Agent.GetGuestDetails:output_type -> hull.agent.v1.GetGuestDetailsResponse
+	9,  // 35: hull.agent.v1.Agent.DestroySandbox:output_type -> hull.agent.v1.DestroySandboxResponse
+	13, // 36: hull.agent.v1.Agent.CreateSandbox:output_type -> hull.agent.v1.CreateSandboxResponse
+	16, // 37: hull.agent.v1.Agent.CreateContainer:output_type -> hull.agent.v1.CreateContainerResponse
+	18, // 38: hull.agent.v1.Agent.StartContainer:output_type -> hull.agent.v1.StartContainerResponse
+	20, // 39: hull.agent.v1.Agent.ExecProcess:output_type -> hull.agent.v1.ExecProcessResponse
+	22, // 40: hull.agent.v1.Agent.SignalProcess:output_type -> hull.agent.v1.SignalProcessResponse
+	24, // 41: hull.agent.v1.Agent.WaitProcess:output_type -> hull.agent.v1.WaitProcessResponse
+	26, // 42: hull.agent.v1.Agent.ResizePty:output_type -> hull.agent.v1.ResizePtyResponse
+	28, // 43: hull.agent.v1.Agent.CloseStdin:output_type -> hull.agent.v1.CloseStdinResponse
+	30, // 44: hull.agent.v1.Agent.ListProcesses:output_type -> hull.agent.v1.ListProcessesResponse
+	33, // 45: hull.agent.v1.Agent.RemoveContainer:output_type -> hull.agent.v1.RemoveContainerResponse
+	35, // 46: hull.agent.v1.Agent.PauseContainer:output_type -> hull.agent.v1.PauseContainerResponse
+	37, // 47: hull.agent.v1.Agent.ResumeContainer:output_type -> hull.agent.v1.ResumeContainerResponse
+	39, // 48: hull.agent.v1.Agent.UpdateContainer:output_type -> hull.agent.v1.UpdateContainerResponse
+	41, // 49: hull.agent.v1.Agent.StatsContainer:output_type -> hull.agent.v1.StatsContainerResponse
+	47, // 50: hull.agent.v1.Agent.GetOOMEvent:output_type -> hull.agent.v1.GetOOMEventResponse
+	32, // [32:51] is the sub-list for method output_type
+	13, // [13:32] is the sub-list for method input_type
+	13, // [13:13] is the sub-list for extension type_name
+	13, // [13:13] is the sub-list for extension extendee
+	0,  // [0:13] is the sub-list for field type_name
 }
 
 func init() { file_agent_v1_agent_proto_init() }
@@ -3056,7 +3175,7 @@ func file_agent_v1_agent_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_agent_v1_agent_proto_rawDesc), len(file_agent_v1_agent_proto_rawDesc)),
 			NumEnums:      2,
-			NumMessages:   47,
+			NumMessages:   48,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

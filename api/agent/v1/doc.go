@@ -18,6 +18,7 @@ package agent
 // Level 4: the spec in CreateContainer keeps its startContainer hooks,
 // which the guest runs in the container (with bundle, the host's bundle
 // path, for their state). An agent of level 3 would drop them.
+// ListProcesses answers with what `ps -ef` shows of each process too.
 const APIVersion = 4
 
 // SerialPortName is the name of the virtio-serial port that carries the API;

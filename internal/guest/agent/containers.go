@@ -151,6 +151,20 @@ func (s *Service) ListProcesses(ctx context.Context, r *api.ListProcessesRequest
 	for i, p := range pids {
 		resp.Pids[i] = uint32(p)
 	}
+	// What `hull ps` shows besides the pid. A process gone meanwhile has
+	// its pid only.
+	uptime, err := container.Uptime()
+	if err != nil {
+		return resp, nil
+	}
+	resp.Processes = make([]*api.ProcessInfo, 0, len(pids))
+	for _, p := range pids {
+		pi := &api.ProcessInfo{Pid: uint32(p)}
+		if info, err := container.ProcessInfo(p, uptime); err == nil {
+			pi.Ppid, pi.Uid, pi.ElapsedMs, pi.CpuMs, pi.Tty, pi.Cmd = uint32(info.PPid), uint32(info.UID), info.ElapsedMs, info.CPUMs, info.TTY, info.Cmd
+		}
+		resp.Processes = append(resp.Processes, pi)
+	}
 	return resp, nil
 }
 
