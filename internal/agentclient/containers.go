@@ -103,7 +103,13 @@ func checkPid(call string, pid uint32) (uint32, error) {
 
 // StartContainer runs the user process of a created container.
 func (c *Client) StartContainer(ctx context.Context, id string) error {
-	ctx, cancel := c.bound(ctx)
+	return c.StartContainerWithin(ctx, id, 0)
+}
+
+// StartContainerWithin is StartContainer for a start that may take extra
+// time more than a call: the container's startContainer hooks run in it.
+func (c *Client) StartContainerWithin(ctx context.Context, id string, extra time.Duration) error {
+	ctx, cancel := context.WithTimeout(ctx, c.timeout+extra)
 	defer cancel()
 	if _, err := c.api.StartContainer(ctx, &agent.StartContainerRequest{ContainerId: id}); err != nil {
 		return native("start container", err)

@@ -145,6 +145,14 @@ func spawnSupervisor(c *cli.Context, consoleSocket string, start bool) (_ *exec.
 		args = append(args, "--log", p, "--log-format", c.GlobalString("log-format"))
 	}
 	args = append(args, "_supervise", "--bundle", bundle)
+	if supervisor.StacksView(spec) {
+		// Its mount namespace must differ from this one (it checks).
+		ns, err := storage.MountNamespace()
+		if err != nil {
+			return nil, false, err
+		}
+		args = append(args, "--parent-mnt-ns", ns)
+	}
 	if start && !supervisor.HasHooks(spec) {
 		args = append(args, "--start")
 		started = true

@@ -84,7 +84,7 @@ func printPsTable(w io.Writer, procs []agentclient.Process, now time.Time) {
 		}
 		c := 0
 		if p.Elapsed > 0 {
-			c = min(int(p.CPU*100/p.Elapsed), 99)
+			c = int(min(float64(p.CPU)*100/float64(p.Elapsed), 99))
 		}
 		start := now.Add(-p.Elapsed)
 		stime := start.Format("15:04")

@@ -28,6 +28,9 @@ var superviseCommand = cli.Command{
 		cli.StringFlag{Name: "bundle"}, cli.StringFlag{Name: "console-socket"},
 		// `hull run`: start the container too before reporting.
 		cli.BoolFlag{Name: "start"},
+		// The mount namespace of `hull create`, which this one must not
+		// be (the container's files go over its "/").
+		cli.StringFlag{Name: "parent-mnt-ns"},
 	},
 	Action: func(c *cli.Context) error {
 		// Not for the hooks this process runs: a hook that left a child
@@ -59,7 +62,7 @@ var superviseCommand = cli.Command{
 		// and unmounts, and sends nothing back. Checked against the
 		// parent's, which is still `hull create`'s: the container's files
 		// go over its "/" later.
-		own, err := storage.OwnMountNamespace()
+		own, err := storage.OwnMountNamespace(c.String("parent-mnt-ns"))
 		if err != nil {
 			report(err)
 			return cli.NewExitError("", 1)

@@ -46,6 +46,26 @@ type Container struct {
 	id      string
 	storage *storage.Container
 	init    *Process
+	// hooksTime is what the spec's startContainer hooks may take, which
+	// run in the guest as it starts the container.
+	hooksTime time.Duration
+}
+
+// startHooksTime is what startContainer hooks may take in the guest: their
+// timeouts, and a minute for each that names none (the agent's bound).
+func startHooksTime(spec *specs.Spec) time.Duration {
+	var d time.Duration
+	if spec.Hooks == nil {
+		return 0
+	}
+	for _, h := range spec.Hooks.StartContainer {
+		if h.Timeout != nil && *h.Timeout > 0 {
+			d += time.Duration(*h.Timeout) * time.Second
+		} else {
+			d += time.Minute
+		}
+	}
+	return d
 }
 
 // Process is a container's init or exec process seen from the host: its
@@ -137,7 +157,7 @@ func (s *Sandbox) CreateContainer(ctx context.Context, cfg ContainerConfig) (_ *
 		return nil, fmt.Errorf("container %s: %w", cfg.ID, err)
 	}
 	p.pid = pid
-	return &Container{sb: s, id: cfg.ID, storage: st, init: p}, nil
+	return &Container{sb: s, id: cfg.ID, storage: st, init: p, hooksTime: startHooksTime(cfg.Spec)}, nil
 }
 
 // openProcess opens the IO streams of a process and starts copying.
@@ -238,7 +258,7 @@ func (c *Container) Init() *Process { return c.init }
 
 // Start runs the container's process.
 func (c *Container) Start(ctx context.Context) error {
-	if err := c.sb.agent.StartContainer(ctx, c.id); err != nil {
+	if err := c.sb.agent.StartContainerWithin(ctx, c.id, c.hooksTime); err != nil {
 		return fmt.Errorf("container %s: %w", c.id, err)
 	}
 	return nil

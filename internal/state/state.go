@@ -262,7 +262,6 @@ func (h *Handle) Unlock() { h.lock.Close() }
 func (h *Handle) Remove() error {
 	dir := h.Dir()
 	_ = os.Remove(filepath.Join(dir, SocketFile))
-	_ = os.Remove(filepath.Join(dir, SpecFile))
 	for _, sub := range []string{"vm", "shared"} {
 		if err := os.Remove(filepath.Join(dir, sub)); err != nil && !errors.Is(err, os.ErrNotExist) {
 			return fmt.Errorf("container %s: %w", h.id, err)
@@ -270,7 +269,7 @@ func (h *Handle) Remove() error {
 	}
 	// The state goes last: while anything else is left, the container
 	// stays listed, and delete --force can find it again.
-	for _, name := range []string{stateFile, lockFile} {
+	for _, name := range []string{SpecFile, stateFile, lockFile} {
 		_ = os.Remove(filepath.Join(dir, name))
 	}
 	h.lock.Close()

@@ -86,8 +86,8 @@ func attachAt(rootFd int, src, dest string) error {
 // ownMountNamespace tells whether this process's mount namespace is other
 // than that of the host's init, as far as it can see: where /proc/1 cannot
 // be read (a pid namespace's init of another owner), the caller's word
-// that it made one (the supervisor checks its own against its parent's)
-// stands.
+// that it made one (the supervisor checks its own against the one
+// `hull create` named) stands.
 func ownMountNamespace() bool {
 	self, err := os.Readlink("/proc/self/ns/mnt")
 	if err != nil {
@@ -97,17 +97,21 @@ func ownMountNamespace() bool {
 	return err != nil || self != host
 }
 
-// OwnMountNamespace tells whether this process has a mount namespace
-// other than its parent's, which must still be the process that started
-// it.
-func OwnMountNamespace() (bool, error) {
-	self, err := os.Readlink("/proc/self/ns/mnt")
+// MountNamespace names this process's mount namespace ("mnt:[N]").
+func MountNamespace() (string, error) {
+	ns, err := os.Readlink("/proc/self/ns/mnt")
 	if err != nil {
-		return false, fmt.Errorf("mount namespace: %w", err)
+		return "", fmt.Errorf("mount namespace: %w", err)
 	}
-	parent, err := os.Readlink(fmt.Sprintf("/proc/%d/ns/mnt", os.Getppid()))
+	return ns, nil
+}
+
+// OwnMountNamespace tells whether this process's mount namespace is other
+// than parent, the one its starter named (MountNamespace's).
+func OwnMountNamespace(parent string) (bool, error) {
+	self, err := MountNamespace()
 	if err != nil {
-		return false, fmt.Errorf("the parent's mount namespace: %w", err)
+		return false, err
 	}
-	return self != parent, nil
+	return parent != "" && self != parent, nil
 }

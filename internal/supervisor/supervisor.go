@@ -609,7 +609,10 @@ func (s *supervisor) do(ctx context.Context, req Request) error {
 			// it starts: a failing one fails the start there.
 			if !s.startedAtCreate {
 				if err := s.ctr.Start(ctx); err != nil {
-					stop = true
+					// A startContainer hook that failed (the guest says
+					// failed precondition) ends the container; a call that
+					// did not get through leaves it created.
+					stop = errdefs.IsFailedPrecondition(err)
 					return err
 				}
 			}
@@ -819,22 +822,31 @@ func rootfsPath(bundle string, spec *specs.Spec) string {
 }
 
 // Bounds on the process details in an answer to "ps", which must stay
-// within maxAnswer beside up to 65,536 pids: past maxDetailed processes
-// only the pids go, and the command lines share cmdBudget bytes.
+// within maxAnswer beside up to 65,536 pids (some 720 KB of JSON): past
+// maxDetailed processes only the pids go, and the details, as JSON,
+// within detailBudget, command lines cut shorter until they fit (JSON
+// escapes can make a byte of the guest's six).
 const (
-	maxDetailed = 2048
-	cmdBudget   = 400 << 10
+	maxDetailed  = 2048
+	detailBudget = 256 << 10
 )
 
 func fitAnswer(procs []agentclient.Process) []agentclient.Process {
 	if len(procs) == 0 || len(procs) > maxDetailed {
 		return nil
 	}
-	limit := min(4096, cmdBudget/len(procs))
-	for i := range procs {
-		if len(procs[i].Cmd) > limit {
-			procs[i].Cmd = procs[i].Cmd[:limit]
+	for limit := 4096; limit >= 0; limit /= 4 {
+		for i := range procs {
+			if len(procs[i].Cmd) > limit {
+				procs[i].Cmd = procs[i].Cmd[:limit]
+			}
+		}
+		if b, err := json.Marshal(procs); err == nil && len(b) <= detailBudget {
+			return procs
+		}
+		if limit == 0 {
+			break
 		}
 	}
-	return procs
+	return nil
 }

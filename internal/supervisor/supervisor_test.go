@@ -1,9 +1,13 @@
 package supervisor
 
 import (
+	"encoding/json"
+	"strings"
 	"testing"
 
 	specs "github.com/opencontainers/runtime-spec/specs-go"
+
+	"github.com/hull-runtime/hull/internal/agentclient"
 )
 
 // Whether the guest may skip the flush at the VM's end (ownPIDNamespace)
@@ -42,5 +46,22 @@ func TestSpecChecks(t *testing.T) {
 		if !HasHooks(&specs.Spec{Hooks: h}) {
 			t.Errorf("a %s hook not seen", name)
 		}
+	}
+}
+
+// The details of "ps" stay within the answer's bound whatever the guest
+// puts in command lines (JSON escapes grow "<" six times).
+func TestFitAnswerBounded(t *testing.T) {
+	procs := make([]agentclient.Process, maxDetailed)
+	for i := range procs {
+		procs[i] = agentclient.Process{Pid: uint32(i + 1), Cmd: strings.Repeat("<", 4096)}
+	}
+	fit := fitAnswer(procs)
+	b, _ := json.Marshal(Response{Pids: make([]uint32, 65536), Processes: fit})
+	if len(b) > maxAnswer {
+		t.Errorf("answer of %d bytes, over %d", len(b), maxAnswer)
+	}
+	if len(fitAnswer(make([]agentclient.Process, maxDetailed+1))) != 0 {
+		t.Error("details past maxDetailed processes")
 	}
 }

@@ -468,6 +468,10 @@ func (e *Engine) Start(id string) error {
 	// failure of the start: the program may still be on its way.
 	hooks := c.handle().Config().Hooks[configs.StartContainer]
 	execd, err := waitExec(c.init.pid, execWaitLimit+hooksLimit(hooks), execWaitPoll)
+	if errors.Is(err, errInitGone) {
+		// Reaped already: its wait saw how it ended.
+		execd, err = !c.init.endedInInit.Load(), nil
+	}
 	if err != nil {
 		e.cfg.Log.WithField("container", id).WithError(err).Warn("not known to run its program")
 	} else if !execd && len(hooks) > 0 {

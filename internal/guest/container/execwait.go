@@ -29,6 +29,10 @@ const initComm = "runc:[2:INIT]"
 // meets a process that has not set up its handlers yet (a shell's trap; an
 // init, which ignores what it does not handle). So start returns only once
 // the program runs, as users of runc are used to.
+//
+// It returns false with no error only when it saw the process end as the
+// init (a zombie keeps the name it had); a process already reaped is
+// errInitGone, since it may have run its program first.
 func waitExec(pid int, limit time.Duration, poll time.Duration) (execd bool, err error) {
 	path := fmt.Sprintf("/proc/%d/stat", pid)
 	deadline := time.Now().Add(limit)
@@ -36,7 +40,7 @@ func waitExec(pid int, limit time.Duration, poll time.Duration) (execd bool, err
 		data, err := os.ReadFile(path)
 		if err != nil {
 			if os.IsNotExist(err) || errors.Is(err, syscall.ESRCH) {
-				return false, nil // gone, and reaped already
+				return false, errInitGone
 			}
 			return false, err
 		}
@@ -45,16 +49,20 @@ func waitExec(pid int, limit time.Duration, poll time.Duration) (execd bool, err
 			return false, err
 		}
 		switch {
-		case state == 'Z' || state == 'X':
-			return false, nil
 		case comm != initComm:
 			return true, nil
+		case state == 'Z' || state == 'X':
+			return false, nil
 		case time.Now().After(deadline):
 			return false, fmt.Errorf("process %d still in container init after %s", pid, limit)
 		}
 		time.Sleep(poll)
 	}
 }
+
+// errInitGone: the process was reaped before it was seen to run its
+// program or to end in the init.
+var errInitGone = errors.New("the container's init was reaped before it was seen")
 
 // parseStat returns the command name and state of a /proc/PID/stat line.
 // The name may hold spaces and parentheses, so it ends at the last ')'.

@@ -1,6 +1,7 @@
 package container
 
 import (
+	"errors"
 	"os"
 	"os/exec"
 	"strconv"
@@ -13,7 +14,16 @@ import (
 // libcontainer names it, it executes sleep after 300 ms.
 const execLaterEnv = "HULL_TEST_EXEC_LATER"
 
+// exitInInitEnv makes the test binary end, named as the init, after
+// 300 ms.
+const exitInInitEnv = "HULL_TEST_EXIT_IN_INIT"
+
 func TestMain(m *testing.M) {
+	if os.Getenv(exitInInitEnv) != "" {
+		os.WriteFile("/proc/self/comm", []byte(initComm), 0)
+		time.Sleep(300 * time.Millisecond)
+		os.Exit(1)
+	}
 	if os.Getenv(execLaterEnv) != "" {
 		// /proc/self/comm names the thread group leader, which /proc/PID/stat
 		// shows, whatever thread this goroutine runs on.
@@ -86,7 +96,8 @@ func TestWaitExec(t *testing.T) {
 		t.Fatal("waitExec past its limit: no error")
 	}
 
-	// An exited, unreaped process: not executed, no error, no wait.
+	// A program that ran and exited, unreaped: it ran (a zombie keeps its
+	// name), however fast it was.
 	done := exec.Command("true")
 	if err := done.Start(); err != nil {
 		t.Fatal(err)
@@ -94,12 +105,25 @@ func TestWaitExec(t *testing.T) {
 	time.Sleep(100 * time.Millisecond)
 	start = time.Now()
 	execd, err = waitExec(done.Process.Pid, 5*time.Second, time.Millisecond)
-	if err != nil || execd || time.Since(start) > time.Second {
-		t.Fatalf("waitExec(zombie) = %v, %v after %s; want false, nil at once", execd, err, time.Since(start))
+	if err != nil || !execd || time.Since(start) > time.Second {
+		t.Fatalf("waitExec(zombie of a program) = %v, %v after %s; want true, nil at once", execd, err, time.Since(start))
 	}
 	done.Wait()
-	if execd, err := waitExec(done.Process.Pid, time.Second, time.Millisecond); err != nil || execd {
-		t.Fatalf("waitExec(reaped) = %v, %v; want false, nil", execd, err)
+	if execd, err := waitExec(done.Process.Pid, time.Second, time.Millisecond); !errors.Is(err, errInitGone) || execd {
+		t.Fatalf("waitExec(reaped) = %v, %v; want false, errInitGone", execd, err)
+	}
+	// An init that ended before it ran the program (a startContainer hook
+	// failed): false, no error.
+	died := exec.Command(os.Args[0])
+	died.Env = append(os.Environ(), exitInInitEnv+"=1")
+	if err := died.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer died.Wait()
+	waitComm(t, died.Process.Pid, initComm)
+	execd, err = waitExec(died.Process.Pid, 5*time.Second, time.Millisecond)
+	if err != nil || execd {
+		t.Fatalf("waitExec(init that ended) = %v, %v; want false, nil", execd, err)
 	}
 }
 

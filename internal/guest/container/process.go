@@ -3,7 +3,9 @@ package container
 import (
 	"context"
 	"os"
+	"strconv"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -36,6 +38,11 @@ type Process struct {
 	// done is closed when the process has exited and its output is out.
 	done chan struct{}
 
+	// endedInInit is set, before the init is reaped, when it ended still
+	// named as libcontainer's init: before it ran the program (a
+	// startContainer hook failed).
+	endedInInit atomic.Bool
+
 	mu       sync.Mutex
 	status   int       // guarded by mu; valid once done is closed
 	exitedAt time.Time // guarded by mu
@@ -58,6 +65,9 @@ func (p *Process) Pid() int { return p.pid }
 // wait collects the exit, lets the output drain, and closes done.
 // release gives the pid back to the reaper once collected.
 func (p *Process) wait(release func()) {
+	if p.execID == "" {
+		p.peekEnd()
+	}
 	ps, err := p.proc.Wait()
 	release()
 	status := 255
@@ -76,6 +86,27 @@ func (p *Process) wait(release func()) {
 	p.io.exited(context.Background())
 	p.io.log.WithField("pid", p.pid).Debugf("output out %s after the exit", time.Since(now))
 	close(p.done)
+}
+
+// peekEnd waits for the process to end without reaping it, and records
+// whether it ended as libcontainer's init: its zombie keeps the name.
+func (p *Process) peekEnd() {
+	var info unix.Siginfo
+	for {
+		err := unix.Waitid(unix.P_PID, p.pid, &info, unix.WEXITED|unix.WNOWAIT, nil)
+		if err == unix.EINTR {
+			continue
+		}
+		if err != nil {
+			return
+		}
+		break
+	}
+	if data, err := os.ReadFile("/proc/" + strconv.Itoa(p.pid) + "/stat"); err == nil {
+		if comm, _, err := parseStat(data); err == nil {
+			p.endedInInit.Store(comm == initComm)
+		}
+	}
 }
 
 // hasExited tells whether the process is gone.
