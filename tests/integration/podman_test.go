@@ -111,6 +111,13 @@ func TestPodmanRun(t *testing.T) {
 	if _, err := os.Stat(filepath.Join(vol, "x")); err == nil {
 		t.Error("the container wrote into a read-only volume")
 	}
+	// A user namespace, as --uidmap makes it: root in the container is
+	// host uid 100000.
+	out, code = p.run("run", "--rm", "--network", "none", "--uidmap", "0:100000:65536", "--gidmap", "0:100000:65536",
+		"localhost/busybox", "sh", "-c", "id -u; cat /proc/self/uid_map")
+	if f := strings.Fields(out); code != 0 || len(f) < 4 || f[0] != "0" || f[2] != "100000" {
+		t.Errorf("podman run --uidmap: exit %d: %s", code, out)
+	}
 }
 
 func TestPodmanDetached(t *testing.T) {
