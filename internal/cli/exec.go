@@ -72,7 +72,9 @@ func execAction(c *cli.Context) error {
 		// runc's exec then starts a process that freezes as it joins
 		// the cgroup, and waits on it for ever.
 		return fmt.Errorf("cannot exec in a paused container, even with --ignore-paused: the process would freeze before it started; resume the container first: %w", errdefs.ErrFailedPrecondition)
-	case st.Status != state.Running:
+	case st.Status != state.Running && st.Status != state.Created:
+		// As runc: a created container takes execs too (its namespaces
+		// exist; its own process waits for the start).
 		return fmt.Errorf("cannot exec in a container that is %s: %w", st.Status, errdefs.ErrFailedPrecondition)
 	}
 	p, err := execProcess(c, st.Bundle)

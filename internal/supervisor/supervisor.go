@@ -503,7 +503,8 @@ func (s *supervisor) exec(ctx context.Context, conn *net.UnixConn, enc *json.Enc
 	// Registered under mu against finish's flag, so that the teardown
 	// knows of every exec whose caller still waits.
 	s.mu.Lock()
-	if !s.started || s.finishing.Load() {
+	// A created container takes execs, as runc's does.
+	if (!s.started && s.st.Status != state.Created) || s.finishing.Load() {
 		s.mu.Unlock()
 		return fmt.Errorf("container %s is not running: %w", s.opts.ID, errdefs.ErrFailedPrecondition)
 	}

@@ -475,3 +475,43 @@ func TestCLIPidMountNamespaceIsTheContainers(t *testing.T) {
 		t.Errorf("the volume in the container: exit %d, %q, %s", code, out, errOut)
 	}
 }
+
+// A created container takes execs, as runc's does: in its namespaces,
+// before its own process starts; then it starts as any other. Both ways
+// the guest sets a container up: hull-init's, and libcontainer's (a tmpfs
+// with tmpcopyup is libcontainer's alone).
+func TestCLIExecIntoCreatedContainer(t *testing.T) {
+	e := newCLIEnv(t)
+	for _, copyup := range []bool{false, true} {
+		bundle := busyboxBundle(t)
+		spec := busyboxSpec("sh", "-c", "echo started > /tmp/started; exec sleep 1000")
+		spec.Hostname = "created-exec"
+		opts := []string{"mode=1777"}
+		if copyup {
+			opts = append(opts, "tmpcopyup")
+		}
+		spec.Mounts = append(spec.Mounts, specs.Mount{Destination: "/tmp", Type: "tmpfs", Source: "tmpfs", Options: opts})
+		writeSpec(t, bundle, spec)
+		id := fmt.Sprintf("created%v", copyup)
+		if _, errOut, code := e.hull("create", "--bundle", bundle, id); code != 0 {
+			t.Fatalf("create: %s", errOut)
+		}
+		out, errOut, code := e.hull("exec", id, "sh", "-c", "hostname; ls /tmp")
+		if code != 0 || out != "created-exec\n" {
+			t.Errorf("exec into the created container (copyup %v): exit %d, %q, %s", copyup, code, out, errOut)
+		}
+		if s := e.state(id); s["status"] != "created" {
+			t.Errorf("after the exec: %v", s["status"])
+		}
+		if _, errOut, code := e.hull("start", id); code != 0 {
+			t.Fatalf("start: %s", errOut)
+		}
+		if out, errOut, code := e.hull("exec", id, "cat", "/tmp/started"); code != 0 || out != "started\n" {
+			t.Errorf("exec after the start (copyup %v): exit %d, %q, %s", copyup, code, out, errOut)
+		}
+		if _, errOut, code := e.hull("delete", "--force", id); code != 0 {
+			t.Errorf("delete --force: %s", errOut)
+		}
+	}
+	e.assertClean()
+}

@@ -522,7 +522,9 @@ func (e *Engine) Exec(ctx context.Context, id, execID string, processJSON []byte
 
 	c.mu.Lock()
 	switch _, exists := c.execs[execID]; {
-	case c.removing || !c.started || c.init.hasExited():
+	case c.removing || c.init.hasExited():
+		// A created container takes execs, as runc's does: its
+		// namespaces exist, and its init waits for the start.
 		c.mu.Unlock()
 		return 0, fmt.Errorf("container %q is not running: %w", id, errdefs.ErrFailedPrecondition)
 	case c.paused():
